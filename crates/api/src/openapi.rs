@@ -1,0 +1,126 @@
+//! The OpenAPI 3.1 document, generated from the registered routes.
+//!
+//! Every operation gets a `default` response referring to the shared `Problem` response, so
+//! the error body is declared once and every client generator knows it.
+
+use actix_web::App;
+use utoipa::OpenApi;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa_actix_web::AppExt;
+
+use crate::error::{PROBLEM_JSON, Problem, ProblemField};
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sovereign",
+        description = "Self-hosted, multi-tenant backend: accounts and sessions, tenants isolated by \
+PostgreSQL row-level security, cache, vector search and realtime channels.\n\n\
+Every error is an RFC 9457 problem body (`application/problem+json`) with a stable `code` and \
+the `request_id` that also appears in the `X-Request-ID` header and the server's logs.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    components(schemas(Problem, ProblemField)),
+    tags((name = "operations", description = "Service information, liveness and readiness")),
+)]
+struct ApiDoc;
+
+/// The shared error response's name under `components.responses`.
+const PROBLEM_RESPONSE: &str = "Problem";
+
+/// Builds the document from the same route registration the server uses.
+#[must_use]
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, routes) = App::new()
+        .into_utoipa_app()
+        .configure(routes::register)
+        .split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(routes);
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+
+    let problem = ResponseBuilder::new()
+        .description("An error, as an RFC 9457 problem body.")
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .header(
+            "X-Request-ID",
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some("The request id, also in the body and the logs."))
+                .build(),
+        )
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .responses
+        .insert(PROBLEM_RESPONSE.to_owned(), RefOr::T(problem));
+
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            add_default_problem(operation);
+        }
+    }
+    doc
+}
+
+fn add_default_problem(operation: &mut Operation) {
+    operation
+        .responses
+        .responses
+        .entry("default".to_owned())
+        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(PROBLEM_RESPONSE)));
+}
+
+/// The document as pretty-printed JSON with a trailing newline, as committed in
+/// `docs/openapi.json`.
+#[must_use]
+pub fn document_json() -> String {
+    let mut json = document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_operation_can_answer_a_problem() {
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = json["paths"].as_object().unwrap();
+        for path in ["/", "/health", "/ready"] {
+            assert!(paths.contains_key(path), "{path} missing");
+        }
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                assert_eq!(
+                    op["responses"]["default"]["$ref"], "#/components/responses/Problem",
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(json["components"]["schemas"]["Problem"].is_object());
+    }
+}

@@ -1,0 +1,13 @@
+//! Route registration. Routes and their OpenAPI entries are registered together, so the
+//! document cannot miss a route.
+
+mod system;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Registers every documented route.
+pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(system::index)
+        .service(system::health)
+        .service(system::ready);
+}

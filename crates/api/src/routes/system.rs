@@ -1,0 +1,151 @@
+//! Service information, liveness and readiness.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use sovereign_core::Diagnostic;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// How long readiness waits for each dependency: well inside orchestrators' probe timeouts.
+const READINESS_BUDGET: Duration = Duration::from_millis(1500);
+
+/// Name and version of the running service.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    #[schema(example = "sovereign")]
+    pub name: String,
+    #[schema(example = "0.1.0")]
+    pub version: String,
+    /// Where the interactive API docs are, when enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/docs/")]
+    pub docs: Option<String>,
+}
+
+/// Service name, version and docs location.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Service information", body = ServiceInfo))
+)]
+#[get("/")]
+pub(super) async fn index(state: web::Data<AppState>) -> web::Json<ServiceInfo> {
+    web::Json(ServiceInfo {
+        name: "sovereign".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        docs: state.settings.features.docs.then(|| "/docs/".to_owned()),
+    })
+}
+
+/// The liveness report.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Liveness: the process is up and serving requests. Calls no dependency, so a database
+/// outage never makes an orchestrator restart healthy processes.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness))
+)]
+#[get("/health")]
+pub(super) async fn health() -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(Liveness {
+        status: "ok".to_owned(),
+    })
+}
+
+/// State of one dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Reachable and answering.
+    Ok,
+    /// Unreachable or failing; the service cannot work without it.
+    Down,
+}
+
+/// One dependency's health.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DependencyCheck {
+    pub status: CheckStatus,
+    /// Round-trip time of the check, when it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.8)]
+    pub latency_ms: Option<f64>,
+    /// Stable code of the failure, when it failed; the cause is in the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "database_unavailable")]
+    pub error: Option<String>,
+}
+
+/// Overall readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+/// The readiness report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub status: ReadyStatus,
+    /// Each dependency by name (`database`, …).
+    pub checks: BTreeMap<String, DependencyCheck>,
+}
+
+/// Readiness: each dependency's state and latency. Answers within two seconds; 503 when the
+/// database is unreachable.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every required dependency is reachable", body = Readiness),
+        (status = 503, description = "A required dependency is down", body = Readiness),
+    )
+)]
+#[get("/ready")]
+pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let mut checks = BTreeMap::new();
+    let database = match state.db.health(READINESS_BUDGET).await {
+        Ok(latency) => DependencyCheck {
+            status: CheckStatus::Ok,
+            latency_ms: Some(latency.as_secs_f64() * 1000.0),
+            error: None,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            DependencyCheck {
+                status: CheckStatus::Down,
+                latency_ms: None,
+                error: Some(e.code().to_owned()),
+            }
+        }
+    };
+    let ready = database.status == CheckStatus::Ok;
+    checks.insert("database".to_owned(), database);
+    let report = Readiness {
+        status: if ready {
+            ReadyStatus::Ready
+        } else {
+            ReadyStatus::NotReady
+        },
+        checks,
+    };
+    let mut response = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    no_store(&mut response).json(report)
+}
+
+fn no_store(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+    response.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+}

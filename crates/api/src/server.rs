@@ -1,0 +1,204 @@
+//! Building and running the HTTP server. Tests build it on port 0 and talk to it over TCP.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use sovereign_core::{Environment, ErrorKind, Settings};
+use sovereign_db::{Db, DbError};
+use utoipa_actix_web::AppExt;
+
+use crate::error::ApiError;
+use crate::extract::BodyLimits;
+use crate::state::AppState;
+use crate::{docs, middleware, openapi, routes};
+
+/// Extra routes mounted next to the API's own, behind the same middleware. Tests use it to
+/// exercise extractors and error handling on purpose-built endpoints.
+pub type RouteHook = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database role `{role}` can bypass row-level security ({why}); \
+         connect as a role that is not superuser, not BYPASSRLS and owns no tables \
+         (see docs/operations.md)"
+    )]
+    PrivilegedRole { role: String, why: String },
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Binds `HOST:PORT` (port 0 picks a free port) and prepares the workers. Connects to the
+    /// database only to check the runtime role; the server starts while the database is down.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with_routes(settings, None).await
+    }
+
+    /// Like [`Application::build`], with extra routes.
+    pub async fn build_with_routes(
+        settings: Settings,
+        extra_routes: Option<RouteHook>,
+    ) -> Result<Self, StartError> {
+        let db = Db::from_settings(&settings.database)?;
+        check_runtime_role(&db, settings.environment).await?;
+
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                address: address.clone(),
+                source,
+            })?
+            .port();
+
+        let limits = BodyLimits {
+            json: settings.server.json_limit,
+            payload: settings.server.payload_limit,
+        };
+        let workers = settings.server.workers;
+        let shutdown_secs = settings.server.shutdown_timeout.as_secs();
+        let docs = settings
+            .features
+            .docs
+            .then(|| Bytes::from(openapi::document_json()));
+        let state = web::Data::new(AppState {
+            settings: Arc::new(settings),
+            db,
+        });
+
+        let server = HttpServer::new(move || {
+            build_app(state.clone(), limits, docs.clone(), extra_routes.clone())
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown_secs)
+        .listen(listener)
+        .map_err(|source| StartError::Bind { address, source })?
+        .run();
+        tracing::info!(port, workers, "listening");
+        Ok(Self { server, port })
+    }
+
+    /// The port actually bound.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight requests
+    /// finish within `SHUTDOWN_TIMEOUT_SECONDS`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn build_app(
+    state: web::Data<AppState>,
+    limits: BodyLimits,
+    docs: Option<Bytes>,
+    extra_routes: Option<RouteHook>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::Data::new(limits))
+        .app_data(web::PayloadConfig::new(limits.payload))
+        .app_data(
+            web::FormConfig::default()
+                .limit(limits.payload)
+                .error_handler(|e, _| {
+                    ApiError::of_kind(ErrorKind::BadRequest, "invalid_form", e.to_string()).into()
+                }),
+        )
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::of_kind(ErrorKind::BadRequest, "invalid_query", e.to_string()).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            ApiError::of_kind(ErrorKind::NotFound, "not_found", e.to_string()).into()
+        }))
+        .wrap(from_fn(middleware::request_context))
+        .into_utoipa_app()
+        .configure(routes::register)
+        .into_app()
+        .configure(move |cfg| {
+            if let Some(document) = docs {
+                docs::register(cfg, document);
+            }
+            if let Some(hook) = extra_routes {
+                hook(cfg);
+            }
+        })
+        .default_service(web::to(not_found))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::of_kind(
+        ErrorKind::NotFound,
+        "not_found",
+        format!("No resource exists at {}.", req.path()),
+    ))
+}
+
+/// The runtime role must not be able to see past row-level security. Refused in production,
+/// a loud warning elsewhere; skipped (with a warning) when the database is unreachable.
+async fn check_runtime_role(db: &Db, environment: Environment) -> Result<(), StartError> {
+    match db.runtime_role().await {
+        Ok(report) if report.is_privileged() => {
+            let mut why = Vec::new();
+            if report.superuser {
+                why.push("superuser".to_owned());
+            }
+            if report.bypass_rls {
+                why.push("BYPASSRLS".to_owned());
+            }
+            if report.owned_objects > 0 {
+                why.push(format!("owns {} objects", report.owned_objects));
+            }
+            let error = StartError::PrivilegedRole {
+                role: report.role,
+                why: why.join(", "),
+            };
+            if environment == Environment::Production {
+                return Err(error);
+            }
+            tracing::warn!("{error}");
+        }
+        Ok(report) => tracing::info!(role = %report.role, "database role checked"),
+        Err(e) => tracing::warn!(error = %e, "database unreachable at start-up; /ready reports it"),
+    }
+    Ok(())
+}

@@ -1,0 +1,849 @@
+//! Typed settings, loaded once from the environment (and an optional `.env` file) and passed
+//! down. There is no global: whoever needs a setting receives it.
+//!
+//! Loading reports every problem at once, each with a suggestion, so an operator fixes the whole
+//! configuration in one go. Variable names follow the earlier Python version where it had them
+//! (`DATABASE_URL`, `VALKEY_URL`/`REDIS_URL`, `SECRET_KEY`, `BACKEND_CORS_ORIGINS`, …).
+//!
+//! Every variable is declared as a [`SettingSpec`]; [`documented_settings`] lists them, and a
+//! test keeps `docs/configuration.md` in step with that list.
+
+mod reader;
+mod secret;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+pub use reader::{DefaultValue, SettingIssue, SettingSpec};
+pub use secret::SecretUrl;
+
+use reader::{Reader, SettingValue};
+
+macro_rules! spec {
+    ($ident:ident, $name:literal, $default:expr, $description:literal) => {
+        static $ident: SettingSpec = SettingSpec {
+            name: $name,
+            default: $default,
+            description: $description,
+            secret: false,
+        };
+    };
+    ($ident:ident, $name:literal, $default:expr, $description:literal, secret) => {
+        static $ident: SettingSpec = SettingSpec {
+            name: $name,
+            default: $default,
+            description: $description,
+            secret: true,
+        };
+    };
+}
+
+use DefaultValue::{Computed, Required, Unset, Value};
+
+spec!(
+    ENVIRONMENT,
+    "ENVIRONMENT",
+    Value("development"),
+    "Deployment environment: `development`, `staging` or `production`. Staging and production enforce a strong `SECRET_KEY`, JSON logs and no `DEBUG`."
+);
+spec!(
+    DEBUG,
+    "DEBUG",
+    Value("false"),
+    "Verbose diagnostics: raises the default log level to `debug`. Refused in production."
+);
+spec!(
+    HOST,
+    "HOST",
+    Value("127.0.0.1"),
+    "Address the HTTP server binds to. Use `0.0.0.0` in a container; keep the loopback address behind a reverse proxy on the same host."
+);
+spec!(
+    PORT,
+    "PORT",
+    Value("8000"),
+    "TCP port the HTTP server listens on."
+);
+spec!(
+    WORKERS,
+    "WORKERS",
+    Computed("number of CPUs"),
+    "Number of HTTP worker threads."
+);
+spec!(
+    SHUTDOWN_TIMEOUT_SECONDS,
+    "SHUTDOWN_TIMEOUT_SECONDS",
+    Value("30"),
+    "On SIGTERM/SIGINT, how long in-flight requests may take to finish before connections are closed."
+);
+spec!(
+    JSON_BODY_LIMIT_BYTES,
+    "JSON_BODY_LIMIT_BYTES",
+    Value("1048576"),
+    "Largest JSON request body accepted; larger bodies get `413 payload_too_large`."
+);
+spec!(
+    PAYLOAD_LIMIT_BYTES,
+    "PAYLOAD_LIMIT_BYTES",
+    Value("2097152"),
+    "Largest non-JSON request body (forms, raw bytes) accepted."
+);
+spec!(
+    DATABASE_URL,
+    "DATABASE_URL",
+    Required,
+    "PostgreSQL URL the server connects with, as its runtime role (not the schema owner, not a superuser); e.g. `postgres://sovereign_api:PASSWORD@127.0.0.1:5432/sovereign`.",
+    secret
+);
+spec!(
+    DATABASE_OWNER_URL,
+    "DATABASE_OWNER_URL",
+    Computed("`DATABASE_URL`"),
+    "PostgreSQL URL `sovereign migrate` connects with: the role that owns the schema.",
+    secret
+);
+spec!(
+    DATABASE_POOL_MAX_SIZE,
+    "DATABASE_POOL_MAX_SIZE",
+    Value("16"),
+    "Most connections the server keeps open to PostgreSQL."
+);
+spec!(
+    DATABASE_POOL_WAIT_TIMEOUT_MS,
+    "DATABASE_POOL_WAIT_TIMEOUT_MS",
+    Value("1000"),
+    "How long a request waits for a free connection before it gets `503 database_unavailable`."
+);
+spec!(
+    DATABASE_CONNECT_TIMEOUT_MS,
+    "DATABASE_CONNECT_TIMEOUT_MS",
+    Value("2000"),
+    "How long opening a new connection may take."
+);
+spec!(
+    DATABASE_RECYCLE_TIMEOUT_MS,
+    "DATABASE_RECYCLE_TIMEOUT_MS",
+    Value("1000"),
+    "How long checking a pooled connection before reuse may take."
+);
+spec!(
+    DATABASE_STATEMENT_TIMEOUT_MS,
+    "DATABASE_STATEMENT_TIMEOUT_MS",
+    Value("5000"),
+    "Longest a single statement or transaction may run, enforced by PostgreSQL and by the client."
+);
+spec!(
+    VALKEY_URL,
+    "VALKEY_URL",
+    Unset,
+    "Valkey/Redis URL (`redis://`, `rediss://`, `valkey://`, `unix://`). Wins over `REDIS_URL`. Unset: an in-process cache serves one instance.",
+    secret
+);
+spec!(
+    REDIS_URL,
+    "REDIS_URL",
+    Unset,
+    "Same as `VALKEY_URL`, accepted for compatibility.",
+    secret
+);
+spec!(
+    SECRET_KEY,
+    "SECRET_KEY",
+    Computed("random per process in development; required otherwise"),
+    "HMAC key for signing tokens: at least 32 bytes of random text (`openssl rand -base64 48`).",
+    secret
+);
+spec!(
+    ACCESS_TOKEN_EXPIRE_MINUTES,
+    "ACCESS_TOKEN_EXPIRE_MINUTES",
+    Value("15"),
+    "Lifetime of access tokens, in minutes (1 to 1440)."
+);
+spec!(
+    REFRESH_TOKEN_EXPIRE_DAYS,
+    "REFRESH_TOKEN_EXPIRE_DAYS",
+    Value("7"),
+    "Lifetime of refresh tokens (sessions), in days (1 to 365)."
+);
+spec!(
+    BACKEND_CORS_ORIGINS,
+    "BACKEND_CORS_ORIGINS",
+    Unset,
+    "Origins allowed to call the API from a browser: a comma-separated list or a JSON array, e.g. `https://app.example.com,https://admin.example.com`."
+);
+spec!(
+    CORS_ALLOW_CREDENTIALS,
+    "CORS_ALLOW_CREDENTIALS",
+    Value("true"),
+    "Whether browsers may send credentials cross-origin. Cannot be combined with a `*` origin."
+);
+spec!(
+    ENABLE_MULTI_TENANT,
+    "ENABLE_MULTI_TENANT",
+    Value("false"),
+    "Serve several tenants, chosen by token or `X-Tenant-ID`. Off: everything lives in the default tenant."
+);
+spec!(
+    ENABLE_VECTOR,
+    "ENABLE_VECTOR",
+    Value("true"),
+    "Serve the vector search API."
+);
+spec!(
+    ENABLE_WEBSOCKETS,
+    "ENABLE_WEBSOCKETS",
+    Value("true"),
+    "Serve realtime websocket channels."
+);
+spec!(
+    DOCS_ENABLED,
+    "DOCS_ENABLED",
+    Computed("`true`, except in production"),
+    "Serve the interactive API docs at `/docs` and the document at `/api/v1/openapi.json`."
+);
+spec!(
+    LOG_LEVEL,
+    "LOG_LEVEL",
+    Computed("`info` (`debug` when `DEBUG` is on)"),
+    "Log filter: a level (`info`) or per-crate directives (`info,sovereign_db=debug`)."
+);
+spec!(
+    LOG_FORMAT,
+    "LOG_FORMAT",
+    Value("auto"),
+    "`json`, `pretty`, or `auto`: readable in development, JSON in staging and production."
+);
+
+/// Where the service runs; stricter rules apply outside development.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    #[default]
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+
+    #[must_use]
+    pub fn is_development(self) -> bool {
+        self == Self::Development
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "staging" | "stage" => Ok(Self::Staging),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected development, staging or production".to_owned()),
+        }
+    }
+}
+
+impl SettingValue for Environment {
+    const EXPECTED: &'static str = "development, staging or production";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Decided by the environment.
+    #[default]
+    Auto,
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// Human-readable, for terminals.
+    Pretty,
+}
+
+impl SettingValue for LogFormat {
+    const EXPECTED: &'static str = "json, pretty or auto";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            _ => Err(format!("expected {}", Self::EXPECTED)),
+        }
+    }
+}
+
+/// The complete, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub debug: bool,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub cache: CacheSettings,
+    pub auth: AuthSettings,
+    pub cors: CorsSettings,
+    pub features: FeatureFlags,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout: Duration,
+    pub json_limit: usize,
+    pub payload_limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The runtime role's connection.
+    pub url: SecretUrl,
+    /// The schema owner's connection, for migrations.
+    pub owner_url: SecretUrl,
+    pub pool_max_size: usize,
+    pub pool_wait_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub recycle_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Valkey/Redis; `None` selects the in-process cache.
+    pub url: Option<SecretUrl>,
+}
+
+#[derive(Clone)]
+pub struct AuthSettings {
+    pub secret_key: SecretString,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("secret_key", &"[redacted]")
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsSettings {
+    /// Normalised origins (`scheme://host[:port]`), or `["*"]`.
+    pub allowed_origins: Vec<String>,
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureFlags {
+    pub multi_tenant: bool,
+    pub vector: bool,
+    pub websockets: bool,
+    pub docs: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive string.
+    pub filter: String,
+    /// Never `Auto`: resolved from the environment at load time.
+    pub format: LogFormat,
+}
+
+/// Settings that loaded, with warnings worth logging at start-up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<SettingIssue>,
+}
+
+/// Every problem that keeps the configuration from loading.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<SettingIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "invalid configuration: {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Values that must never be used as `SECRET_KEY` outside development.
+const KNOWN_WEAK_SECRETS: &[&str] = &[
+    "changeme",
+    "change-me",
+    "change_me",
+    "changethis",
+    "secret",
+    "secret-key",
+    "secret_key",
+    "your-secret-key",
+    "your-secret-key-here",
+    "your_secret_key_here",
+    "supersecret",
+    "development",
+    "sovereign",
+    "password",
+];
+
+/// Minimum `SECRET_KEY` length in bytes (256 bits, RFC 8725 §3.5).
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+impl Settings {
+    /// Loads settings from the process environment, reading `.env` in the working directory
+    /// first when it exists (real environment variables win).
+    pub fn load() -> Result<Loaded, ConfigError> {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut dotenv_problem = None;
+        match dotenvy::from_path_iter(".env") {
+            Ok(iter) => {
+                for item in iter {
+                    match item {
+                        Ok((k, v)) => {
+                            vars.insert(k, v);
+                        }
+                        Err(e) => {
+                            dotenv_problem = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.not_found() => {}
+            Err(e) => dotenv_problem = Some(e.to_string()),
+        }
+        vars.extend(std::env::vars());
+        let result = Self::from_vars(vars);
+        match (dotenv_problem, result) {
+            (None, result) => result,
+            (Some(message), result) => {
+                let issue = SettingIssue {
+                    setting: ".env",
+                    message: format!("could not be read: {message}"),
+                    suggestion: Some("fix the line it names, or remove the file".to_owned()),
+                };
+                let mut problems = vec![issue];
+                if let Err(e) = result {
+                    problems.extend(e.problems);
+                }
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    /// Loads settings from the given variables only (tests use this; nothing global is read).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Loaded, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let mut r = Reader::new(&vars);
+        let settings = read_settings(&mut r);
+        if r.problems.is_empty()
+            && let Some(settings) = settings
+        {
+            Ok(Loaded {
+                settings,
+                warnings: r.warnings,
+            })
+        } else {
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+}
+
+/// Every setting Sovereign reads, in the order it reads them.
+#[must_use]
+pub fn documented_settings() -> Vec<SettingSpec> {
+    let vars = HashMap::new();
+    let mut r = Reader::new(&vars);
+    let _ = read_settings(&mut r);
+    r.specs.into_iter().copied().collect()
+}
+
+/// Reads and validates everything. Returns `None` only when a required value is missing; every
+/// problem is recorded in the reader.
+fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
+    let environment: Environment = r.value(&ENVIRONMENT);
+    let strict = !environment.is_development();
+    let debug: bool = r.value(&DEBUG);
+    if debug && environment == Environment::Production {
+        r.problem(
+            DEBUG.name,
+            "DEBUG is on in production",
+            "unset DEBUG (or set it to false); use LOG_LEVEL=debug briefly if you need more logs"
+                .to_owned(),
+        );
+    }
+
+    let server = read_server(r);
+    let database = read_database(r);
+    let cache = read_cache(r);
+    let auth = read_auth(r, environment);
+    let cors = read_cors(r, strict);
+
+    let features = FeatureFlags {
+        multi_tenant: r.value(&ENABLE_MULTI_TENANT),
+        vector: r.value(&ENABLE_VECTOR),
+        websockets: r.value(&ENABLE_WEBSOCKETS),
+        docs: r
+            .optional(&DOCS_ENABLED)
+            .unwrap_or(environment != Environment::Production),
+    };
+
+    let log = read_log(r, environment, debug);
+
+    Some(Settings {
+        environment,
+        debug,
+        server,
+        database: database?,
+        cache,
+        auth,
+        cors,
+        features,
+        log,
+    })
+}
+
+fn read_server(r: &mut Reader<'_>) -> ServerSettings {
+    let host: String = r.value(&HOST);
+    if host.contains("://") || host.contains('/') {
+        r.problem(
+            HOST.name,
+            format!("`{host}` is not a host name or address"),
+            "set HOST to an address such as 127.0.0.1 or 0.0.0.0, without a scheme".to_owned(),
+        );
+    }
+    let port: u16 = r.value(&PORT);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = match r.optional::<usize>(&WORKERS) {
+        Some(w) if (1..=512).contains(&w) => w,
+        Some(w) => {
+            r.problem(
+                WORKERS.name,
+                format!("{w} is out of range"),
+                format!("set WORKERS from 1 to 512, or unset it to use the CPU count ({cpus})"),
+            );
+            cpus
+        }
+        None => cpus,
+    };
+    ServerSettings {
+        host,
+        port,
+        workers,
+        shutdown_timeout: Duration::from_secs(r.bounded(&SHUTDOWN_TIMEOUT_SECONDS, 0, 3600)),
+        json_limit: r.bounded(&JSON_BODY_LIMIT_BYTES, 1024, 256 << 20),
+        payload_limit: r.bounded(&PAYLOAD_LIMIT_BYTES, 1024, 1 << 30),
+    }
+}
+
+fn read_database(r: &mut Reader<'_>) -> Option<DatabaseSettings> {
+    let url = read_postgres_url(r, &DATABASE_URL);
+    let owner_url = read_postgres_url(r, &DATABASE_OWNER_URL);
+    let millis = |r: &mut Reader<'_>, spec| Duration::from_millis(r.bounded(spec, 1, 600_000));
+    let pool_max_size = r.bounded(&DATABASE_POOL_MAX_SIZE, 1, 1000);
+    let pool_wait_timeout = millis(r, &DATABASE_POOL_WAIT_TIMEOUT_MS);
+    let connect_timeout = millis(r, &DATABASE_CONNECT_TIMEOUT_MS);
+    let recycle_timeout = millis(r, &DATABASE_RECYCLE_TIMEOUT_MS);
+    let statement_timeout = millis(r, &DATABASE_STATEMENT_TIMEOUT_MS);
+    let url = url?;
+    Some(DatabaseSettings {
+        owner_url: owner_url.unwrap_or_else(|| url.clone()),
+        url,
+        pool_max_size,
+        pool_wait_timeout,
+        connect_timeout,
+        recycle_timeout,
+        statement_timeout,
+    })
+}
+
+fn read_postgres_url(r: &mut Reader<'_>, spec: &'static SettingSpec) -> Option<SecretUrl> {
+    let url: Url = r.optional(spec)?;
+    let url = SecretUrl::new(url);
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        r.problem(
+            spec.name,
+            format!("`{}` is not a PostgreSQL URL", url.redacted()),
+            "use postgres://USER:PASSWORD@HOST:PORT/DATABASE".to_owned(),
+        );
+        return None;
+    }
+    let has_socket_host = url.query_pairs().any(|(k, _)| k == "host");
+    if url.host_str().is_none_or(str::is_empty) && !has_socket_host {
+        r.problem(
+            spec.name,
+            format!("`{}` names no host", url.redacted()),
+            "add a host (postgres://USER@127.0.0.1:5432/DB) or a socket (?host=/var/run/postgresql)"
+                .to_owned(),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+fn read_cache(r: &mut Reader<'_>) -> CacheSettings {
+    let valkey = read_redis_url(r, &VALKEY_URL);
+    let redis = read_redis_url(r, &REDIS_URL);
+    if let (Some(v), Some(rd)) = (&valkey, &redis)
+        && v.expose() != rd.expose()
+    {
+        r.warning(
+            REDIS_URL.name,
+            "both VALKEY_URL and REDIS_URL are set and differ; using VALKEY_URL",
+            "unset one of them".to_owned(),
+        );
+    }
+    CacheSettings {
+        url: valkey.or(redis),
+    }
+}
+
+fn read_redis_url(r: &mut Reader<'_>, spec: &'static SettingSpec) -> Option<SecretUrl> {
+    let url = SecretUrl::new(r.optional::<Url>(spec)?);
+    const SCHEMES: &[&str] = &[
+        "redis",
+        "rediss",
+        "valkey",
+        "valkeys",
+        "unix",
+        "redis+unix",
+        "valkey+unix",
+    ];
+    if SCHEMES.contains(&url.scheme()) {
+        Some(url)
+    } else {
+        r.problem(
+            spec.name,
+            format!("`{}` is not a Redis/Valkey URL", url.redacted()),
+            "use redis://[:PASSWORD@]HOST:6379[/DB] (rediss:// for TLS)".to_owned(),
+        );
+        None
+    }
+}
+
+fn read_auth(r: &mut Reader<'_>, environment: Environment) -> AuthSettings {
+    let secret_key = match r.raw(&SECRET_KEY) {
+        Some(key) => {
+            check_secret_key(r, key, environment);
+            SecretString::from(key.to_owned())
+        }
+        None if environment.is_development() => {
+            r.warning(
+                SECRET_KEY.name,
+                "not set; using a random key for this process, so tokens end with a restart",
+                "set SECRET_KEY to the output of `openssl rand -base64 48`".to_owned(),
+            );
+            SecretString::from(random_secret())
+        }
+        None => {
+            r.problem(
+                SECRET_KEY.name,
+                format!("is required in {environment}"),
+                "set SECRET_KEY to the output of `openssl rand -base64 48`".to_owned(),
+            );
+            SecretString::from(String::new())
+        }
+    };
+    AuthSettings {
+        secret_key,
+        access_token_ttl: Duration::from_secs(
+            60 * r.bounded(&ACCESS_TOKEN_EXPIRE_MINUTES, 1, 1440),
+        ),
+        refresh_token_ttl: Duration::from_secs(
+            86_400 * r.bounded(&REFRESH_TOKEN_EXPIRE_DAYS, 1, 365),
+        ),
+    }
+}
+
+fn check_secret_key(r: &mut Reader<'_>, key: &str, environment: Environment) {
+    let suggestion = || "set SECRET_KEY to the output of `openssl rand -base64 48`".to_owned();
+    let mut weaknesses = Vec::new();
+    if key.len() < MIN_SECRET_KEY_BYTES {
+        weaknesses.push(format!(
+            "is {} bytes long; at least {MIN_SECRET_KEY_BYTES} are needed",
+            key.len()
+        ));
+    }
+    let lowered = key.to_ascii_lowercase();
+    if KNOWN_WEAK_SECRETS
+        .iter()
+        .any(|weak| lowered.trim_matches(|c: char| !c.is_ascii_alphanumeric()) == *weak)
+    {
+        weaknesses.push("is a well-known placeholder value".to_owned());
+    }
+    let mut distinct: Vec<char> = key.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if key.len() >= MIN_SECRET_KEY_BYTES && distinct.len() < 10 {
+        weaknesses.push("uses fewer than 10 distinct characters, so it is not random".to_owned());
+    }
+    for weakness in weaknesses {
+        if environment.is_development() {
+            r.warning(SECRET_KEY.name, weakness, suggestion());
+        } else {
+            r.problem(SECRET_KEY.name, weakness, suggestion());
+        }
+    }
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_cors(r: &mut Reader<'_>, strict: bool) -> CorsSettings {
+    let raw = r.raw(&BACKEND_CORS_ORIGINS).unwrap_or_default();
+    let allow_credentials: bool = r.value(&CORS_ALLOW_CREDENTIALS);
+    let items: Vec<String> = if raw.starts_with('[') {
+        match serde_json::from_str::<Vec<String>>(raw) {
+            Ok(items) => items,
+            Err(e) => {
+                r.problem(
+                    BACKEND_CORS_ORIGINS.name,
+                    format!("looks like a JSON array but is not one: {e}"),
+                    r#"write ["https://a.example","https://b.example"] or a comma-separated list"#
+                        .to_owned(),
+                );
+                Vec::new()
+            }
+        }
+    } else {
+        raw.split(',').map(str::to_owned).collect()
+    };
+    let mut origins = Vec::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match normalise_origin(item) {
+            Ok(origin) => {
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+            Err(why) => r.problem(
+                BACKEND_CORS_ORIGINS.name,
+                format!("`{item}` is not an origin: {why}"),
+                "write origins as scheme://host[:port], e.g. https://app.example.com".to_owned(),
+            ),
+        }
+    }
+    let wildcard = origins.iter().any(|o| o == "*");
+    if wildcard && allow_credentials {
+        r.problem(
+            BACKEND_CORS_ORIGINS.name,
+            "`*` cannot be combined with credentials: browsers refuse it, and it would let any site act as the user",
+            "list the allowed origins explicitly, or set CORS_ALLOW_CREDENTIALS=false".to_owned(),
+        );
+    } else if wildcard && strict {
+        r.warning(
+            BACKEND_CORS_ORIGINS.name,
+            "`*` lets any web site call the API from a browser",
+            "list the allowed origins explicitly".to_owned(),
+        );
+    }
+    if wildcard && origins.len() > 1 {
+        origins.retain(|o| o == "*");
+    }
+    CorsSettings {
+        allowed_origins: origins,
+        allow_credentials,
+    }
+}
+
+/// `https://App.example.com:443/` → `https://app.example.com`.
+fn normalise_origin(text: &str) -> Result<String, String> {
+    if text == "*" {
+        return Ok("*".to_owned());
+    }
+    let url = Url::parse(text).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https".to_owned());
+    }
+    if url.host_str().is_none() {
+        return Err("it names no host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it must not contain credentials".to_owned());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("an origin has no path, query or fragment".to_owned());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn read_log(r: &mut Reader<'_>, environment: Environment, debug: bool) -> LogSettings {
+    let filter = r
+        .optional::<String>(&LOG_LEVEL)
+        .unwrap_or_else(|| if debug { "debug" } else { "info" }.to_owned());
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&filter) {
+        r.problem(
+            LOG_LEVEL.name,
+            format!("`{filter}` is not a log filter: {e}"),
+            "use a level (error, warn, info, debug, trace) or directives like info,sovereign_db=debug"
+                .to_owned(),
+        );
+    }
+    let format = match r.value::<LogFormat>(&LOG_FORMAT) {
+        LogFormat::Auto if environment.is_development() => LogFormat::Pretty,
+        LogFormat::Auto => LogFormat::Json,
+        explicit => explicit,
+    };
+    LogSettings { filter, format }
+}
+
+impl AuthSettings {
+    /// The signing key's bytes.
+    #[must_use]
+    pub fn secret_key_bytes(&self) -> &[u8] {
+        self.secret_key.expose_secret().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests;

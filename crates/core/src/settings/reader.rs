@@ -1,0 +1,273 @@
+//! Reading typed values from a map of environment variables while collecting every problem.
+//!
+//! Each read names a [`SettingSpec`]; the reader records the spec, so loading settings from an
+//! empty environment yields the complete, documented list of settings.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use url::Url;
+
+/// How a setting gets its value when the variable is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// This literal value, parsed like user input.
+    Value(&'static str),
+    /// Derived from other settings or the machine; the text says how.
+    Computed(&'static str),
+    /// Unset means the feature is off.
+    Unset,
+    /// The setting must be given.
+    Required,
+}
+
+impl fmt::Display for DefaultValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(v) => write!(f, "`{v}`"),
+            Self::Computed(how) => f.write_str(how),
+            Self::Unset => f.write_str("unset"),
+            Self::Required => f.write_str("required"),
+        }
+    }
+}
+
+/// The documentation of one setting: its variable name, default and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingSpec {
+    pub name: &'static str,
+    pub default: DefaultValue,
+    pub description: &'static str,
+    /// Secret values are never echoed in messages, logs or `Debug` output.
+    pub secret: bool,
+}
+
+/// One problem (or warning) found while loading settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingIssue {
+    /// The environment variable concerned.
+    pub setting: &'static str,
+    pub message: String,
+    /// What to do about it.
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for SettingIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)?;
+        if let Some(suggestion) = &self.suggestion {
+            write!(f, "\n    suggestion: {suggestion}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A type that can be read from a setting's text.
+pub(super) trait SettingValue: Sized {
+    /// Describes acceptable text, for messages ("a whole number", "true or false").
+    const EXPECTED: &'static str;
+    fn parse_setting(text: &str) -> Result<Self, String>;
+}
+
+impl SettingValue for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(format!("expected {}", Self::EXPECTED)),
+        }
+    }
+}
+
+macro_rules! integer_setting {
+    ($($t:ty),*) => {$(
+        impl SettingValue for $t {
+            const EXPECTED: &'static str = "a whole number";
+            fn parse_setting(text: &str) -> Result<Self, String> {
+                text.parse().map_err(|e| format!("expected {}: {e}", Self::EXPECTED))
+            }
+        }
+    )*};
+}
+integer_setting!(u16, u32, u64, usize);
+
+impl SettingValue for String {
+    const EXPECTED: &'static str = "text";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl SettingValue for Url {
+    const EXPECTED: &'static str = "a URL";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        Url::parse(text).map_err(|e| format!("not a valid URL ({e})"))
+    }
+}
+
+pub(super) struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    pub(super) specs: Vec<&'static SettingSpec>,
+    pub(super) problems: Vec<SettingIssue>,
+    pub(super) warnings: Vec<SettingIssue>,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(vars: &'a HashMap<String, String>) -> Self {
+        Self {
+            vars,
+            specs: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The trimmed, non-empty text of a variable, recording the spec as read.
+    pub(super) fn raw(&mut self, spec: &'static SettingSpec) -> Option<&'a str> {
+        if !self.specs.iter().any(|s| s.name == spec.name) {
+            self.specs.push(spec);
+        }
+        self.vars
+            .get(spec.name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(super) fn problem(
+        &mut self,
+        setting: &'static str,
+        message: impl Into<String>,
+        suggestion: impl Into<Option<String>>,
+    ) {
+        self.problems.push(SettingIssue {
+            setting,
+            message: message.into(),
+            suggestion: suggestion.into(),
+        });
+    }
+
+    pub(super) fn warning(
+        &mut self,
+        setting: &'static str,
+        message: impl Into<String>,
+        suggestion: impl Into<Option<String>>,
+    ) {
+        self.warnings.push(SettingIssue {
+            setting,
+            message: message.into(),
+            suggestion: suggestion.into(),
+        });
+    }
+
+    fn parse_text<T: SettingValue>(&mut self, spec: &'static SettingSpec, text: &str) -> Option<T> {
+        match T::parse_setting(text) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                let shown = if spec.secret {
+                    "the value".to_owned()
+                } else {
+                    format!("`{text}`")
+                };
+                let suggestion = match spec.default {
+                    DefaultValue::Value(d) => {
+                        format!(
+                            "set {} to {}, or unset it to use `{d}`",
+                            spec.name,
+                            T::EXPECTED
+                        )
+                    }
+                    _ => format!("set {} to {}", spec.name, T::EXPECTED),
+                };
+                self.problem(spec.name, format!("{shown} is invalid: {why}"), suggestion);
+                None
+            }
+        }
+    }
+
+    /// The user's value if set and valid. Unset gives `None`; so does an invalid value, which is
+    /// recorded as a problem. A `Required` setting that is unset is a problem too.
+    pub(super) fn optional<T: SettingValue>(&mut self, spec: &'static SettingSpec) -> Option<T> {
+        match self.raw(spec) {
+            Some(text) => self.parse_text(spec, text),
+            None => {
+                if spec.default == DefaultValue::Required {
+                    self.problem(
+                        spec.name,
+                        "is required but not set",
+                        format!("set {}: {}", spec.name, spec.description),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// The user's value if set and valid, else the spec's literal default.
+    pub(super) fn value<T: SettingValue + Default>(&mut self, spec: &'static SettingSpec) -> T {
+        if let Some(v) = self.optional(spec) {
+            return v;
+        }
+        match spec.default {
+            DefaultValue::Value(d) => T::parse_setting(d).unwrap_or_else(|why| {
+                self.problem(
+                    spec.name,
+                    format!("built-in default is invalid: {why}"),
+                    None,
+                );
+                T::default()
+            }),
+            _ => T::default(),
+        }
+    }
+
+    /// Like [`Reader::value`] for integers, with an inclusive range check.
+    pub(super) fn bounded<T>(&mut self, spec: &'static SettingSpec, min: T, max: T) -> T
+    where
+        T: SettingValue + Default + PartialOrd + Copy + fmt::Display,
+    {
+        let v: T = self.value(spec);
+        if v < min || v > max {
+            self.problem(
+                spec.name,
+                format!("{v} is out of range"),
+                format!("set {} to a value from {min} to {max}", spec.name),
+            );
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_accept_the_usual_spellings() {
+        for t in ["true", "TRUE", "1", "yes", "on"] {
+            assert_eq!(bool::parse_setting(t), Ok(true), "{t}");
+        }
+        for f in ["false", "False", "0", "no", "off"] {
+            assert_eq!(bool::parse_setting(f), Ok(false), "{f}");
+        }
+        assert!(bool::parse_setting("maybe").is_err());
+    }
+
+    static SECRET: SettingSpec = SettingSpec {
+        name: "A_SECRET",
+        default: DefaultValue::Unset,
+        description: "x",
+        secret: true,
+    };
+
+    #[test]
+    fn invalid_secret_values_are_not_echoed() {
+        let vars = HashMap::from([("A_SECRET".to_owned(), "hunter2-not-a-url".to_owned())]);
+        let mut r = Reader::new(&vars);
+        let parsed: Option<Url> = r.optional(&SECRET);
+        assert!(parsed.is_none());
+        let text = r.problems[0].to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("A_SECRET"), "{text}");
+    }
+}

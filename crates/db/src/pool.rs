@@ -1,0 +1,199 @@
+use std::time::{Duration, Instant};
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use scoped_futures::ScopedBoxFuture;
+use sovereign_core::settings::{DatabaseSettings, SecretUrl};
+
+use crate::DbError;
+use crate::connect::{ConnectOptions, connect};
+
+/// A pooled connection; returns to the pool when dropped.
+pub type Conn = deadpool::Object<AsyncPgConnection>;
+
+/// Pool sizing and every time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub max_size: usize,
+    /// Waiting for a free connection.
+    pub wait_timeout: Duration,
+    /// Opening a new connection.
+    pub connect_timeout: Duration,
+    /// Checking a pooled connection before reuse.
+    pub recycle_timeout: Duration,
+    /// One statement (server-side) and one [`Db::transaction`] (client-side).
+    pub statement_timeout: Duration,
+}
+
+impl From<&DatabaseSettings> for PoolConfig {
+    fn from(s: &DatabaseSettings) -> Self {
+        Self {
+            max_size: s.pool_max_size,
+            wait_timeout: s.pool_wait_timeout,
+            connect_timeout: s.connect_timeout,
+            recycle_timeout: s.recycle_timeout,
+            statement_timeout: s.statement_timeout,
+        }
+    }
+}
+
+/// The database handle: a connection pool with bounded waits. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: deadpool::Pool<AsyncPgConnection>,
+    config: PoolConfig,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("Db")
+            .field("config", &self.config)
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .finish()
+    }
+}
+
+/// Who the server is connected as, and whether that role could defeat row-level security.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct RoleReport {
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    #[diesel(sql_type = Bool)]
+    pub superuser: bool,
+    #[diesel(sql_type = Bool)]
+    pub bypass_rls: bool,
+    /// Tables, views and sequences outside the system schemas owned by this role or a role it
+    /// is a member of, plus the current database if it owns that.
+    #[diesel(sql_type = BigInt)]
+    pub owned_objects: i64,
+}
+
+impl RoleReport {
+    /// Whether the role can see past row-level security.
+    #[must_use]
+    pub fn is_privileged(&self) -> bool {
+        self.superuser || self.bypass_rls || self.owned_objects > 0
+    }
+}
+
+impl Db {
+    /// Builds the pool. No connection is opened until one is needed, so the server starts (and
+    /// reports itself not ready) while the database is down.
+    pub fn new(url: &SecretUrl, config: PoolConfig) -> Result<Self, DbError> {
+        let options = ConnectOptions {
+            connect_timeout: config.connect_timeout,
+            statement_timeout: Some(config.statement_timeout),
+        };
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| connect(url, options).boxed());
+        manager_config.recycling_method = RecyclingMethod::Verified;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            url.expose(),
+            manager_config,
+        );
+        let pool = deadpool::Pool::builder(manager)
+            .max_size(config.max_size)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.recycle_timeout))
+            .runtime(::deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok(Self { pool, config })
+    }
+
+    /// Builds the pool for the runtime role described by the settings.
+    pub fn from_settings(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        Self::new(&settings.url, PoolConfig::from(settings))
+    }
+
+    #[must_use]
+    pub fn config(&self) -> PoolConfig {
+        self.config
+    }
+
+    /// A connection from the pool, within the wait and connect timeouts.
+    pub async fn conn(&self) -> Result<Conn, DbError> {
+        self.pool.get().await.map_err(|e| {
+            use ::deadpool::managed::{PoolError, TimeoutType};
+            let why = match &e {
+                PoolError::Timeout(TimeoutType::Wait) => "no free connection in time".to_owned(),
+                PoolError::Timeout(TimeoutType::Create) => "connecting timed out".to_owned(),
+                PoolError::Timeout(TimeoutType::Recycle) => "connection check timed out".to_owned(),
+                other => other.to_string(),
+            };
+            DbError::Unavailable(why)
+        })
+    }
+
+    /// Runs `work` in a transaction on a pooled connection: committed when it returns `Ok`,
+    /// rolled back on `Err`. The whole transaction is bounded by the statement timeout; when
+    /// it runs out, the connection is discarded rather than reused with an open transaction.
+    ///
+    /// ```no_run
+    /// # use sovereign_db::{Db, DbError, RunQueryDsl, ScopedFutureExt};
+    /// # async fn example(db: &Db) -> Result<(), DbError> {
+    /// let n: usize = db
+    ///     .transaction(|conn| {
+    ///         async move { Ok(diesel::sql_query("SELECT 1").execute(conn).await?) }.scope_boxed()
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<'a, R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+            + Send
+            + 'a,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        let mut conn = self.conn().await?;
+        let limit = self.config.statement_timeout;
+        match tokio::time::timeout(limit, conn.transaction(async move |c| work(c).await)).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Timeout(limit).into()),
+        }
+    }
+
+    /// Round-trip latency of `SELECT 1`, including getting a connection, bounded by `budget`.
+    pub async fn health(&self, budget: Duration) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        let check = async {
+            let mut conn = self.conn().await?;
+            diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+            Ok::<_, DbError>(started.elapsed())
+        };
+        tokio::time::timeout(budget, check)
+            .await
+            .map_err(|_| DbError::Timeout(budget))?
+    }
+
+    /// Reports the role the pool connects as (see [`RoleReport::is_privileged`]).
+    pub async fn runtime_role(&self) -> Result<RoleReport, DbError> {
+        let mut conn = self.conn().await?;
+        let report = diesel::sql_query(
+            "SELECT r.rolname::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
+                    (SELECT count(*) FROM pg_class c
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                        AND n.nspname NOT LIKE 'pg_toast%'
+                        AND pg_has_role(r.oid, c.relowner, 'MEMBER'))
+                  + (SELECT count(*) FROM pg_database d
+                      WHERE d.datname = current_database()
+                        AND pg_has_role(r.oid, d.datdba, 'MEMBER')) AS owned_objects
+               FROM pg_roles r
+              WHERE r.rolname = current_user",
+        )
+        .get_result::<RoleReport>(&mut conn)
+        .await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,168 @@
+//! The `sovereign` binary: parses the command line, loads settings, and hands over to the
+//! library crates. Nothing else lives here.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sovereign_core::Settings;
+use sovereign_core::settings::{ConfigError, Loaded};
+use sovereign_db::migrations::{self, Revert};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sovereign",
+    version,
+    about = "Self-hosted multi-tenant backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server until SIGTERM/SIGINT.
+    Serve,
+    /// Apply pending migrations (default), revert some, or list them; connects as
+    /// DATABASE_OWNER_URL (default DATABASE_URL).
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Check the configuration and list every problem, with suggestions.
+    CheckConfig,
+    /// Print the OpenAPI document (JSON) on standard output.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the most recent migrations.
+    Down {
+        /// How many to revert.
+        #[arg(long, default_value_t = 1, conflicts_with = "all")]
+        steps: usize,
+        /// Revert every applied migration.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Openapi => write_out(&sovereign_api::openapi::document_json()),
+        Command::CheckConfig => check_config(),
+        Command::Serve => match load() {
+            Ok(settings) => serve(settings).await,
+            Err(code) => return code,
+        },
+        Command::Migrate { action } => match load() {
+            Ok(settings) => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
+            Err(code) => return code,
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            report(&format!("error: {message}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads settings and starts logging, or reports every configuration problem.
+fn load() -> Result<Settings, ExitCode> {
+    let Loaded { settings, warnings } = Settings::load().map_err(|e| {
+        report(&e.to_string());
+        ExitCode::FAILURE
+    })?;
+    if let Err(e) = sovereign_core::telemetry::init(&settings.log) {
+        report(&format!("error: {e}"));
+        return Err(ExitCode::FAILURE);
+    }
+    for warning in warnings {
+        tracing::warn!(setting = warning.setting, suggestion = ?warning.suggestion, "{}", warning.message);
+    }
+    Ok(settings)
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    tracing::info!(
+        environment = %settings.environment,
+        version = env!("CARGO_PKG_VERSION"),
+        "starting sovereign"
+    );
+    let app = sovereign_api::Application::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until_stopped().await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(settings: &Settings, action: MigrateAction) -> Result<(), String> {
+    let url = &settings.database.owner_url;
+    let lines = match action {
+        MigrateAction::Up => {
+            let applied = migrations::run_pending(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                vec!["database is up to date".to_owned()]
+            } else {
+                applied.iter().map(|m| format!("applied {m}")).collect()
+            }
+        }
+        MigrateAction::Down { steps, all } => {
+            let which = if all {
+                Revert::All
+            } else {
+                Revert::Last(steps)
+            };
+            let reverted = migrations::revert(url, which)
+                .await
+                .map_err(|e| e.to_string())?;
+            reverted.iter().map(|m| format!("reverted {m}")).collect()
+        }
+        MigrateAction::Status => migrations::status(url)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|m| format!("[{}] {}", if m.applied { "x" } else { " " }, m.name))
+            .collect(),
+    };
+    write_out(&(lines.join("\n") + "\n"))
+}
+
+fn check_config() -> Result<(), String> {
+    match Settings::load() {
+        Ok(Loaded { settings, warnings }) => {
+            let mut out = format!(
+                "configuration is valid ({} environment)\n",
+                settings.environment
+            );
+            for w in &warnings {
+                out.push_str(&format!("  warning: {w}\n"));
+            }
+            write_out(&out)
+        }
+        Err(ConfigError { problems }) => Err(ConfigError { problems }.to_string()),
+    }
+}
+
+fn write_out(text: &str) -> Result<(), String> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write to standard output: {e}"))
+}
+
+fn report(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
+}
