@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask …`: every chore of the project, each command doing one thing and printing what
+//! it runs. Standard library only, so it builds in seconds.
+
+mod bench;
+mod ci;
+mod dev;
+mod generated;
+mod pg;
+mod run;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  dev                 run the service with everything it needs (local PostgreSQL with pgvector
+                      unless DATABASE_URL is set, migrations, docs at /docs)
+  ci                  exactly what CI runs: fmt, clippy, generated-file checks, the whole test
+                      suite against real PostgreSQL (+pgvector)
+  db up|down|status   start, stop or inspect the project-local PostgreSQL cluster
+  migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
+  openapi [--check]   write docs/openapi.json from the code (or check it is current)
+  schema [--check]    write crates/db/src/schema.rs from a migrated database (or check it)
+  bench http          load-test GET /health on a release build (wrk, 64 connections)
+";
+
+#[expect(
+    clippy::print_stderr,
+    reason = "a command-line tool reports failures on stderr"
+)]
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["dev"] => dev::run(),
+        ["ci"] => ci::run(),
+        ["db", "up"] => pg::up().map(|cluster| {
+            println!("PostgreSQL is running: {}", cluster.admin_url());
+        }),
+        ["db", "down"] => pg::down(),
+        ["db", "status"] => pg::status(),
+        ["migrate", rest @ ..] => dev::migrate(rest),
+        ["openapi"] => generated::openapi(false),
+        ["openapi", "--check"] => generated::openapi(true),
+        ["schema"] => generated::schema(false),
+        ["schema", "--check"] => generated::schema(true),
+        ["bench", "http"] => bench::http(),
+        ["help" | "--help" | "-h"] | [] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command: {}\n\n{USAGE}", args.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -101,6 +101,8 @@ struct Inner {
     suggestion: Option<Cow<'static, str>>,
     fields: Vec<FieldError>,
     retry_after: Option<Duration>,
+    /// Extra response headers (`Allow` on 405 …).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
     /// The underlying error, logged for server-side failures and never shown.
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -120,6 +122,7 @@ impl ApiError {
             suggestion: None,
             fields: Vec::new(),
             retry_after: None,
+            headers: Vec::new(),
             source: None,
         }))
     }
@@ -150,6 +153,15 @@ impl ApiError {
         cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         self.0.source = Some(cause.into());
+        self
+    }
+
+    /// Adds a response header; values that are not valid header text are dropped.
+    #[must_use]
+    pub fn with_header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.0.headers.push((name, value));
+        }
         self
     }
 
@@ -221,6 +233,7 @@ impl<E: Diagnostic> From<E> for ApiError {
             suggestion: e.suggestion(),
             fields: e.field_errors(),
             retry_after: e.retry_after(),
+            headers: Vec::new(),
             source: kind.is_server_side().then(|| Box::new(e) as _),
         }))
     }
@@ -257,11 +270,15 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         self.log();
         let request_id = request_id::current().unwrap_or_default();
-        problem_response(
+        let mut response = problem_response(
             self.0.status,
             &self.problem(&request_id),
             self.0.retry_after,
-        )
+        );
+        for (name, value) in &self.0.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
     }
 }
 

@@ -162,14 +162,13 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     }
 }
 
-/// The field a serde data error is about. For missing and unknown fields serde reports the
-/// enclosing object's path and names the field in the message.
+/// The field a serde data error is about. For a missing field serde reports the enclosing
+/// object's path and names the field only in the message.
 fn field_of(path: &str, message: &str) -> String {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+    let missing = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
-    match (path, named) {
+    match (path, missing) {
         (".", Some(name)) => name.to_owned(),
         (parent, Some(name)) => format!("{parent}.{name}"),
         (path, None) => path.to_owned(),
@@ -255,9 +254,10 @@ mod tests {
             "email"
         );
         assert_eq!(
-            field_of("user", "unknown field `role`, expected one of `name`"),
+            field_of("user.role", "unknown field `role`, expected one of `name`"),
             "user.role"
         );
+        assert_eq!(field_of("user", "missing field `name`"), "user.name");
         assert_eq!(
             field_of("items[3].qty", "invalid type: string"),
             "items[3].qty"

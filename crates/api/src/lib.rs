@@ -9,6 +9,7 @@
 mod docs;
 pub mod error;
 pub mod extract;
+mod fallback;
 mod middleware;
 pub mod openapi;
 pub mod request_id;

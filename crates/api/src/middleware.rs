@@ -4,23 +4,26 @@
 //! - a tracing span carrying that id, and one log line when the request completes (method,
 //!   route template, status, latency) — the query string is never logged;
 //! - panics in handlers become 500 problem bodies instead of dropped connections;
-//! - any error response that is not already a problem body (actix's own 404/405, extractor
-//!   errors) is replaced by one with the same status, so clients see one error format.
+//! - any error response without a JSON body (actix's own plain-text 404/405, extractor
+//!   errors) is replaced by a problem body with the same status, so clients see one error
+//!   format. JSON error bodies are left alone: they are problem bodies or deliberate reports
+//!   such as `/ready`'s.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use futures_util::FutureExt;
 use sovereign_core::diagnostics::GENERIC_INTERNAL_DETAIL;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PROBLEM_JSON};
+use crate::error::ApiError;
 use crate::request_id::{self, RequestId, X_REQUEST_ID};
 
 pub(crate) async fn request_context(
@@ -30,24 +33,49 @@ pub(crate) async fn request_context(
     let started = Instant::now();
     let id = request_id::accept(req.headers()).unwrap_or_else(request_id::generate);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let http_req = req.request().clone();
+    // Routing needs the only reference to the request, so nothing here may clone it before the
+    // inner service has run; keep what the log line needs instead.
+    let path = req.path().to_owned();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
         route = tracing::field::Empty,
     );
+    let in_scope =
+        |f: &dyn Fn() -> HttpResponse| span.in_scope(|| request_id::sync_scope(id.clone(), f));
 
     let outcome = request_id::scope(id.clone(), AssertUnwindSafe(next.call(req)).catch_unwind())
         .instrument(span.clone())
         .await;
 
-    let mut res = match outcome {
-        Ok(Ok(res)) => res.map_into_boxed_body(),
+    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = match outcome {
+        Ok(Ok(res)) => {
+            let res = res.map_into_boxed_body();
+            let status = res.status();
+            let mut res =
+                if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+                    let (http_req, original) = res.into_parts();
+                    let response = in_scope(&|| problem_for_status(status, original.error()));
+                    ServiceResponse::new(http_req, response)
+                } else {
+                    res
+                };
+            span.record(
+                "route",
+                res.request()
+                    .match_pattern()
+                    .as_deref()
+                    .unwrap_or("<unmatched>"),
+            );
+            stamp(res.headers_mut(), &id);
+            Ok(res)
+        }
+        // An inner service failed instead of answering: answer its problem body ourselves.
         Ok(Err(err)) => {
-            let response =
-                span.in_scope(|| request_id::sync_scope(id.clone(), || err.error_response()));
-            ServiceResponse::new(http_req.clone(), response)
+            let mut response = in_scope(&|| err.error_response());
+            stamp(response.headers_mut(), &id);
+            Err(InternalError::from_response(err, response).into())
         }
         Err(panic) => {
             let message = panic
@@ -55,47 +83,44 @@ pub(crate) async fn request_context(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
-            let response = span.in_scope(|| {
-                request_id::sync_scope(id.clone(), || {
-                    ApiError::internal(format!("handler panicked: {message}")).error_response()
-                })
+            let mut response = in_scope(&|| {
+                ApiError::internal(format!("handler panicked: {message}")).error_response()
             });
-            ServiceResponse::new(http_req.clone(), response)
+            stamp(response.headers_mut(), &id);
+            Err(InternalError::from_response("handler panicked", response).into())
         }
     };
 
-    let status = res.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_problem(&res) {
-        let response = span
-            .in_scope(|| request_id::sync_scope(id.clone(), || problem_for_status(status, &res)));
-        res = ServiceResponse::new(http_req.clone(), response);
-    }
-
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(X_REQUEST_ID, value);
-    }
-
-    let route = http_req.match_pattern();
-    span.record("route", route.as_deref().unwrap_or("<unmatched>"));
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
     tracing::info!(
         parent: &span,
-        status = res.status().as_u16(),
+        status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        path = http_req.path(),
+        path,
         "request completed"
     );
-    Ok(res)
+    result
 }
 
-fn is_problem(res: &ServiceResponse<BoxBody>) -> bool {
+fn stamp(headers: &mut HeaderMap, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+}
+
+fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
     res.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
 }
 
 /// A problem body for an error response produced outside our error type.
-fn problem_for_status(status: StatusCode, original: &ServiceResponse<BoxBody>) -> HttpResponse {
+fn problem_for_status(status: StatusCode, cause: Option<&actix_web::Error>) -> HttpResponse {
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "No resource exists at this path."),
         StatusCode::METHOD_NOT_ALLOWED => (
@@ -115,7 +140,7 @@ fn problem_for_status(status: StatusCode, original: &ServiceResponse<BoxBody>) -
         _ => ("bad_request", "The request could not be understood."),
     };
     let mut error = ApiError::new(status, code, detail);
-    if let Some(cause) = original.response().error() {
+    if let Some(cause) = cause {
         if status.is_server_error() {
             error = error.with_source(cause.to_string());
         } else {

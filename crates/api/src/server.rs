@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{App, HttpServer};
 use sovereign_core::{Environment, ErrorKind, Settings};
 use sovereign_db::{Db, DbError};
 use utoipa_actix_web::AppExt;
 
 use crate::error::ApiError;
 use crate::extract::BodyLimits;
+use crate::fallback::{KnownRoutes, fallback};
 use crate::state::AppState;
 use crate::{docs, middleware, openapi, routes};
 
@@ -79,17 +81,30 @@ impl Application {
         };
         let workers = settings.server.workers;
         let shutdown_secs = settings.server.shutdown_timeout.as_secs();
-        let docs = settings
-            .features
-            .docs
-            .then(|| Bytes::from(openapi::document_json()));
+        let document = openapi::document();
+        let mut known_routes = KnownRoutes::from_document(&document);
+        let docs = if settings.features.docs {
+            known_routes.add(docs::OPENAPI_PATH, vec![Method::GET]);
+            known_routes.add("/docs", vec![Method::GET]);
+            known_routes.add("/docs/{_:.*}", vec![Method::GET]);
+            Some(Bytes::from(openapi::to_json(&document)))
+        } else {
+            None
+        };
+        let known_routes = web::Data::new(known_routes);
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
         });
 
         let server = HttpServer::new(move || {
-            build_app(state.clone(), limits, docs.clone(), extra_routes.clone())
+            build_app(
+                state.clone(),
+                known_routes.clone(),
+                limits,
+                docs.clone(),
+                extra_routes.clone(),
+            )
         })
         .workers(workers)
         .shutdown_timeout(shutdown_secs)
@@ -121,6 +136,7 @@ impl Application {
 
 fn build_app(
     state: web::Data<AppState>,
+    known_routes: web::Data<KnownRoutes>,
     limits: BodyLimits,
     docs: Option<Bytes>,
     extra_routes: Option<RouteHook>,
@@ -135,6 +151,7 @@ fn build_app(
 > {
     App::new()
         .app_data(state)
+        .app_data(known_routes)
         .app_data(web::Data::new(limits))
         .app_data(web::PayloadConfig::new(limits.payload))
         .app_data(
@@ -162,15 +179,7 @@ fn build_app(
                 hook(cfg);
             }
         })
-        .default_service(web::to(not_found))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::of_kind(
-        ErrorKind::NotFound,
-        "not_found",
-        format!("No resource exists at {}.", req.path()),
-    ))
+        .default_service(web::to(fallback))
 }
 
 /// The runtime role must not be able to see past row-level security. Refused in production,

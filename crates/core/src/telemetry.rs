@@ -1,6 +1,8 @@
 //! Logging set-up: `tracing` events, filtered by `LOG_LEVEL`, written as JSON (one object per
 //! line, span fields such as `request_id` included) or as readable text.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -36,6 +38,7 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
                 tracing_subscriber::fmt::layer()
                     .compact()
                     .with_target(false)
+                    .with_ansi(std::io::stderr().is_terminal())
                     .with_writer(std::io::stderr),
             )
             .try_init()?,

@@ -10,10 +10,15 @@ use diesel_async::AsyncPgConnection;
 pub(crate) struct ConnectOptions {
     /// Upper bound on TCP connect plus authentication.
     pub connect_timeout: Duration,
-    /// Sets `statement_timeout` for the session; `None` leaves the server default (migrations
-    /// may legitimately run long, e.g. when building an index).
+    /// Sets `statement_timeout` for the session, a little above this limit so that the
+    /// client-side limit on a whole transaction fires first and the server still stops a
+    /// runaway statement. `None` leaves the server default (migrations may legitimately run
+    /// long, e.g. when building an index).
     pub statement_timeout: Option<Duration>,
 }
+
+/// How much later than the client-side limit PostgreSQL cancels a statement.
+const SERVER_SIDE_MARGIN: Duration = Duration::from_millis(250);
 
 pub(crate) async fn connect(
     url: &str,
@@ -30,7 +35,7 @@ pub(crate) async fn connect(
         let existing = config.get_options().unwrap_or_default().to_owned();
         config.options(format!(
             "{existing} -c statement_timeout={}",
-            limit.as_millis()
+            (limit + SERVER_SIDE_MARGIN).as_millis()
         ));
     }
     let (client, connection) = tokio::time::timeout(

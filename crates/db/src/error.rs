@@ -12,14 +12,32 @@ pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A transaction or statement ran past its time limit.
-    #[error("database operation exceeded {0:?}")]
-    Timeout(Duration),
+    #[error("database operation exceeded its time limit")]
+    Timeout,
     /// The pool could not be built from the configuration.
     #[error("invalid database configuration: {0}")]
     Config(String),
     /// A query failed.
     #[error(transparent)]
-    Query(#[from] DieselError),
+    Query(DieselError),
+}
+
+impl From<DieselError> for DbError {
+    fn from(e: DieselError) -> Self {
+        match &e {
+            // PostgreSQL cancelled the statement at `statement_timeout`; diesel has no kind
+            // for SQLSTATE 57014, so recognise the server's message.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().contains("statement timeout") =>
+            {
+                Self::Timeout
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                Self::Unavailable(info.message().to_owned())
+            }
+            _ => Self::Query(e),
+        }
+    }
 }
 
 impl DbError {
@@ -49,7 +67,7 @@ impl DbError {
 impl Diagnostic for DbError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Unavailable(_) | Self::Timeout(_) => ErrorKind::Unavailable,
+            Self::Unavailable(_) | Self::Timeout => ErrorKind::Unavailable,
             Self::Query(DieselError::NotFound) => ErrorKind::NotFound,
             Self::Query(DieselError::DatabaseError(kind, _)) => match kind {
                 DatabaseErrorKind::UniqueViolation
@@ -65,7 +83,7 @@ impl Diagnostic for DbError {
     fn code(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "database_unavailable",
-            Self::Timeout(_) => "database_timeout",
+            Self::Timeout => "database_timeout",
             Self::Query(DieselError::NotFound) => "not_found",
             Self::Query(DieselError::DatabaseError(kind, _)) => match kind {
                 DatabaseErrorKind::UniqueViolation => "conflict",

@@ -159,7 +159,7 @@ impl Db {
         let limit = self.config.statement_timeout;
         match tokio::time::timeout(limit, conn.transaction(async move |c| work(c).await)).await {
             Ok(result) => result,
-            Err(_) => Err(DbError::Timeout(limit).into()),
+            Err(_) => Err(DbError::Timeout.into()),
         }
     }
 
@@ -173,7 +173,7 @@ impl Db {
         };
         tokio::time::timeout(budget, check)
             .await
-            .map_err(|_| DbError::Timeout(budget))?
+            .map_err(|_| DbError::Timeout)?
     }
 
     /// Reports the role the pool connects as (see [`RoleReport::is_privileged`]).

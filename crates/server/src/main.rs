@@ -88,7 +88,7 @@ fn load() -> Result<Settings, ExitCode> {
         return Err(ExitCode::FAILURE);
     }
     for warning in warnings {
-        tracing::warn!(setting = warning.setting, suggestion = ?warning.suggestion, "{}", warning.message);
+        tracing::warn!("{warning}");
     }
     Ok(settings)
 }

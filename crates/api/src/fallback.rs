@@ -1,0 +1,99 @@
+//! The answer for requests no route took: 405 with `Allow` when the path exists under other
+//! methods, 404 otherwise.
+//!
+//! actix's method macros guard whole resources, so a wrong method falls through to the default
+//! service like an unknown path would. The table of known paths and their methods comes from the
+//! OpenAPI document, which is built from the same route registration as the server.
+
+use actix_web::dev::ResourceDef;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use sovereign_core::ErrorKind;
+
+use crate::error::ApiError;
+
+/// Every documented path, with the methods it answers.
+#[derive(Debug, Default)]
+pub(crate) struct KnownRoutes(Vec<(ResourceDef, Vec<Method>)>);
+
+impl KnownRoutes {
+    pub(crate) fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let methods: Vec<Method> = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::OPTIONS, &item.options),
+                (Method::HEAD, &item.head),
+                (Method::PATCH, &item.patch),
+                (Method::TRACE, &item.trace),
+            ]
+            .into_iter()
+            .filter(|(_, op)| op.is_some())
+            .map(|(m, _)| m)
+            .collect();
+            routes.push((ResourceDef::new(path.as_str()), methods));
+        }
+        Self(routes)
+    }
+
+    /// Adds a path outside the document (the docs UI).
+    pub(crate) fn add(&mut self, path: &str, methods: Vec<Method>) {
+        self.0.push((ResourceDef::new(path), methods));
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[Method]> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+pub(crate) async fn fallback(
+    req: HttpRequest,
+    routes: web::Data<KnownRoutes>,
+) -> Result<HttpResponse, ApiError> {
+    match routes.allowed(req.path()) {
+        Some(methods) => {
+            let allow = methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not supported on {}.", req.method(), req.path()),
+            )
+            .with_suggestion(format!("use {allow}"))
+            .with_header(actix_web::http::header::ALLOW, &allow))
+        }
+        None => Err(ApiError::of_kind(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("No resource exists at {}.", req.path()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_concrete_paths() {
+        let mut routes = KnownRoutes::default();
+        routes.add("/api/v1/users/{id}", vec![Method::GET, Method::PATCH]);
+        routes.add("/health", vec![Method::GET]);
+        assert_eq!(
+            routes.allowed("/api/v1/users/42"),
+            Some([Method::GET, Method::PATCH].as_slice())
+        );
+        assert_eq!(routes.allowed("/health"), Some([Method::GET].as_slice()));
+        assert_eq!(routes.allowed("/api/v1/users"), None);
+        assert_eq!(routes.allowed("/nope"), None);
+    }
+}

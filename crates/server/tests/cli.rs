@@ -1,0 +1,247 @@
+//! The `sovereign` binary as an operator uses it: configuration checks, migrations, the OpenAPI
+//! document, and a served process that logs one line per request and stops on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sovereign_test_db::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sovereign");
+const STRONG_KEY: &str = "q8Jx2mV7pL0sT4wZ9cR1nB6yK3hD5fGaE8uI2oP7";
+
+/// The binary with a clean environment (and a working directory without `.env`).
+fn sovereign(vars: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .current_dir(std::env::temp_dir())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars.iter().copied());
+    c
+}
+
+fn run(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    sovereign(vars)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_non_zero() {
+    let out = run(
+        &[
+            ("ENVIRONMENT", "production"),
+            ("DATABASE_URL", "mysql://root:hunter2@db/app"),
+            ("SECRET_KEY", "changeme"),
+            ("BACKEND_CORS_ORIGINS", "*"),
+            ("PORT", "http"),
+            ("DEBUG", "true"),
+        ],
+        &["check-config"],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for setting in [
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "BACKEND_CORS_ORIGINS",
+        "PORT",
+        "DEBUG",
+    ] {
+        assert!(
+            stderr.contains(&format!("{setting}:")),
+            "{setting} missing:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("suggestion:"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "a secret leaked:\n{stderr}");
+    assert!(stderr.contains("problems"), "{stderr}");
+}
+
+#[test]
+fn check_config_accepts_a_valid_configuration() {
+    let out = run(
+        &[
+            ("ENVIRONMENT", "production"),
+            ("DATABASE_URL", "postgres://app:pw@db:5432/sovereign"),
+            ("SECRET_KEY", STRONG_KEY),
+            ("BACKEND_CORS_ORIGINS", "https://app.example.com"),
+        ],
+        &["check-config"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration is valid (production environment)"));
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_invalid_configuration() {
+    let out = run(&[("PORT", "99999")], &["serve"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("DATABASE_URL") && stderr.contains("PORT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn openapi_prints_the_document() {
+    let out = run(&[], &["openapi"]);
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/ready"].is_object());
+}
+
+#[tokio::test]
+async fn migrate_applies_reports_and_reverts() {
+    let db = TestDatabase::empty().await;
+    let vars = [
+        ("DATABASE_URL", db.url().expose()),
+        ("DATABASE_OWNER_URL", db.owner_url().expose()),
+    ];
+    let up = run(&vars, &["migrate"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(text(&up.stdout).contains("applied 20261125000001"));
+
+    let again = run(&vars, &["migrate", "up"]);
+    assert!(text(&again.stdout).contains("up to date"));
+
+    let status = run(&vars, &["migrate", "status"]);
+    assert!(text(&status.stdout).contains("[x] 2026-11-25-000001_foundation"));
+
+    let down = run(&vars, &["migrate", "down", "--all"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    assert!(text(&down.stdout).contains("reverted 20261125000001"));
+    let status = run(&vars, &["migrate", "status"]);
+    assert!(text(&status.stdout).contains("[ ] 2026-11-25-000001_foundation"));
+}
+
+#[test]
+fn migrate_reports_an_unreachable_database() {
+    let out = run(
+        &[("DATABASE_URL", "postgres://x@127.0.0.1:1/x")],
+        &["migrate"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A served process whose JSON log lines arrive on a channel.
+struct Served {
+    child: Option<Child>,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Served {
+    fn start(vars: &[(&str, &str)]) -> Self {
+        let mut child = sovereign(vars)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child: Some(child),
+            lines,
+        }
+    }
+
+    /// The first log line matching `predicate` within 10 seconds.
+    fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if predicate(&line) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no log line for {what}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_logs_one_json_line_per_request_and_stops_gracefully_on_sigterm() {
+    let db = TestDatabase::migrated().await;
+    let mut served = Served::start(&[
+        ("DATABASE_URL", db.url().expose()),
+        ("PORT", "0"),
+        ("WORKERS", "1"),
+        ("LOG_FORMAT", "json"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "5"),
+    ]);
+    let listening = served.wait_for("listening", |l| l["message"] == "listening");
+    let port = listening["port"].as_u64().unwrap();
+
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!(
+            "http://127.0.0.1:{port}/ready?token=must-not-be-logged"
+        ))
+        .header("x-request-id", "cli-test-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let line = served.wait_for("the request", |l| {
+        l["message"] == "request completed" && l["span"]["request_id"] == "cli-test-7"
+    });
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["span"]["method"], "GET");
+    assert_eq!(line["span"]["route"], "/ready");
+    assert_eq!(line["path"], "/ready");
+    assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(!line.to_string().contains("must-not-be-logged"), "{line}");
+
+    let mut child = served.child.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exited = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the server exits within 10 s of SIGTERM");
+    let status = exited.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    served.wait_for("the final line", |l| l["message"] == "stopped");
+}

@@ -1,0 +1,156 @@
+//! `cargo xtask bench …`: load tests of a release build on loopback.
+//!
+//! Figures from these shared 2-core machines are noisy: compare ratios from one run, never
+//! absolute numbers across runs.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::dev;
+use crate::run::{self, cargo, cmd, is_root, root};
+
+const CONNECTIONS: u32 = 64;
+const DURATION: &str = "10s";
+
+/// `bench http`: `GET /health` at 64 connections.
+pub fn http() -> Result<(), String> {
+    ensure_wrk()?;
+    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
+    let urls = dev::database_urls()?;
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .arg("migrate")
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )?;
+    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let log = run::state_dir().join("bench-server.log");
+    let server = Server::start(&urls, port, &log)?;
+    let health = wrk(port, "/health")?;
+    drop(server);
+    println!(
+        "\nGET /health, {CONNECTIONS} connections, {DURATION}, release build (server log: {}):",
+        log.display()
+    );
+    println!(
+        "{:<12} {:>12} {:>10} {:>10}",
+        "endpoint", "req/s", "p50", "p99"
+    );
+    health.print("/health");
+    println!(
+        "\nreference (these machines, oha 64 connections): a bare actix-web hello route ~125k req/s"
+    );
+    Ok(())
+}
+
+struct Server(Child);
+
+impl Server {
+    fn start(urls: &dev::Urls, port: u16, log: &std::path::Path) -> Result<Self, String> {
+        let log_file =
+            std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let child = cmd(root().join("target/release/sovereign"))
+            .arg("serve")
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner)
+            .env("PORT", port.to_string())
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("start the server: {e}"))?;
+        let server = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if get_ok(port, "/health") {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the server did not answer on port {port}; see {}",
+            log.display()
+        ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = cmd("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn get_ok(port: u16, path: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+struct Figures {
+    requests_per_sec: f64,
+    p50: String,
+    p99: String,
+}
+
+impl Figures {
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<12} {:>12.0} {:>10} {:>10}",
+            self.requests_per_sec, self.p50, self.p99
+        );
+    }
+}
+
+fn wrk(port: u16, path: &str) -> Result<Figures, String> {
+    let out = run::output(cmd("wrk").args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{DURATION}"),
+        "--latency",
+        &format!("http://127.0.0.1:{port}{path}"),
+    ]))?;
+    print!("{out}");
+    let field = |prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_owned())
+            .ok_or_else(|| format!("wrk printed no `{prefix}` line"))
+    };
+    let non_2xx = out.lines().any(|l| l.contains("Non-2xx"));
+    if non_2xx {
+        return Err("the server answered errors under load; see the wrk output".to_owned());
+    }
+    Ok(Figures {
+        requests_per_sec: field("Requests/sec:")?
+            .parse()
+            .map_err(|e| format!("parse req/s: {e}"))?,
+        p50: field("50%")?,
+        p99: field("99%")?,
+    })
+}
+
+fn ensure_wrk() -> Result<(), String> {
+    if cmd("wrk").arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    if is_root() {
+        run::run(cmd("apt-get").args(["install", "-y", "wrk"]))
+    } else {
+        Err("wrk is not installed: `sudo apt-get install wrk` (or `brew install wrk`)".to_owned())
+    }
+}

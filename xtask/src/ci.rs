@@ -1,0 +1,72 @@
+//! `cargo xtask ci`: exactly what CI runs.
+
+use std::time::Instant;
+
+use crate::run::{self, cargo};
+use crate::{generated, pg};
+
+/// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
+/// project-local cluster (started, and pgvector installed, when needed).
+pub fn test_admin_url() -> Result<String, String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => Ok(url),
+        Err(_) => Ok(pg::up()?.admin_url()),
+    }
+}
+
+pub fn run() -> Result<(), String> {
+    let started = Instant::now();
+    step("formatting", || {
+        run::run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("lints", || {
+        run::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    let admin = step("database", test_admin_url)?;
+    step("OpenAPI document", || generated::openapi(true))?;
+    step("schema.rs", || generated::schema(true))?;
+    step("tests", || {
+        let mut tests = cargo();
+        if run::available("cargo-nextest") {
+            tests.args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+            ]);
+        } else {
+            tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+        }
+        run::run(
+            tests
+                .env("TEST_DATABASE_URL", &admin)
+                .env("RUST_BACKTRACE", "1"),
+        )
+    })?;
+    step("doc tests", || {
+        run::run(
+            cargo()
+                .args(["test", "--workspace", "--doc", "--locked"])
+                .env("TEST_DATABASE_URL", &admin),
+        )
+    })?;
+    println!("\nci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    let result = f().map_err(|e| format!("{name}: {e}"));
+    println!("<== {name} ({:.1?})", started.elapsed());
+    result
+}

@@ -1,0 +1,90 @@
+//! `cargo xtask dev` and `cargo xtask migrate`.
+
+use crate::pg;
+use crate::run::{self, cargo};
+
+/// The development database in the local cluster.
+const DEV_DATABASE: &str = "sovereign";
+/// The development server's login role: a member of `sovereign_app`, like production's.
+const DEV_ROLE: &str = "sovereign_dev";
+
+/// Connection URLs for the server (runtime role) and for migrations (owner).
+pub struct Urls {
+    pub runtime: String,
+    pub owner: String,
+}
+
+/// `DATABASE_URL` (and `DATABASE_OWNER_URL`) when set; otherwise the local cluster's
+/// development database, created on first use.
+pub fn database_urls() -> Result<Urls, String> {
+    if let Ok(runtime) = std::env::var("DATABASE_URL") {
+        let owner = std::env::var("DATABASE_OWNER_URL").unwrap_or_else(|_| runtime.clone());
+        println!("using DATABASE_URL from the environment");
+        return Ok(Urls { runtime, owner });
+    }
+    let cluster = pg::up()?;
+    cluster.ensure_database(DEV_DATABASE)?;
+    Ok(Urls {
+        runtime: format!(
+            "postgres://{DEV_ROLE}:{DEV_ROLE}@127.0.0.1:{}/{DEV_DATABASE}",
+            cluster.port
+        ),
+        owner: cluster.url(DEV_DATABASE),
+    })
+}
+
+/// Creates the development login role once migrations have created its group role.
+fn ensure_dev_role() -> Result<(), String> {
+    if std::env::var("DATABASE_URL").is_ok() {
+        return Ok(());
+    }
+    let cluster = pg::up()?;
+    cluster.psql(
+        "postgres",
+        &format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{DEV_ROLE}') THEN
+                     CREATE ROLE {DEV_ROLE} LOGIN PASSWORD '{DEV_ROLE}'
+                         NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE sovereign_app;
+                 END IF;
+             END $$"
+        ),
+    )?;
+    Ok(())
+}
+
+fn sovereign(urls: &Urls, args: &[&str]) -> std::process::Command {
+    let mut c = cargo();
+    c.args(["run", "--quiet", "--package", "sovereign", "--"])
+        .args(args)
+        .env("DATABASE_URL", &urls.runtime)
+        .env("DATABASE_OWNER_URL", &urls.owner);
+    c
+}
+
+/// `cargo xtask migrate [ARGS]`: `sovereign migrate ARGS` against the development database.
+pub fn migrate(args: &[&str]) -> Result<(), String> {
+    let urls = database_urls()?;
+    let mut full = vec!["migrate"];
+    full.extend_from_slice(args);
+    run::run(&mut sovereign(&urls, &full))?;
+    ensure_dev_role()
+}
+
+/// `cargo xtask dev`: database, migrations, then the server with docs on, until Ctrl-C.
+pub fn run() -> Result<(), String> {
+    let urls = database_urls()?;
+    run::run(&mut sovereign(&urls, &["migrate"]))?;
+    ensure_dev_role()?;
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_owned());
+    println!(
+        "\nSovereign: http://{host}:{port}/  docs: http://{host}:{port}/docs/  \
+         health: http://{host}:{port}/health  ready: http://{host}:{port}/ready\n"
+    );
+    let mut serve = sovereign(&urls, &["serve"]);
+    if std::env::var_os("DOCS_ENABLED").is_none() {
+        serve.env("DOCS_ENABLED", "true");
+    }
+    run::run(&mut serve)
+}
