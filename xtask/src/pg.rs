@@ -110,6 +110,13 @@ pub fn up() -> Result<Cluster, String> {
     }
     let cluster = Cluster { port, bindir };
     if !is_running(&cluster.bindir, &data) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Err(format!(
+                "port {port} is already in use (another checkout's cluster? `cargo xtask db down` \
+                 there), so the cluster in {} cannot start; set SOVEREIGN_PG_PORT to a free port",
+                dir.display()
+            ));
+        }
         run::run(
             as_owner(&cluster.bindir.join("pg_ctl"))
                 .arg("-D")

@@ -140,11 +140,16 @@ impl Db {
     /// ```no_run
     /// # use sovereign_db::{Db, DbError, RunQueryDsl, ScopedFutureExt};
     /// # async fn example(db: &Db) -> Result<(), DbError> {
-    /// let n: usize = db
+    /// let rows = db
     ///     .transaction(|conn| {
-    ///         async move { Ok(diesel::sql_query("SELECT 1").execute(conn).await?) }.scope_boxed()
+    ///         async move {
+    ///             let n = diesel::sql_query("SELECT 1").execute(conn).await?;
+    ///             Ok::<_, DbError>(n)
+    ///         }
+    ///         .scope_boxed()
     ///     })
     ///     .await?;
+    /// assert_eq!(rows, 1);
     /// # Ok(()) }
     /// ```
     pub async fn transaction<'a, R, E, F>(&self, work: F) -> Result<R, E>

@@ -1,6 +1,12 @@
 //! The `sovereign` binary as an operator uses it: configuration checks, migrations, the OpenAPI
 //! document, and a served process that logs one line per request and stops on SIGTERM.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly, like the tests that call them"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;

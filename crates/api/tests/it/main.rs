@@ -1,6 +1,12 @@
 //! Integration tests of the HTTP layer: the real server on a real port, against real
 //! PostgreSQL (a fresh database per test).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly, like the tests that call them"
+)]
+
 mod common;
 mod docs;
 mod errors;
