@@ -14,10 +14,20 @@ use crate::run::{self, cargo, cmd, is_root, root};
 const CONNECTIONS: u32 = 64;
 const DURATION: &str = "10s";
 
-/// `bench http`: `GET /health` at 64 connections.
+/// `bench http`: `GET /health` at 64 connections, three ways in one run: a bare actix-web server
+/// (the baseline), Sovereign without its access log, and Sovereign as deployed (JSON access log).
 pub fn http() -> Result<(), String> {
     ensure_wrk()?;
     run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
+    run::run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "sovereign-api",
+        "--example",
+        "bare_actix",
+    ]))?;
     let urls = dev::database_urls()?;
     run::run(
         cmd(root().join("target/release/sovereign"))
@@ -27,36 +37,72 @@ pub fn http() -> Result<(), String> {
     )?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
-    let server = Server::start(&urls, port, &log)?;
-    let health = wrk(port, "/health")?;
-    drop(server);
+
+    let baseline = {
+        let _server = Server::start(
+            cmd(root().join("target/release/examples/bare_actix")).env("PORT", port.to_string()),
+            port,
+            &log,
+        )?;
+        wrk(port, "/health")?
+    };
+    let quiet = {
+        let _server = Server::start(&mut sovereign(&urls, port, "warn"), port, &log)?;
+        wrk(port, "/health")?
+    };
+    let logged = {
+        let _server = Server::start(&mut sovereign(&urls, port, "info"), port, &log)?;
+        wrk(port, "/health")?
+    };
+
+    println!("\nGET /health, {CONNECTIONS} connections, {DURATION} each, release builds, one run:");
     println!(
-        "\nGET /health, {CONNECTIONS} connections, {DURATION}, release build (server log: {}):",
-        log.display()
+        "{:<34} {:>10} {:>9} {:>9} {:>10}",
+        "server", "req/s", "p50", "p99", "vs bare"
     );
+    for (name, figures) in [
+        ("bare actix-web (baseline)", &baseline),
+        ("sovereign, no access log", &quiet),
+        ("sovereign, JSON access log", &logged),
+    ] {
+        println!(
+            "{name:<34} {:>10.0} {:>9} {:>9} {:>9.2}x",
+            figures.requests_per_sec,
+            figures.p50,
+            figures.p99,
+            figures.requests_per_sec / baseline.requests_per_sec
+        );
+    }
     println!(
-        "{:<12} {:>12} {:>10} {:>10}",
-        "endpoint", "req/s", "p50", "p99"
-    );
-    health.print("/health");
-    println!(
-        "\nreference (these machines, oha 64 connections): a bare actix-web hello route ~125k req/s"
+        "\nreference measured on these machines elsewhere: bare actix-web hello ~125k req/s (oha).\n\
+         Shared 2-core machines are noisy: compare the ratios, not the absolute numbers."
     );
     Ok(())
+}
+
+fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Command {
+    let mut c = cmd(root().join("target/release/sovereign"));
+    c.arg("serve")
+        .env("DATABASE_URL", &urls.runtime)
+        .env("DATABASE_OWNER_URL", &urls.owner)
+        .env("PORT", port.to_string())
+        .env("LOG_LEVEL", log_level)
+        .env("LOG_FORMAT", "json");
+    c
 }
 
 struct Server(Child);
 
 impl Server {
-    fn start(urls: &dev::Urls, port: u16, log: &std::path::Path) -> Result<Self, String> {
+    /// Starts `command` with its output in `log` and waits until `GET /health` answers.
+    fn start(
+        command: &mut std::process::Command,
+        port: u16,
+        log: &std::path::Path,
+    ) -> Result<Self, String> {
         let log_file =
             std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let child = cmd(root().join("target/release/sovereign"))
-            .arg("serve")
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner)
-            .env("PORT", port.to_string())
-            .env("LOG_FORMAT", "json")
+        let child = command
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -104,15 +150,6 @@ struct Figures {
     requests_per_sec: f64,
     p50: String,
     p99: String,
-}
-
-impl Figures {
-    fn print(&self, name: &str) {
-        println!(
-            "{name:<12} {:>12.0} {:>10} {:>10}",
-            self.requests_per_sec, self.p50, self.p99
-        );
-    }
 }
 
 fn wrk(port: u16, path: &str) -> Result<Figures, String> {

@@ -36,12 +36,10 @@ pub(crate) async fn request_context(
     // Routing needs the only reference to the request, so nothing here may clone it before the
     // inner service has run; keep what the log line needs instead.
     let path = req.path().to_owned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        route = tracing::field::Empty,
-    );
+    // The span carries only the id, which every event inside the request inherits; the
+    // request's own facts go on the single completion line below.
+    let span = tracing::info_span!("request", request_id = %id);
+    let method = req.method().clone();
     let in_scope =
         |f: &dyn Fn() -> HttpResponse| span.in_scope(|| request_id::sync_scope(id.clone(), f));
 
@@ -49,6 +47,7 @@ pub(crate) async fn request_context(
         .instrument(span.clone())
         .await;
 
+    let mut route = None;
     let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = match outcome {
         Ok(Ok(res)) => {
             let res = res.map_into_boxed_body();
@@ -61,13 +60,7 @@ pub(crate) async fn request_context(
                 } else {
                     res
                 };
-            span.record(
-                "route",
-                res.request()
-                    .match_pattern()
-                    .as_deref()
-                    .unwrap_or("<unmatched>"),
-            );
+            route = res.request().match_pattern();
             stamp(res.headers_mut(), &id);
             Ok(res)
         }
@@ -97,9 +90,11 @@ pub(crate) async fn request_context(
     };
     tracing::info!(
         parent: &span,
+        method = %method,
+        route = route.as_deref().unwrap_or("<unmatched>"),
+        path,
         status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        path,
         "request completed"
     );
     result

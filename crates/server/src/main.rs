@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sovereign_core::Settings;
 use sovereign_core::settings::{ConfigError, Loaded};
+use sovereign_core::telemetry::LogGuard;
 use sovereign_db::migrations::{self, Revert};
 
 #[derive(Debug, Parser)]
@@ -60,11 +61,11 @@ async fn main() -> ExitCode {
         Command::Openapi => write_out(&sovereign_api::openapi::document_json()),
         Command::CheckConfig => check_config(),
         Command::Serve => match load() {
-            Ok(settings) => serve(settings).await,
+            Ok((settings, _log)) => serve(settings).await,
             Err(code) => return code,
         },
         Command::Migrate { action } => match load() {
-            Ok(settings) => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
+            Ok((settings, _log)) => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
             Err(code) => return code,
         },
     };
@@ -77,20 +78,21 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Loads settings and starts logging, or reports every configuration problem.
-fn load() -> Result<Settings, ExitCode> {
+/// Loads settings and starts logging (keep the guard until exit), or reports every
+/// configuration problem.
+fn load() -> Result<(Settings, LogGuard), ExitCode> {
     let Loaded { settings, warnings } = Settings::load().map_err(|e| {
         report(&e.to_string());
         ExitCode::FAILURE
     })?;
-    if let Err(e) = sovereign_core::telemetry::init(&settings.log) {
+    let guard = sovereign_core::telemetry::init(&settings.log).map_err(|e| {
         report(&format!("error: {e}"));
-        return Err(ExitCode::FAILURE);
-    }
+        ExitCode::FAILURE
+    })?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    Ok(settings)
+    Ok((settings, guard))
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
