@@ -251,3 +251,37 @@ async fn serve_logs_one_json_line_per_request_and_stops_gracefully_on_sigterm() 
     assert!(status.success(), "{status}");
     served.wait_for("the final line", |l| l["message"] == "stopped");
 }
+
+#[tokio::test]
+async fn server_side_failures_are_logged_with_the_request_id_and_hidden_from_the_client() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://app:s3cret@127.0.0.1:{port}/sovereign");
+    let served = Served::start(&[
+        ("DATABASE_URL", &unreachable),
+        ("PORT", "0"),
+        ("WORKERS", "1"),
+        ("LOG_FORMAT", "json"),
+    ]);
+    let listening = served.wait_for("listening", |l| l["message"] == "listening");
+    let port = listening["port"].as_u64().unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/ready"))
+        .header("x-request-id", "cli-outage-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("127.0.0.1") && !body.contains("refused"), "{body}");
+
+    let cause = served.wait_for("the cause", |l| {
+        l["level"] == "WARN" && l["span"]["request_id"] == "cli-outage-1"
+    });
+    let text = cause.to_string();
+    assert!(text.contains("database unavailable"), "{text}");
+    assert!(!text.contains("s3cret"), "a password reached the log: {text}");
+}

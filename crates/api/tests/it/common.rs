@@ -76,6 +76,11 @@ impl TestApp {
         }
     }
 
+    /// Stops the server as SIGTERM does (`graceful`: in-flight requests finish first).
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> + use<> {
+        self.handle.stop(graceful)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

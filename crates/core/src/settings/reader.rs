@@ -106,6 +106,18 @@ impl SettingValue for Url {
     }
 }
 
+fn issue(
+    setting: &'static str,
+    message: impl Into<String>,
+    suggestion: impl Into<Option<String>>,
+) -> SettingIssue {
+    SettingIssue {
+        setting,
+        message: message.into(),
+        suggestion: suggestion.into(),
+    }
+}
+
 pub(super) struct Reader<'a> {
     vars: &'a HashMap<String, String>,
     pub(super) specs: Vec<&'static SettingSpec>,
@@ -140,11 +152,7 @@ impl<'a> Reader<'a> {
         message: impl Into<String>,
         suggestion: impl Into<Option<String>>,
     ) {
-        self.problems.push(SettingIssue {
-            setting,
-            message: message.into(),
-            suggestion: suggestion.into(),
-        });
+        self.problems.push(issue(setting, message, suggestion));
     }
 
     pub(super) fn warning(
@@ -153,11 +161,7 @@ impl<'a> Reader<'a> {
         message: impl Into<String>,
         suggestion: impl Into<Option<String>>,
     ) {
-        self.warnings.push(SettingIssue {
-            setting,
-            message: message.into(),
-            suggestion: suggestion.into(),
-        });
+        self.warnings.push(issue(setting, message, suggestion));
     }
 
     fn parse_text<T: SettingValue>(&mut self, spec: &'static SettingSpec, text: &str) -> Option<T> {
