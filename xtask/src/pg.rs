@@ -1,9 +1,9 @@
 //! The project-local PostgreSQL cluster and the pgvector extension.
 //!
 //! The cluster lives in `.sovereign/pg` (or `SOVEREIGN_PG_DIR`), listens on 127.0.0.1 port 55432
-//! (or `SOVEREIGN_PG_PORT`) with trust authentication for local connections only, and uses the
-//! installed PostgreSQL binaries (`pg_config --bindir`). PostgreSQL refuses to run as root, so
-//! as root the cluster belongs to the `postgres` user.
+//! (the next free port when that one is taken, or `SOVEREIGN_PG_PORT`) with trust authentication
+//! for local connections only, and uses the installed PostgreSQL binaries (`pg_config --bindir`).
+//! PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,17 +59,51 @@ impl Cluster {
     }
 }
 
-fn port() -> Result<u16, String> {
-    match std::env::var("SOVEREIGN_PG_PORT") {
-        Ok(p) => p
+/// The port from `SOVEREIGN_PG_PORT`; else the port an existing cluster was created with; else
+/// the first free port from 55432 up.
+fn port(data: &Path) -> Result<u16, String> {
+    if let Ok(p) = std::env::var("SOVEREIGN_PG_PORT") {
+        return p
             .parse()
-            .map_err(|_| format!("SOVEREIGN_PG_PORT is not a port: {p}")),
-        Err(_) => Ok(DEFAULT_PORT),
+            .map_err(|_| format!("SOVEREIGN_PG_PORT is not a port: {p}"));
     }
+    let conf = fs::read_to_string(data.join("postgresql.conf")).unwrap_or_default();
+    let configured = conf
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("port = "))
+        .and_then(|p| p.trim().parse().ok());
+    if let Some(port) = configured {
+        return Ok(port);
+    }
+    (DEFAULT_PORT..DEFAULT_PORT + 100)
+        .find(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+        .ok_or_else(|| format!("no free port from {DEFAULT_PORT}; set SOVEREIGN_PG_PORT"))
 }
 
+/// `SOVEREIGN_PG_DIR`, else `.sovereign/pg` in the checkout. As root, the cluster belongs to the
+/// `postgres` user; when that user cannot reach the checkout (say, under `/root`), the cluster
+/// lives in `/var/tmp/sovereign/<checkout hash>/pg` instead.
 fn cluster_dir() -> PathBuf {
-    std::env::var_os("SOVEREIGN_PG_DIR").map_or_else(|| run::state_dir().join("pg"), PathBuf::from)
+    if let Some(dir) = std::env::var_os("SOVEREIGN_PG_DIR") {
+        return PathBuf::from(dir);
+    }
+    let root = run::root();
+    let reachable = !is_root()
+        || cmd("runuser")
+            .args(["-u", SYSTEM_USER, "--", "test", "-x"])
+            .arg(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+    if reachable {
+        return run::state_dir().join("pg");
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in root.to_string_lossy().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    PathBuf::from(format!("/var/tmp/sovereign/{hash:016x}/pg"))
 }
 
 fn pg_config(arg: &str) -> Result<String, String> {
@@ -101,9 +135,9 @@ fn as_owner(program: &Path) -> Command {
 pub fn up() -> Result<Cluster, String> {
     ensure_pgvector()?;
     let bindir = bindir()?;
-    let port = port()?;
     let dir = cluster_dir();
     let data = dir.join("data");
+    let port = port(&data)?;
     let socket_dir = dir.join("run");
     if !data.join("PG_VERSION").exists() {
         init_cluster(&bindir, &dir, &data, &socket_dir, port)?;
@@ -215,7 +249,7 @@ pub fn status() -> Result<(), String> {
     let bindir = bindir()?;
     let dir = cluster_dir();
     let data = dir.join("data");
-    let port = port()?;
+    let port = port(&data)?;
     if !data.join("PG_VERSION").exists() {
         println!(
             "no local cluster yet ({} is empty); `cargo xtask db up` creates it",

@@ -276,12 +276,18 @@ async fn server_side_failures_are_logged_with_the_request_id_and_hidden_from_the
         .unwrap();
     assert_eq!(response.status(), 503);
     let body = response.text().await.unwrap();
-    assert!(!body.contains("127.0.0.1") && !body.contains("refused"), "{body}");
+    assert!(
+        !body.contains("127.0.0.1") && !body.contains("refused"),
+        "{body}"
+    );
 
     let cause = served.wait_for("the cause", |l| {
         l["level"] == "WARN" && l["span"]["request_id"] == "cli-outage-1"
     });
     let text = cause.to_string();
     assert!(text.contains("database unavailable"), "{text}");
-    assert!(!text.contains("s3cret"), "a password reached the log: {text}");
+    assert!(
+        !text.contains("s3cret"),
+        "a password reached the log: {text}"
+    );
 }

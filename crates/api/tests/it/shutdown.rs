@@ -36,7 +36,10 @@ async fn a_graceful_stop_lets_in_flight_requests_finish() {
     let stopped = tokio::spawn(app.stop(true));
     gate.release.notify_one();
 
-    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "finished");
     stopped.await.unwrap();
