@@ -27,6 +27,10 @@ async fn echo(body: Json<Echo>) -> HttpResponse {
     HttpResponse::Ok().json(body.into_inner())
 }
 
+async fn upload(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok().body(format!("{} bytes", body.len()))
+}
+
 async fn boom() -> HttpResponse {
     panic!("boom: internal secret 4f1a")
 }
@@ -52,6 +56,7 @@ async fn needs_database(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
 fn routes() -> RouteHook {
     Arc::new(|cfg: &mut web::ServiceConfig| {
         cfg.route("/test/echo", web::post().to(echo))
+            .route("/test/upload", web::post().to(upload))
             .route("/test/panic", web::get().to(boom))
             .route("/test/broken", web::get().to(broken))
             .route("/test/database", web::get().to(needs_database));
@@ -59,7 +64,14 @@ fn routes() -> RouteHook {
 }
 
 async fn app() -> TestApp {
-    TestApp::spawn_with(&[("JSON_BODY_LIMIT_BYTES", "1024")], Some(routes())).await
+    TestApp::spawn_with(
+        &[
+            ("JSON_BODY_LIMIT_BYTES", "1024"),
+            ("PAYLOAD_LIMIT_BYTES", "2048"),
+        ],
+        Some(routes()),
+    )
+    .await
 }
 
 async fn post_echo(
@@ -163,6 +175,21 @@ async fn a_body_over_the_limit_is_a_413_problem() {
     )
     .await;
     assert!(problem.detail.contains("1024"), "{}", problem.detail);
+}
+
+#[tokio::test]
+async fn a_raw_body_over_the_payload_limit_is_a_413_problem() {
+    let app = app().await;
+    let post = |size: usize| {
+        app.client
+            .post(app.url("/test/upload"))
+            .header("content-type", "application/octet-stream")
+            .body(vec![b'x'; size])
+            .send()
+    };
+    let ok = post(2048).await.unwrap();
+    assert_eq!(ok.text().await.unwrap(), "2048 bytes");
+    expect_problem(post(2049).await.unwrap(), 413, "payload_too_large").await;
 }
 
 #[tokio::test]

@@ -449,7 +449,12 @@ impl Settings {
             Err(e) if e.not_found() => {}
             Err(e) => dotenv_problem = Some(e.to_string()),
         }
-        vars.extend(std::env::vars());
+        // `std::env::vars` panics on a variable that is not UTF-8; none of ours can be, so any
+        // such variable is someone else's and is skipped.
+        vars.extend(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
         let result = Self::from_vars(vars);
         match (dotenv_problem, result) {
             (None, result) => result,
