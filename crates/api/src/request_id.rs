@@ -17,7 +17,8 @@ tokio::task_local! {
     static CURRENT: String;
 }
 
-/// The id of the request being handled, available to handlers as an extractor.
+/// The id of the request being handled, available to handlers as an extractor (the
+/// request-context middleware stores it on every request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
@@ -26,12 +27,12 @@ impl FromRequest for RequestId {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(current().unwrap_or_default()));
-        ready(Ok(id))
+        let id = req.extensions().get::<RequestId>().cloned();
+        ready(id.ok_or_else(|| {
+            actix_web::error::ErrorInternalServerError(
+                "request-context middleware is not installed",
+            )
+        }))
     }
 }
 

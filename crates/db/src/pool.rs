@@ -114,11 +114,6 @@ impl Db {
         Self::new(&settings.url, PoolConfig::from(settings))
     }
 
-    #[must_use]
-    pub fn config(&self) -> PoolConfig {
-        self.config
-    }
-
     /// A connection from the pool, within the wait and connect timeouts.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         self.pool.get().await.map_err(|e| {

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sovereign_api::extract::Json;
+use sovereign_api::request_id::RequestId;
 use sovereign_api::{ApiError, AppState, RouteHook};
 use sovereign_db::{DbError, RunQueryDsl, ScopedFutureExt};
 use validator::Validate;
@@ -29,6 +30,10 @@ async fn echo(body: Json<Echo>) -> HttpResponse {
 
 async fn upload(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok().body(format!("{} bytes", body.len()))
+}
+
+async fn whoami(id: RequestId) -> HttpResponse {
+    HttpResponse::Ok().body(id.0)
 }
 
 async fn boom() -> HttpResponse {
@@ -57,6 +62,7 @@ fn routes() -> RouteHook {
     Arc::new(|cfg: &mut web::ServiceConfig| {
         cfg.route("/test/echo", web::post().to(echo))
             .route("/test/upload", web::post().to(upload))
+            .route("/test/whoami", web::get().to(whoami))
             .route("/test/panic", web::get().to(boom))
             .route("/test/broken", web::get().to(broken))
             .route("/test/database", web::get().to(needs_database));
@@ -366,4 +372,24 @@ async fn every_response_gets_a_distinct_request_id() {
     let a = app.get("/health").await.headers()["x-request-id"].clone();
     let b = app.get("/health").await.headers()["x-request-id"].clone();
     assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn handlers_see_the_id_of_their_own_request() {
+    let app = app().await;
+    let response = app
+        .client
+        .get(app.url("/test/whoami"))
+        .header("x-request-id", "handler-sees-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "handler-sees-me");
+
+    let response = app.get("/test/whoami").await;
+    let header = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(response.text().await.unwrap(), header);
 }
