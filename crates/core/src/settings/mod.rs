@@ -16,9 +16,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::quota::Quota;
 
 pub use reader::{DefaultValue, SettingIssue, SettingSpec};
 pub use secret::SecretUrl;
@@ -151,6 +154,66 @@ spec!(
     Unset,
     "Same as `VALKEY_URL`, accepted for compatibility.",
     secret
+);
+spec!(
+    CACHE_PREFIX,
+    "CACHE_PREFIX",
+    Value("sovereign"),
+    "Namespace of every cache key and channel (`<prefix>:…`, tenant data under `<prefix>:t:<tenant>:…`), so several deployments can share one Redis."
+);
+spec!(
+    CACHE_TIMEOUT_MS,
+    "CACHE_TIMEOUT_MS",
+    Value("250"),
+    "Bound on each Redis round trip, including the wait for a pooled connection. A stopped Redis costs at most this, then calls are short-circuited for half a second."
+);
+spec!(
+    CACHE_CONNECT_TIMEOUT_MS,
+    "CACHE_CONNECT_TIMEOUT_MS",
+    Value("1000"),
+    "Bound on opening a new Redis connection."
+);
+spec!(
+    CACHE_POOL_MAX_SIZE,
+    "CACHE_POOL_MAX_SIZE",
+    Value("16"),
+    "Most pooled Redis connections (each one is multiplexed)."
+);
+spec!(
+    CACHE_MEMORY_CAPACITY,
+    "CACHE_MEMORY_CAPACITY",
+    Value("100000"),
+    "Most entries the in-process cache keeps (used when no Redis URL is set, and for the rate limiter's fallback)."
+);
+spec!(
+    TRUSTED_PROXIES,
+    "TRUSTED_PROXIES",
+    Unset,
+    "Comma-separated addresses or CIDRs of reverse proxies (e.g. `127.0.0.1,10.0.0.0/8`). `X-Forwarded-For`, `Forwarded` and `X-Forwarded-Proto` are honoured only from these peers; the client address is the right-most hop that is not one of them. Unset: the socket peer is the client."
+);
+spec!(
+    RATE_LIMIT_ENABLED,
+    "RATE_LIMIT_ENABLED",
+    Value("true"),
+    "Whether requests are rate limited."
+);
+spec!(
+    RATE_LIMIT_API,
+    "RATE_LIMIT_API",
+    Value("600/minute"),
+    "Quota per client address on every route except `/health` and `/ready`, as LIMIT/PERIOD (`600/minute`, `20/10s`, `5000/hour`); bursts up to LIMIT."
+);
+spec!(
+    RATE_LIMIT_AUTH,
+    "RATE_LIMIT_AUTH",
+    Value("20/minute"),
+    "Quota per client address on authentication routes (`/api/v1/auth/…`), in addition to `RATE_LIMIT_API`."
+);
+spec!(
+    RATE_LIMIT_FALLBACK_DIVISOR,
+    "RATE_LIMIT_FALLBACK_DIVISOR",
+    Value("4"),
+    "While Redis is failing, each instance enforces its quotas divided by this, in process: degraded, never unlimited."
 );
 spec!(
     SECRET_KEY,
@@ -302,6 +365,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub cache: CacheSettings,
+    pub network: NetworkSettings,
+    pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub cors: CorsSettings,
     pub features: FeatureFlags,
@@ -335,6 +400,27 @@ pub struct DatabaseSettings {
 pub struct CacheSettings {
     /// Valkey/Redis; `None` selects the in-process cache.
     pub url: Option<SecretUrl>,
+    pub prefix: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pool_max_size: usize,
+    pub memory_capacity: u64,
+}
+
+/// How the server sees its network: which peers may speak for clients.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSettings {
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Per client address, on every route but the probes.
+    pub api: Quota,
+    /// Per client address, on authentication routes.
+    pub auth: Quota,
+    pub fallback_divisor: u32,
 }
 
 #[derive(Clone)]
@@ -528,6 +614,8 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
     let server = read_server(r);
     let database = read_database(r);
     let cache = read_cache(r);
+    let network = read_network(r);
+    let rate_limit = read_rate_limit(r);
     let auth = read_auth(r, environment);
     let cors = read_cors(r, strict);
 
@@ -548,6 +636,8 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
         server,
         database: database?,
         cache,
+        network,
+        rate_limit,
         auth,
         cors,
         features,
@@ -645,8 +735,59 @@ fn read_cache(r: &mut Reader<'_>) -> CacheSettings {
             "unset one of them".to_owned(),
         );
     }
+    let prefix: String = r.value(&CACHE_PREFIX);
+    if prefix.is_empty()
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        r.problem(
+            CACHE_PREFIX.name,
+            format!("`{prefix}` is not a usable key prefix"),
+            "use letters, digits, `-`, `_` or `.`, e.g. sovereign or acme-prod".to_owned(),
+        );
+    }
+    let millis = |r: &mut Reader<'_>, spec| Duration::from_millis(r.bounded(spec, 1, 60_000));
     CacheSettings {
         url: valkey.or(redis),
+        prefix,
+        timeout: millis(r, &CACHE_TIMEOUT_MS),
+        connect_timeout: millis(r, &CACHE_CONNECT_TIMEOUT_MS),
+        pool_max_size: r.bounded(&CACHE_POOL_MAX_SIZE, 1, 1000),
+        memory_capacity: r.bounded(&CACHE_MEMORY_CAPACITY, 1, 100_000_000),
+    }
+}
+
+fn read_network(r: &mut Reader<'_>) -> NetworkSettings {
+    let raw = r.raw(&TRUSTED_PROXIES).unwrap_or_default();
+    let mut trusted_proxies = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item
+            .parse::<IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net.trunc()),
+            Err(_) => r.problem(
+                TRUSTED_PROXIES.name,
+                format!("`{item}` is not an IP address or CIDR"),
+                "write addresses or networks such as 127.0.0.1, ::1 or 10.0.0.0/8".to_owned(),
+            ),
+        }
+    }
+    NetworkSettings { trusted_proxies }
+}
+
+fn read_rate_limit(r: &mut Reader<'_>) -> RateLimitSettings {
+    let fallback = |r: &mut Reader<'_>, spec: &'static SettingSpec, default: u32| {
+        r.optional::<Quota>(spec)
+            .or_else(|| Quota::per_minute(default))
+            .unwrap_or(Quota::ONE_PER_SECOND)
+    };
+    RateLimitSettings {
+        enabled: r.value(&RATE_LIMIT_ENABLED),
+        api: fallback(r, &RATE_LIMIT_API, 600),
+        auth: fallback(r, &RATE_LIMIT_AUTH, 20),
+        fallback_divisor: r.bounded(&RATE_LIMIT_FALLBACK_DIVISOR, 1, 1000),
     }
 }
 

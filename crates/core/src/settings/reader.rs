@@ -92,6 +92,14 @@ macro_rules! integer_setting {
 }
 integer_setting!(u16, u32, u64, usize);
 
+impl SettingValue for crate::quota::Quota {
+    const EXPECTED: &'static str = "a rate such as 10/minute";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|e: crate::quota::QuotaParseError| e.to_string())
+    }
+}
+
 impl SettingValue for String {
     const EXPECTED: &'static str = "text";
     fn parse_setting(text: &str) -> Result<Self, String> {
