@@ -7,11 +7,13 @@
 //! exactly one place, [`error::status_for`].
 
 mod docs;
+pub mod edge;
 pub mod error;
 pub mod extract;
 mod fallback;
 mod middleware;
 pub mod openapi;
+mod rate_limit;
 pub mod request_id;
 mod routes;
 mod server;

@@ -1,6 +1,9 @@
 //! The outermost middleware: everything a request gets whatever route it takes.
 //!
 //! - a request id (see [`crate::request_id`]), echoed in `X-Request-ID`;
+//! - the client's address and scheme, resolved through trusted proxies ([`crate::edge`]) and
+//!   stored in the request's extensions for the rate limiter and the log;
+//! - the security headers, on every response including errors;
 //! - a tracing span carrying that id, and one log line when the request completes (method,
 //!   route template, status, latency) — the query string is never logged;
 //! - panics in handlers become 500 problem bodies instead of dropped connections;
@@ -9,6 +12,7 @@
 //!   format. JSON error bodies are left alone: they are problem bodies or deliberate reports
 //!   such as `/ready`'s.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
@@ -16,13 +20,14 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 use sovereign_core::diagnostics::GENERIC_INTERNAL_DETAIL;
 use tracing::Instrument;
 
+use crate::edge::{self, ClientInfo, EdgeConfig};
 use crate::error::ApiError;
 use crate::request_id::{self, RequestId, X_REQUEST_ID};
 
@@ -32,7 +37,18 @@ pub(crate) async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id::accept(req.headers()).unwrap_or_else(request_id::generate);
+    let edge = req.app_data::<web::Data<EdgeConfig>>().cloned();
+    let client = match &edge {
+        Some(edge) => edge.client(req.peer_addr().map(|a| a.ip()), req.headers()),
+        None => ClientInfo {
+            ip: req
+                .peer_addr()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+            https: false,
+        },
+    };
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(client);
     // Routing needs the only reference to the request, so nothing here may clone it before the
     // inner service has run; keep what the log line needs instead.
     let path = req.path().to_owned();
@@ -55,19 +71,26 @@ pub(crate) async fn request_context(
             let mut res =
                 if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
                     let (http_req, original) = res.into_parts();
-                    let response = in_scope(&|| problem_for_status(status, original.error()));
+                    let mut response = in_scope(&|| problem_for_status(status, original.error()));
+                    keep_headers(original.headers(), response.headers_mut());
                     ServiceResponse::new(http_req, response)
                 } else {
                     res
                 };
             route = res.request().match_pattern();
             stamp(res.headers_mut(), &id);
+            if let Some(edge) = &edge {
+                edge::apply_security_headers(res.headers_mut(), &path, client, edge);
+            }
             Ok(res)
         }
         // An inner service failed instead of answering: answer its problem body ourselves.
         Ok(Err(err)) => {
             let mut response = in_scope(&|| err.error_response());
             stamp(response.headers_mut(), &id);
+            if let Some(edge) = &edge {
+                edge::apply_security_headers(response.headers_mut(), &path, client, edge);
+            }
             Err(InternalError::from_response(err, response).into())
         }
         Err(panic) => {
@@ -80,6 +103,9 @@ pub(crate) async fn request_context(
                 ApiError::internal(format!("handler panicked: {message}")).error_response()
             });
             stamp(response.headers_mut(), &id);
+            if let Some(edge) = &edge {
+                edge::apply_security_headers(response.headers_mut(), &path, client, edge);
+            }
             Err(InternalError::from_response("handler panicked", response).into())
         }
     };
@@ -93,6 +119,7 @@ pub(crate) async fn request_context(
         method = %method,
         route = route.as_deref().unwrap_or("<unmatched>"),
         path,
+        client_ip = %client.ip,
         status = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request completed"
@@ -103,6 +130,16 @@ pub(crate) async fn request_context(
 fn stamp(headers: &mut HeaderMap, id: &str) {
     if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(X_REQUEST_ID, value);
+    }
+}
+
+/// Headers of a replaced error response that still apply (CORS, `Allow`, rate limits), minus
+/// those describing the old body.
+fn keep_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH && !to.contains_key(name) {
+            to.append(name.clone(), value.clone());
+        }
     }
 }
 

@@ -3,21 +3,26 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
+use sovereign_cache::{Cache, CacheConfig, CacheError, RateLimiter};
+use sovereign_core::settings::CorsSettings;
 use sovereign_core::{Environment, ErrorKind, Settings};
 use sovereign_db::{Db, DbError};
 use utoipa_actix_web::AppExt;
 
+use crate::edge::EdgeConfig;
 use crate::error::ApiError;
 use crate::extract::BodyLimits;
 use crate::fallback::{KnownRoutes, fallback};
 use crate::state::AppState;
-use crate::{docs, middleware, openapi, routes};
+use crate::{docs, middleware, openapi, rate_limit, routes};
 
 /// Extra routes mounted next to the API's own, behind the same middleware. Tests use it to
 /// exercise extractors and error handling on purpose-built endpoints.
@@ -28,6 +33,8 @@ pub type RouteHook = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 pub enum StartError {
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -61,6 +68,22 @@ impl Application {
     ) -> Result<Self, StartError> {
         let db = Db::from_settings(&settings.database)?;
         check_runtime_role(&db, settings.environment).await?;
+        let cache = Cache::new(&CacheConfig::from_settings(&settings.cache))?;
+        match cache.health().await {
+            Ok(health) => tracing::info!(backend = health.backend.as_str(), "cache ready"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache unreachable at start-up; serving degraded, /ready reports it");
+            }
+        }
+        let limiter = Arc::new(RateLimiter::new(
+            &cache,
+            settings.rate_limit.fallback_divisor,
+        ));
+        let edge = web::Data::new(EdgeConfig {
+            trusted_proxies: settings.network.trusted_proxies.clone(),
+            production: settings.environment == Environment::Production,
+        });
+        let cors = settings.cors.clone();
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartError::Bind {
@@ -95,13 +118,19 @@ impl Application {
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
+            cache,
+            limiter,
         });
 
         let server = HttpServer::new(move || {
             build_app(
-                state.clone(),
-                known_routes.clone(),
+                Shared {
+                    state: state.clone(),
+                    edge: edge.clone(),
+                    known_routes: known_routes.clone(),
+                },
                 limits,
+                cors_for(&cors),
                 docs.clone(),
                 extra_routes.clone(),
             )
@@ -134,10 +163,17 @@ impl Application {
     }
 }
 
-fn build_app(
+/// Application data every worker shares.
+struct Shared {
     state: web::Data<AppState>,
+    edge: web::Data<EdgeConfig>,
     known_routes: web::Data<KnownRoutes>,
+}
+
+fn build_app(
+    shared: Shared,
     limits: BodyLimits,
+    cors: Cors,
     docs: Option<Bytes>,
     extra_routes: Option<RouteHook>,
 ) -> App<
@@ -150,8 +186,9 @@ fn build_app(
     >,
 > {
     App::new()
-        .app_data(state)
-        .app_data(known_routes)
+        .app_data(shared.state)
+        .app_data(shared.edge)
+        .app_data(shared.known_routes)
         .app_data(web::Data::new(limits))
         .app_data(web::PayloadConfig::new(limits.payload))
         .app_data(
@@ -167,6 +204,10 @@ fn build_app(
         .app_data(web::PathConfig::default().error_handler(|e, _| {
             ApiError::of_kind(ErrorKind::NotFound, "not_found", e.to_string()).into()
         }))
+        // Outermost last: request context (id, client, headers, log) wraps CORS, which answers
+        // preflights before the rate limiter counts anything.
+        .wrap(from_fn(rate_limit::rate_limit))
+        .wrap(cors)
         .wrap(from_fn(middleware::request_context))
         .into_utoipa_app()
         .configure(routes::register)
@@ -180,6 +221,42 @@ fn build_app(
             }
         })
         .default_service(web::to(fallback))
+}
+
+/// CORS from the settings: the listed origins only (or any origin, without credentials), the
+/// methods and headers the API uses, and the response headers clients may read.
+fn cors_for(settings: &CorsSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-tenant-id"),
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("ratelimit-policy"),
+        ])
+        .max_age(600);
+    if settings.allowed_origins.iter().any(|o| o == "*") {
+        // Settings refuse `*` with credentials, so this never meets `supports_credentials`.
+        cors = cors.allow_any_origin().send_wildcard();
+    } else {
+        for origin in &settings.allowed_origins {
+            cors = cors.allowed_origin(origin);
+        }
+        if settings.allow_credentials {
+            cors = cors.supports_credentials();
+        }
+    }
+    cors
 }
 
 /// The runtime role must not be able to see past row-level security. Refused in production,

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Settings;
 use sovereign_db::Db;
 
@@ -8,4 +9,8 @@ use sovereign_db::Db;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
+    /// The application's cache (Redis/Valkey, or in-process); tenant data goes through
+    /// [`Cache::tenant`].
+    pub cache: Cache,
+    pub limiter: Arc<RateLimiter>,
 }

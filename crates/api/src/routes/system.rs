@@ -69,12 +69,20 @@ pub enum CheckStatus {
     Ok,
     /// Unreachable or failing; the service cannot work without it.
     Down,
+    /// Unreachable or failing; the service keeps working without it, with reduced guarantees
+    /// (for the cache: stricter per-instance rate limits, no cross-instance fan-out).
+    Degraded,
 }
 
 /// One dependency's health.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DependencyCheck {
     pub status: CheckStatus,
+    /// Which implementation answered, where there is a choice (`redis` or `memory` for the
+    /// cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "redis")]
+    pub backend: Option<String>,
     /// Round-trip time of the check, when it succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 0.8)]
@@ -83,6 +91,26 @@ pub struct DependencyCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "database_unavailable")]
     pub error: Option<String>,
+}
+
+impl DependencyCheck {
+    fn ok(backend: Option<String>, latency: Duration) -> Self {
+        Self {
+            status: CheckStatus::Ok,
+            backend,
+            latency_ms: Some(latency.as_secs_f64() * 1000.0),
+            error: None,
+        }
+    }
+
+    fn failed(status: CheckStatus, backend: Option<String>, error: &dyn Diagnostic) -> Self {
+        Self {
+            status,
+            backend,
+            latency_ms: None,
+            error: Some(error.code().to_owned()),
+        }
+    }
 }
 
 /// Overall readiness.
@@ -97,12 +125,13 @@ pub enum ReadyStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub status: ReadyStatus,
-    /// Each dependency by name (`database`, …).
+    /// Each dependency by name (`database`, `cache`).
     pub checks: BTreeMap<String, DependencyCheck>,
 }
 
 /// Readiness: each dependency's state and latency. Answers within two seconds; 503 when the
-/// database is unreachable.
+/// database is unreachable. A failing cache shows as `degraded` without failing readiness: the
+/// service keeps serving without it.
 #[utoipa::path(
     tag = "operations",
     responses(
@@ -112,24 +141,27 @@ pub struct Readiness {
 )]
 #[get("/ready")]
 pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let mut checks = BTreeMap::new();
-    let database = match state.db.health(READINESS_BUDGET).await {
-        Ok(latency) => DependencyCheck {
-            status: CheckStatus::Ok,
-            latency_ms: Some(latency.as_secs_f64() * 1000.0),
-            error: None,
-        },
+    let (database, cache) =
+        futures_util::join!(state.db.health(READINESS_BUDGET), state.cache.health());
+    let database = match database {
+        Ok(latency) => DependencyCheck::ok(None, latency),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database check failed");
-            DependencyCheck {
-                status: CheckStatus::Down,
-                latency_ms: None,
-                error: Some(e.code().to_owned()),
-            }
+            DependencyCheck::failed(CheckStatus::Down, None, &e)
+        }
+    };
+    let backend = Some(state.cache.backend().as_str().to_owned());
+    let cache = match cache {
+        Ok(report) => DependencyCheck::ok(backend, report.latency),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: cache check failed; serving degraded");
+            DependencyCheck::failed(CheckStatus::Degraded, backend, &e)
         }
     };
     let ready = database.status == CheckStatus::Ok;
+    let mut checks = BTreeMap::new();
     checks.insert("database".to_owned(), database);
+    checks.insert("cache".to_owned(), cache);
     let report = Readiness {
         status: if ready {
             ReadyStatus::Ready

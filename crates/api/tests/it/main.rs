@@ -7,8 +7,10 @@
     reason = "test helpers fail loudly, like the tests that call them"
 )]
 
+mod cache;
 mod common;
 mod docs;
+mod edge;
 mod errors;
 mod health;
 mod shutdown;

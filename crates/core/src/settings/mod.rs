@@ -739,12 +739,12 @@ fn read_cache(r: &mut Reader<'_>) -> CacheSettings {
     if prefix.is_empty()
         || !prefix
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
     {
         r.problem(
             CACHE_PREFIX.name,
             format!("`{prefix}` is not a usable key prefix"),
-            "use letters, digits, `-`, `_` or `.`, e.g. sovereign or acme-prod".to_owned(),
+            "use letters, digits, `-`, `_`, `.` or `:`, e.g. sovereign or acme:prod".to_owned(),
         );
     }
     let millis = |r: &mut Reader<'_>, spec| Duration::from_millis(r.bounded(spec, 1, 60_000));
