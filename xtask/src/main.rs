@@ -22,6 +22,8 @@ usage: cargo xtask <command>
   openapi [--check]   write docs/openapi.json from the code (or check it is current)
   schema [--check]    write crates/db/src/schema.rs from a migrated database (or check it)
   bench http          load-test GET /health on a release build (wrk, 64 connections)
+  bench cache         GET/SET ops/s through sovereign-cache beside redis-benchmark on the same
+                      Redis (REDIS_URL, default 127.0.0.1:6379), and the in-process backend
 ";
 
 #[expect(
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         ["schema"] => generated::schema(false),
         ["schema", "--check"] => generated::schema(true),
         ["bench", "http"] => bench::http(),
+        ["bench", "cache"] => bench::cache(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -7,11 +7,13 @@
 //! stopped server costs one timeout, not one per request; health checks always go through.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Script};
 use tokio::sync::mpsc;
 
@@ -92,6 +94,11 @@ pub(crate) struct RedisBackend {
     epoch: Instant,
     /// Milliseconds since `epoch` until which calls are short-circuited.
     open_until_ms: AtomicU64,
+    /// Multiplexed connections taken from the pool once and shared by every call, round robin.
+    /// A pooled checkout would cost a PING per call (deadpool-redis recycles with one), halving
+    /// throughput; the pool remains the bounded factory that refills a slot after a failure.
+    slots: Box<[Mutex<Option<MultiplexedConnection>>]>,
+    next_slot: AtomicUsize,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -138,6 +145,10 @@ impl RedisBackend {
             },
             epoch: Instant::now(),
             open_until_ms: AtomicU64::new(0),
+            slots: (0..options.pool_max_size.max(1))
+                .map(|_| Mutex::new(None))
+                .collect(),
+            next_slot: AtomicUsize::new(0),
         })
     }
 
@@ -150,12 +161,26 @@ impl RedisBackend {
         self.open_until_ms.store(until, Ordering::Relaxed);
     }
 
-    async fn connection(&self) -> Result<Connection, CacheError> {
-        self.pool.get().await.map_err(|e| match e {
+    async fn connection(&self) -> Result<MultiplexedConnection, CacheError> {
+        let slot = &self.slots[self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        if let Some(conn) = lock(slot).as_ref() {
+            return Ok(conn.clone());
+        }
+        let pooled = self.pool.get().await.map_err(|e| match e {
             deadpool_redis::PoolError::Timeout(_) => CacheError::Timeout,
             deadpool_redis::PoolError::Backend(e) => CacheError::from_redis(&e),
             other => CacheError::Unavailable(other.to_string()),
-        })
+        })?;
+        let conn = Connection::take(pooled);
+        *lock(slot) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops every shared connection, so the next calls open fresh ones.
+    fn forget_connections(&self) {
+        for slot in &self.slots {
+            *lock(slot) = None;
+        }
     }
 
     /// Runs one operation under the timeout and the short-circuit.
@@ -183,6 +208,7 @@ impl RedisBackend {
             && e.is_connectivity()
         {
             self.trip();
+            self.forget_connections();
         }
         result
     }
@@ -191,7 +217,7 @@ impl RedisBackend {
         let started = Instant::now();
         self.bounded(async {
             let mut conn = self.connection().await?;
-            let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             Ok(())
         })
         .await?;
@@ -221,7 +247,7 @@ impl RedisBackend {
             if let Some(ttl) = ttl {
                 cmd.arg("PX").arg(millis(ttl));
             }
-            let () = cmd.query_async(&mut *conn).await?;
+            let () = cmd.query_async(&mut conn).await?;
             Ok(())
         })
         .await
@@ -240,7 +266,7 @@ impl RedisBackend {
             if let Some(ttl) = ttl {
                 cmd.arg("PX").arg(millis(ttl));
             }
-            let reply: Option<String> = cmd.query_async(&mut *conn).await?;
+            let reply: Option<String> = cmd.query_async(&mut conn).await?;
             Ok(reply.is_some())
         })
         .await
@@ -277,7 +303,7 @@ impl RedisBackend {
                         .arg(pattern)
                         .arg("COUNT")
                         .arg(CLEAR_BATCH)
-                        .query_async(&mut *conn)
+                        .query_async(&mut conn)
                         .await?)
                 })
                 .await?;
@@ -311,7 +337,7 @@ impl RedisBackend {
                 .key(key)
                 .arg(by)
                 .arg(ttl.map_or(0, millis))
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await?)
         })
         .await
@@ -329,7 +355,7 @@ impl RedisBackend {
                 .release
                 .key(key)
                 .arg(token)
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await?;
             Ok(n > 0)
         })
@@ -350,7 +376,7 @@ impl RedisBackend {
                 .key(key)
                 .arg(token)
                 .arg(millis(lease))
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await?;
             Ok(n > 0)
         })
@@ -373,7 +399,7 @@ impl RedisBackend {
                 .arg(emission_us)
                 .arg(tolerance_us)
                 .arg(cost)
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await?;
             Ok((
                 allowed == 1,
@@ -465,6 +491,12 @@ async fn reconnect(client: &redis::Client, channel: &str, limit: Duration) -> re
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn millis(duration: Duration) -> u64 {
