@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{generated, pg};
+use crate::{generated, pg, redis};
 
 /// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
 /// project-local cluster (started, and pgvector installed, when needed).
@@ -31,6 +31,7 @@ pub fn run() -> Result<(), String> {
         ]))
     })?;
     let admin = step("database", test_admin_url)?;
+    let redis = step("redis", redis::for_tests)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
     step("tests", || {
@@ -49,6 +50,7 @@ pub fn run() -> Result<(), String> {
         run::run(
             tests
                 .env("TEST_DATABASE_URL", &admin)
+                .env("TEST_REDIS_URL", &redis.url)
                 .env("RUST_BACKTRACE", "1"),
         )
     })?;
@@ -56,7 +58,8 @@ pub fn run() -> Result<(), String> {
         run::run(
             cargo()
                 .args(["test", "--workspace", "--doc", "--locked"])
-                .env("TEST_DATABASE_URL", &admin),
+                .env("TEST_DATABASE_URL", &admin)
+                .env("TEST_REDIS_URL", &redis.url),
         )
     })?;
     println!("\nci passed in {:.0?}", started.elapsed());

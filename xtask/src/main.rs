@@ -6,6 +6,7 @@ mod ci;
 mod dev;
 mod generated;
 mod pg;
+mod redis;
 mod run;
 
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ usage: cargo xtask <command>
   dev                 run the service with everything it needs (local PostgreSQL with pgvector
                       unless DATABASE_URL is set, migrations, docs at /docs)
   ci                  exactly what CI runs: fmt, clippy, generated-file checks, the whole test
-                      suite against real PostgreSQL (+pgvector)
+                      suite against real PostgreSQL (+pgvector) and real Redis
   db up|down|status   start, stop or inspect the project-local PostgreSQL cluster
   migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
   openapi [--check]   write docs/openapi.json from the code (or check it is current)
