@@ -15,7 +15,8 @@ const CONNECTIONS: u32 = 64;
 const DURATION: &str = "10s";
 
 /// `bench http`: `GET /health` at 64 connections, three ways in one run: a bare actix-web server
-/// (the baseline), Sovereign without its access log, and Sovereign as deployed (JSON access log).
+/// (the baseline), Sovereign without its access log, and Sovereign as deployed (JSON access log);
+/// then `GET /` without the access log, which also passes the (in-process) rate limiter.
 pub fn http() -> Result<(), String> {
     ensure_wrk()?;
     run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
@@ -54,8 +55,30 @@ pub fn http() -> Result<(), String> {
         let _server = Server::start(&mut sovereign(&urls, port, "info"), port, &log)?;
         wrk(port, "/health")?
     };
+    // `GET /` is counted by the rate limiter (in process here); the quota is set high enough
+    // that nothing is refused, so this measures what the check costs.
+    let limited = {
+        let mut server = sovereign(&urls, port, "warn");
+        server.env("RATE_LIMIT_API", "1000000000/1s");
+        let _server = Server::start(&mut server, port, &log)?;
+        wrk(port, "/")?
+    };
+    // The same with the limiter on Redis: one script call per request.
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let limited_redis = {
+        let mut server = sovereign(&urls, port, "warn");
+        server
+            .env("RATE_LIMIT_API", "1000000000/1s")
+            .env("REDIS_URL", &redis_url)
+            .env("CACHE_PREFIX", "bench");
+        let _server = Server::start(&mut server, port, &log)?;
+        wrk(port, "/")?
+    };
 
-    println!("\nGET /health, {CONNECTIONS} connections, {DURATION} each, release builds, one run:");
+    println!(
+        "\nGET /health (last two rows: GET /), {CONNECTIONS} connections, {DURATION} each, release builds, one run:"
+    );
     println!(
         "{:<34} {:>10} {:>9} {:>9} {:>10}",
         "server", "req/s", "p50", "p99", "vs bare"
@@ -64,6 +87,8 @@ pub fn http() -> Result<(), String> {
         ("bare actix-web (baseline)", &baseline),
         ("sovereign, no access log", &quiet),
         ("sovereign, JSON access log", &logged),
+        ("sovereign, GET / via rate limiter", &limited),
+        ("  … limiter on Redis", &limited_redis),
     ] {
         println!(
             "{name:<34} {:>10.0} {:>9} {:>9} {:>9.2}x",

@@ -216,6 +216,7 @@ async fn serve_logs_one_json_line_per_request_and_stops_gracefully_on_sigterm() 
             "http://127.0.0.1:{port}/ready?token=must-not-be-logged"
         ))
         .header("x-request-id", "cli-test-7")
+        .header("x-forwarded-for", "203.0.113.99")
         .send()
         .await
         .unwrap();
@@ -230,6 +231,8 @@ async fn serve_logs_one_json_line_per_request_and_stops_gracefully_on_sigterm() 
     assert_eq!(line["route"], "/ready");
     assert_eq!(line["path"], "/ready");
     assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    // No trusted proxies configured: the socket peer, whatever X-Forwarded-For would claim.
+    assert_eq!(line["client_ip"], "127.0.0.1");
     assert!(!line.to_string().contains("must-not-be-logged"), "{line}");
 
     let mut child = served.child.take().unwrap();
