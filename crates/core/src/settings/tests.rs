@@ -194,6 +194,59 @@ fn valkey_url_wins_over_redis_url_and_either_works_alone() {
 }
 
 #[test]
+fn cache_edge_and_rate_limit_settings_have_safe_defaults() {
+    let s = settings(&[DB]);
+    assert_eq!(s.cache.prefix, "sovereign");
+    assert_eq!(s.cache.timeout, Duration::from_millis(250));
+    assert!(s.network.trusted_proxies.is_empty());
+    assert!(s.rate_limit.enabled);
+    assert_eq!(s.rate_limit.api.to_string(), "600/60s");
+    assert_eq!(s.rate_limit.auth.to_string(), "20/60s");
+    assert_eq!(s.rate_limit.fallback_divisor, 4);
+}
+
+#[test]
+fn trusted_proxies_take_addresses_and_networks() {
+    let s = settings(&[DB, ("TRUSTED_PROXIES", " 127.0.0.1, ::1 ,10.1.2.3/8 ")]);
+    let nets: Vec<String> = s
+        .network
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Host bits are dropped: 10.1.2.3/8 means the network 10.0.0.0/8.
+    assert_eq!(nets, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
+}
+
+#[test]
+fn bad_cache_edge_and_rate_limit_values_are_all_reported() {
+    let issues = problems(&[
+        DB,
+        ("TRUSTED_PROXIES", "10.0.0.0/8,localhost"),
+        ("RATE_LIMIT_API", "lots"),
+        ("RATE_LIMIT_AUTH", "0/min"),
+        ("CACHE_PREFIX", "my app"),
+        ("CACHE_TIMEOUT_MS", "0"),
+    ]);
+    let names: Vec<&str> = issues.iter().map(|i| i.setting).collect();
+    for name in [
+        "TRUSTED_PROXIES",
+        "RATE_LIMIT_API",
+        "RATE_LIMIT_AUTH",
+        "CACHE_PREFIX",
+        "CACHE_TIMEOUT_MS",
+    ] {
+        assert!(names.contains(&name), "{name} not reported: {names:?}");
+    }
+    let proxy = issues
+        .iter()
+        .find(|i| i.setting == "TRUSTED_PROXIES")
+        .unwrap();
+    assert!(proxy.message.contains("localhost"), "{}", proxy.message);
+    assert!(proxy.suggestion.is_some());
+}
+
+#[test]
 fn database_url_is_required_and_must_be_postgres() {
     let missing = problems(&[]);
     assert!(
