@@ -23,3 +23,11 @@ pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 /// Name of the group role the server's login role must belong to. Migrations grant it the
 /// privileges the server needs, and no more.
 pub const RUNTIME_GROUP_ROLE: &str = "sovereign_app";
+
+/// Name of the group role that alone may create and change tenants (the cross-tenant path;
+/// see `docs/tenancy.md`).
+pub const TENANT_ADMIN_ROLE: &str = "sovereign_tenant_admin";
+
+/// The transaction-local setting row-level security policies compare `tenant_id` with
+/// (through the SQL function `sovereign_current_tenant()`).
+pub const TENANT_SETTING: &str = "app.tenant_id";

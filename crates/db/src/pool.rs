@@ -7,11 +7,12 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
-use scoped_futures::ScopedBoxFuture;
+use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 use sovereign_core::settings::{DatabaseSettings, SecretUrl};
+use uuid::Uuid;
 
-use crate::DbError;
 use crate::connect::{ConnectOptions, connect};
+use crate::{DbError, TENANT_SETTING};
 
 /// A pooled connection; returns to the pool when dropped.
 pub type Conn = deadpool::Object<AsyncPgConnection>;
@@ -161,6 +162,34 @@ impl Db {
             Ok(result) => result,
             Err(_) => Err(DbError::Timeout.into()),
         }
+    }
+
+    /// Runs `work` in a transaction scoped to `tenant`: its first statement sets
+    /// [`TENANT_SETTING`] transaction-locally, so row-level security shows, and accepts, only
+    /// that tenant's rows. This is the only way request code reaches tenant-owned tables; outside
+    /// it they show no rows and refuse writes. The setting ends with the transaction (commit,
+    /// rollback, or a cancelled request whose connection is then discarded), so a pooled
+    /// connection never carries one tenant's scope into another request.
+    pub async fn tenant_transaction<'a, R, E, F>(&self, tenant: Uuid, work: F) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+            + Send
+            + 'a,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.transaction(move |conn| {
+            async move {
+                diesel::sql_query("SELECT set_config($1, $2, true)")
+                    .bind::<Text, _>(TENANT_SETTING)
+                    .bind::<Text, _>(tenant.to_string())
+                    .execute(conn)
+                    .await?;
+                work(conn).await
+            }
+            .scope_boxed()
+        })
+        .await
     }
 
     /// Round-trip latency of `SELECT 1`, including getting a connection, bounded by `budget`.

@@ -33,6 +33,10 @@ pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgre
 /// The login role tests connect as; a member of `sovereign_app`.
 pub const TEST_RUNTIME_ROLE: &str = "sovereign_test_app";
 
+/// The login role tenant administration connects as in tests; a member of
+/// `sovereign_tenant_admin` and nothing else.
+pub const TEST_TENANT_ADMIN_ROLE: &str = "sovereign_test_tenant_admin";
+
 const TEMPLATE_PREFIX: &str = "sovereign_tpl_";
 const BUILD_PREFIX: &str = "sovereign_tplbuild_";
 const TEST_PREFIX: &str = "sovereign_test_";
@@ -51,6 +55,7 @@ pub struct TestDatabase {
     admin_url: Url,
     owner_url: SecretUrl,
     runtime_url: SecretUrl,
+    tenant_admin_url: SecretUrl,
 }
 
 impl TestDatabase {
@@ -79,7 +84,8 @@ impl TestDatabase {
         exec(&mut conn, &sql).await;
         Self {
             owner_url: with_database(&admin, &name),
-            runtime_url: runtime_url(&admin, &name),
+            runtime_url: login_url(&admin, &name, TEST_RUNTIME_ROLE),
+            tenant_admin_url: login_url(&admin, &name, TEST_TENANT_ADMIN_ROLE),
             admin_url: admin,
             name,
         }
@@ -89,6 +95,13 @@ impl TestDatabase {
     #[must_use]
     pub fn url(&self) -> &SecretUrl {
         &self.runtime_url
+    }
+
+    /// URL for tenant administration: a login role in `sovereign_tenant_admin` only, what
+    /// `DATABASE_ADMIN_URL` would be.
+    #[must_use]
+    pub fn tenant_admin_url(&self) -> &SecretUrl {
+        &self.tenant_admin_url
     }
 
     /// URL for the schema owner: what `DATABASE_OWNER_URL` would be.
@@ -168,11 +181,12 @@ fn with_database(admin: &Url, name: &str) -> SecretUrl {
     SecretUrl::new(url)
 }
 
-fn runtime_url(admin: &Url, name: &str) -> SecretUrl {
+/// `admin` with the database `name` and the login role `role` (whose password is its name).
+fn login_url(admin: &Url, name: &str, role: &str) -> SecretUrl {
     let mut url = admin.clone();
     url.set_path(&format!("/{name}"));
-    url.set_username(TEST_RUNTIME_ROLE)
-        .and_then(|()| url.set_password(Some(TEST_RUNTIME_ROLE)))
+    url.set_username(role)
+        .and_then(|()| url.set_password(Some(role)))
         .expect("a postgres:// URL accepts credentials");
     SecretUrl::new(url)
 }
@@ -239,6 +253,19 @@ async fn prepare_template(admin: Url) -> String {
                  END IF;
              END $$",
             group = sovereign_db::RUNTIME_GROUP_ROLE
+        ),
+    )
+    .await;
+    exec(
+        &mut conn,
+        &format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_TENANT_ADMIN_ROLE}') THEN
+                     CREATE ROLE {TEST_TENANT_ADMIN_ROLE} LOGIN PASSWORD '{TEST_TENANT_ADMIN_ROLE}'
+                         NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE {group};
+                 END IF;
+             END $$",
+            group = sovereign_db::TENANT_ADMIN_ROLE
         ),
     )
     .await;
