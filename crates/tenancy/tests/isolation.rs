@@ -1,7 +1,7 @@
 //! Tenant isolation proven at the SQL level, connected as the runtime role exactly as the server
 //! is: row-level security, not application code, keeps tenants apart.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::time::Duration;
 
