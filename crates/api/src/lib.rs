@@ -18,6 +18,7 @@ pub mod request_id;
 mod routes;
 mod server;
 mod state;
+pub mod tenant;
 
 pub use docs::OPENAPI_PATH;
 pub use error::{ApiError, PROBLEM_JSON, Problem};

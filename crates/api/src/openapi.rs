@@ -25,7 +25,10 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     components(schemas(Problem, ProblemField)),
-    tags((name = "operations", description = "Service information, liveness and readiness")),
+    tags(
+        (name = "operations", description = "Service information, liveness and readiness"),
+        (name = "tenancy", description = "Tenants and tenant resolution"),
+    ),
 )]
 struct ApiDoc;
 

@@ -9,6 +9,8 @@ use sovereign_core::Settings;
 use sovereign_core::settings::{ConfigError, Loaded};
 use sovereign_core::telemetry::LogGuard;
 use sovereign_db::migrations::{self, Revert};
+use sovereign_db::{Db, PoolConfig};
+use sovereign_tenancy::{TenantAdmin, TenantRef, TenantStatus};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,11 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         action: Option<MigrateAction>,
+    },
+    /// Administer tenants; connects as DATABASE_ADMIN_URL (default DATABASE_OWNER_URL).
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
     },
     /// Check the configuration and list every problem, with suggestions.
     CheckConfig,
@@ -54,6 +61,30 @@ enum MigrateAction {
     Status,
 }
 
+#[derive(Debug, Subcommand)]
+enum TenantAction {
+    /// List every tenant.
+    List,
+    /// Create an active tenant.
+    Create {
+        /// Lowercase letters, digits and inner hyphens, 1–63 characters (e.g. acme).
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Suspend a tenant: every request for it is refused; its data stays.
+    Suspend {
+        /// The tenant's slug or id.
+        tenant: String,
+    },
+    /// Reactivate a suspended tenant.
+    Activate {
+        /// The tenant's slug or id.
+        tenant: String,
+    },
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -62,6 +93,10 @@ async fn main() -> ExitCode {
         Command::CheckConfig => check_config(),
         Command::Serve => match load() {
             Ok((settings, _log)) => serve(settings).await,
+            Err(code) => return code,
+        },
+        Command::Tenant { action } => match load() {
+            Ok((settings, _log)) => tenant(&settings, action).await,
             Err(code) => return code,
         },
         Command::Migrate { action } => match load() {
@@ -140,6 +175,40 @@ async fn migrate(settings: &Settings, action: MigrateAction) -> Result<(), Strin
             .map(|m| format!("[{}] {}", if m.applied { "x" } else { " " }, m.name))
             .collect(),
     };
+    write_out(&(lines.join("\n") + "\n"))
+}
+
+async fn tenant(settings: &Settings, action: TenantAction) -> Result<(), String> {
+    let db = Db::new(
+        &settings.database.admin_url,
+        PoolConfig::from(&settings.database),
+    )
+    .map_err(|e| e.to_string())?;
+    let admin = TenantAdmin::new(db);
+    let status = |tenant: &str, status| {
+        let reference = TenantRef::parse(tenant).map_err(|e| e.to_string())?;
+        Ok::<_, String>((reference, status))
+    };
+    let tenants = match action {
+        TenantAction::List => admin.list().await,
+        TenantAction::Create { slug, name } => admin
+            .create(&slug, name.as_deref().unwrap_or(&slug))
+            .await
+            .map(|t| vec![t]),
+        TenantAction::Suspend { tenant } => {
+            let (reference, to) = status(&tenant, TenantStatus::Suspended)?;
+            admin.set_status(&reference, to).await.map(|t| vec![t])
+        }
+        TenantAction::Activate { tenant } => {
+            let (reference, to) = status(&tenant, TenantStatus::Active)?;
+            admin.set_status(&reference, to).await.map(|t| vec![t])
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let lines: Vec<String> = tenants
+        .iter()
+        .map(|t| format!("{}  {:<9}  {}  {}", t.id, t.status.as_str(), t.slug, t.name))
+        .collect();
     write_out(&(lines.join("\n") + "\n"))
 }
 

@@ -294,3 +294,67 @@ async fn server_side_failures_are_logged_with_the_request_id_and_hidden_from_the
         "a password reached the log: {text}"
     );
 }
+
+#[tokio::test]
+async fn tenant_commands_create_list_suspend_and_activate_through_the_admin_role() {
+    let db = TestDatabase::migrated().await;
+    let vars = [
+        ("DATABASE_URL", db.url().expose()),
+        ("DATABASE_ADMIN_URL", db.tenant_admin_url().expose()),
+    ];
+    let created = run(&vars, &["tenant", "create", "acme", "--name", "Acme Corp"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let line = text(&created.stdout);
+    assert!(
+        line.contains("active") && line.contains("acme") && line.contains("Acme Corp"),
+        "{line}"
+    );
+
+    let again = run(&vars, &["tenant", "create", "acme"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let bad = run(&vars, &["tenant", "create", "Not A Slug"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("slug"), "{}", text(&bad.stderr));
+
+    let suspended = run(&vars, &["tenant", "suspend", "acme"]);
+    assert!(suspended.status.success(), "{}", text(&suspended.stderr));
+    assert!(text(&suspended.stdout).contains("suspended"));
+    let listed = text(&run(&vars, &["tenant", "list"]).stdout);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].contains("default") && lines[0].contains("active"),
+        "{listed}"
+    );
+    assert!(
+        lines[1].contains("acme") && lines[1].contains("suspended"),
+        "{listed}"
+    );
+
+    let id = lines[1].split_whitespace().next().unwrap();
+    let activated = run(&vars, &["tenant", "activate", id]);
+    assert!(activated.status.success(), "{}", text(&activated.stderr));
+    assert!(text(&activated.stdout).contains("active"));
+    let missing = run(&vars, &["tenant", "suspend", "ghost"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no such tenant"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    // The server's runtime role is refused by PostgreSQL itself.
+    let runtime_only = [("DATABASE_URL", db.url().expose())];
+    let refused = run(&runtime_only, &["tenant", "create", "rogue"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("permission denied"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

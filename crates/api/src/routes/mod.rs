@@ -2,6 +2,7 @@
 //! document cannot miss a route.
 
 mod system;
+mod tenants;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -9,5 +10,6 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
     cfg.service(system::index)
         .service(system::health)
-        .service(system::ready);
+        .service(system::ready)
+        .service(tenants::current);
 }

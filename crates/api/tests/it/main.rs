@@ -14,3 +14,4 @@ mod edge;
 mod errors;
 mod health;
 mod shutdown;
+mod tenancy;

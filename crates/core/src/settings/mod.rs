@@ -112,6 +112,13 @@ spec!(
     secret
 );
 spec!(
+    DATABASE_ADMIN_URL,
+    "DATABASE_ADMIN_URL",
+    Computed("`DATABASE_OWNER_URL`"),
+    "PostgreSQL URL tenant administration (`sovereign tenant …`) connects with: a member of `sovereign_tenant_admin`, the only role that may create or change tenants.",
+    secret
+);
+spec!(
     DATABASE_POOL_MAX_SIZE,
     "DATABASE_POOL_MAX_SIZE",
     Value("16"),
@@ -389,6 +396,8 @@ pub struct DatabaseSettings {
     pub url: SecretUrl,
     /// The schema owner's connection, for migrations.
     pub owner_url: SecretUrl,
+    /// Tenant administration's login (a member of `sovereign_tenant_admin`, or the owner).
+    pub admin_url: SecretUrl,
     pub pool_max_size: usize,
     pub pool_wait_timeout: Duration,
     pub connect_timeout: Duration,
@@ -681,6 +690,7 @@ fn read_server(r: &mut Reader<'_>) -> ServerSettings {
 fn read_database(r: &mut Reader<'_>) -> Option<DatabaseSettings> {
     let url = read_postgres_url(r, &DATABASE_URL);
     let owner_url = read_postgres_url(r, &DATABASE_OWNER_URL);
+    let admin_url = read_postgres_url(r, &DATABASE_ADMIN_URL);
     let millis = |r: &mut Reader<'_>, spec| Duration::from_millis(r.bounded(spec, 1, 600_000));
     let pool_max_size = r.bounded(&DATABASE_POOL_MAX_SIZE, 1, 1000);
     let pool_wait_timeout = millis(r, &DATABASE_POOL_WAIT_TIMEOUT_MS);
@@ -689,6 +699,9 @@ fn read_database(r: &mut Reader<'_>) -> Option<DatabaseSettings> {
     let statement_timeout = millis(r, &DATABASE_STATEMENT_TIMEOUT_MS);
     let url = url?;
     Some(DatabaseSettings {
+        admin_url: admin_url
+            .or_else(|| owner_url.clone())
+            .unwrap_or_else(|| url.clone()),
         owner_url: owner_url.unwrap_or_else(|| url.clone()),
         url,
         pool_max_size,
