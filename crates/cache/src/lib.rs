@@ -27,8 +27,8 @@ use redis::{RedisBackend, RedisOptions};
 /// How to build a [`Cache`].
 #[derive(Clone)]
 pub struct CacheConfig {
-    /// `redis://`, `rediss://`, `valkey://`, `valkeys://` or `unix://`; `None` for the in-process
-    /// backend.
+    /// `redis://`, `valkey://` or `unix://` (TLS URLs need redis-rs TLS features this crate does
+    /// not enable); `None` for the in-process backend.
     pub url: Option<String>,
     /// Namespace of every key and channel, e.g. `sovereign` gives `sovereign:<key>`.
     pub prefix: String,

@@ -152,7 +152,7 @@ spec!(
     VALKEY_URL,
     "VALKEY_URL",
     Unset,
-    "Valkey/Redis URL (`redis://`, `rediss://`, `valkey://`, `unix://`). Wins over `REDIS_URL`. Unset: an in-process cache serves one instance.",
+    "Valkey/Redis URL (`redis://`, `valkey://`, `unix://`; TLS `rediss://` is not supported). Wins over `REDIS_URL`. Unset: an in-process cache serves one instance.",
     secret
 );
 spec!(
@@ -806,22 +806,27 @@ fn read_rate_limit(r: &mut Reader<'_>) -> RateLimitSettings {
 
 fn read_redis_url(r: &mut Reader<'_>, spec: &'static SettingSpec) -> Option<SecretUrl> {
     let url = SecretUrl::new(r.optional::<Url>(spec)?);
-    const SCHEMES: &[&str] = &[
-        "redis",
-        "rediss",
-        "valkey",
-        "valkeys",
-        "unix",
-        "redis+unix",
-        "valkey+unix",
-    ];
+    const SCHEMES: &[&str] = &["redis", "valkey", "unix", "redis+unix", "valkey+unix"];
     if SCHEMES.contains(&url.scheme()) {
         Some(url)
+    } else if matches!(url.scheme(), "rediss" | "valkeys") {
+        r.problem(
+            spec.name,
+            format!(
+                "`{}` asks for TLS, which this build does not support for Redis",
+                url.redacted()
+            ),
+            "reach Redis over a private network or a Unix socket, or through a local TLS tunnel \
+             (stunnel, spiped), with redis://"
+                .to_owned(),
+        );
+        None
     } else {
         r.problem(
             spec.name,
             format!("`{}` is not a Redis/Valkey URL", url.redacted()),
-            "use redis://[:PASSWORD@]HOST:6379[/DB] (rediss:// for TLS)".to_owned(),
+            "use redis://[:PASSWORD@]HOST:6379[/DB], valkey://… or unix:///path/to/redis.sock"
+                .to_owned(),
         );
         None
     }

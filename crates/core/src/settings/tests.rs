@@ -206,6 +206,17 @@ fn cache_edge_and_rate_limit_settings_have_safe_defaults() {
 }
 
 #[test]
+fn redis_urls_over_tls_are_refused_with_a_way_out() {
+    let issues = problems(&[DB, ("REDIS_URL", "rediss://:secret@cache.example:6380")]);
+    let issue = issues.iter().find(|i| i.setting == "REDIS_URL").unwrap();
+    assert!(issue.message.contains("TLS"), "{}", issue.message);
+    assert!(!issue.message.contains("secret"), "{}", issue.message);
+    assert!(issue.suggestion.as_deref().unwrap().contains("tunnel"));
+    let s = settings(&[DB, ("VALKEY_URL", "unix:///run/valkey/valkey.sock")]);
+    assert!(s.cache.url.is_some());
+}
+
+#[test]
 fn trusted_proxies_take_addresses_and_networks() {
     let s = settings(&[DB, ("TRUSTED_PROXIES", " 127.0.0.1, ::1 ,10.1.2.3/8 ")]);
     let nets: Vec<String> = s
