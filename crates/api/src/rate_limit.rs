@@ -26,15 +26,16 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 
 /// The policies a path is counted against, by name. Liveness and readiness probes are exempt:
 /// an orchestrator polling them must never be refused.
-fn policies_for(path: &str, api: Quota, auth: Quota) -> Vec<(&'static str, Quota)> {
-    if matches!(path, "/health" | "/ready") {
-        return Vec::new();
-    }
-    let mut policies = vec![("api", api)];
-    if path == "/api/v1/auth" || path.starts_with("/api/v1/auth/") {
-        policies.push(("auth", auth));
-    }
-    policies
+fn policies_for(
+    path: &str,
+    api: Quota,
+    auth: Quota,
+) -> impl Iterator<Item = (&'static str, Quota)> + use<> {
+    let limited = !matches!(path, "/health" | "/ready");
+    let auth_route = path == "/api/v1/auth" || path.starts_with("/api/v1/auth/");
+    [("api", api, limited), ("auth", auth, limited && auth_route)]
+        .into_iter()
+        .filter_map(|(name, quota, applies)| applies.then_some((name, quota)))
 }
 
 pub(crate) async fn rate_limit(
@@ -48,8 +49,8 @@ pub(crate) async fn rate_limit(
             .map(ServiceResponse::map_into_left_body);
     };
     let settings = state.settings.rate_limit;
-    let policies = policies_for(req.path(), settings.api, settings.auth);
-    if !settings.enabled || policies.is_empty() {
+    let mut policies = policies_for(req.path(), settings.api, settings.auth).peekable();
+    if !settings.enabled || policies.peek().is_none() {
         return next
             .call(req)
             .await
@@ -138,14 +139,13 @@ mod tests {
     fn probes_are_exempt_and_auth_routes_get_both_policies() {
         let api = Quota::per_minute(600).unwrap();
         let auth = Quota::per_minute(20).unwrap();
-        assert!(policies_for("/health", api, auth).is_empty());
-        assert!(policies_for("/ready", api, auth).is_empty());
         let names = |path| {
             policies_for(path, api, auth)
-                .into_iter()
                 .map(|(name, _)| name)
                 .collect::<Vec<_>>()
         };
+        assert!(names("/health").is_empty());
+        assert!(names("/ready").is_empty());
         assert_eq!(names("/"), ["api"]);
         assert_eq!(names("/api/v1/users/me"), ["api"]);
         assert_eq!(names("/api/v1/auth/login"), ["api", "auth"]);

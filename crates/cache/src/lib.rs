@@ -139,28 +139,27 @@ impl Cache {
             })?)),
             None => Backend::Memory(Arc::new(MemoryBackend::new(config.memory_capacity))),
         };
-        let root: Arc<str> = Arc::from(format!("{}:", config.prefix));
-        Ok(Self {
+        Ok(Self::with_backend(backend, &config.prefix))
+    }
+
+    fn with_backend(backend: Backend, prefix: &str) -> Self {
+        let root: Arc<str> = Arc::from(format!("{prefix}:"));
+        Self {
             backend,
             namespace: Arc::clone(&root),
             root,
             flights: Arc::new(Flights::default()),
-        })
+        }
     }
 
     /// An in-process cache with default settings and the given prefix.
     #[must_use]
     pub fn in_memory(prefix: &str) -> Self {
-        let config = CacheConfig {
-            prefix: prefix.to_owned(),
-            ..CacheConfig::default()
-        };
-        Self {
-            backend: Backend::Memory(Arc::new(MemoryBackend::new(config.memory_capacity))),
-            root: Arc::from(format!("{prefix}:")),
-            namespace: Arc::from(format!("{prefix}:")),
-            flights: Arc::new(Flights::default()),
-        }
+        let capacity = CacheConfig::default().memory_capacity;
+        Self::with_backend(
+            Backend::Memory(Arc::new(MemoryBackend::new(capacity))),
+            prefix,
+        )
     }
 
     /// The backend in use.

@@ -117,19 +117,8 @@ impl RateLimiter {
 
     /// Counts one request by `key` against `quota` under the policy `policy`.
     pub async fn check(&self, policy: &str, key: RateKey<'_>, quota: Quota) -> Decision {
-        self.check_cost(policy, key, quota, 1).await
-    }
-
-    /// Like [`RateLimiter::check`], for a request that costs `cost` units.
-    pub async fn check_cost(
-        &self,
-        policy: &str,
-        key: RateKey<'_>,
-        quota: Quota,
-        cost: u32,
-    ) -> Decision {
         let name = format!("{}{policy}:{key}", self.cache.namespace());
-        let cost = u64::from(cost.max(1));
+        let cost = 1;
         match self
             .cache
             .gcra(&name, emission_us(quota), period_us(quota), cost)

@@ -202,39 +202,32 @@ impl MemoryBackend {
     }
 
     pub(crate) async fn release_if_owner(&self, key: &str, token: &[u8]) -> bool {
-        let mut released = false;
-        self.entries
-            .entry_by_ref(key)
-            .and_compute_with(|current| {
-                let op = match current {
-                    Some(e) if e.value().is_live(Instant::now()) && &*e.value().value == token => {
-                        released = true;
-                        Op::Remove
-                    }
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        released
+        self.replace_if_owner(key, token, None).await
     }
 
     pub(crate) async fn extend_if_owner(&self, key: &str, token: &[u8], lease: Duration) -> bool {
-        let mut extended = false;
+        self.replace_if_owner(key, token, Some(Entry::new(token, Some(lease))))
+            .await
+    }
+
+    /// Compare-and-act on a lock: when `key` holds `token`, removes it (`None`) or replaces
+    /// it; true when it did.
+    async fn replace_if_owner(&self, key: &str, token: &[u8], replacement: Option<Entry>) -> bool {
+        let mut owned = false;
         self.entries
             .entry_by_ref(key)
             .and_compute_with(|current| {
                 let op = match current {
                     Some(e) if e.value().is_live(Instant::now()) && &*e.value().value == token => {
-                        extended = true;
-                        Op::Put(Entry::new(token, Some(lease)))
+                        owned = true;
+                        replacement.map_or(Op::Remove, Op::Put)
                     }
                     _ => Op::Nop,
                 };
                 std::future::ready(op)
             })
             .await;
-        extended
+        owned
     }
 
     /// One GCRA step (see [`crate::limiter`]): returns `(allowed, used_us, retry_us)`.

@@ -72,6 +72,7 @@ contract!(
     dropping_a_lock_releases_it,
     published_messages_reach_subscribers_in_order,
     channels_and_keys_are_separated_by_tenant,
+    a_slow_subscriber_loses_messages_instead_of_blocking,
     rate_limiter_admits_a_burst_then_refuses_with_a_retry_time,
     health_reports_the_backend,
 );
@@ -288,13 +289,16 @@ async fn locks_are_exclusive_under_contention(cache: Cache) {
     }
     assert_eq!(most_inside.load(Ordering::SeqCst), 1);
     // Everyone released: the lock is free again.
-    assert!(
-        cache
-            .try_lock("critical", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(lockable(&cache, "critical").await);
+}
+
+/// Whether the lock `name` can be taken now (a lock taken here is released on drop).
+async fn lockable(cache: &Cache, name: &str) -> bool {
+    cache
+        .try_lock(name, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_some()
 }
 
 async fn only_the_owner_releases_or_extends_a_lock(cache: Cache) {
@@ -305,13 +309,7 @@ async fn only_the_owner_releases_or_extends_a_lock(cache: Cache) {
         .expect("free lock");
     assert_eq!(lock.token().len(), 32);
     assert!(!cache.release_lock("job", "not-the-owner").await.unwrap());
-    assert!(
-        cache
-            .try_lock("job", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!lockable(&cache, "job").await);
     let busy = cache
         .lock("job", Duration::from_secs(1), Duration::from_millis(50))
         .await
@@ -324,26 +322,14 @@ async fn only_the_owner_releases_or_extends_a_lock(cache: Cache) {
     // Extending past the original lease keeps it held.
     assert!(lock.extend(Duration::from_secs(10)).await.unwrap());
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        cache
-            .try_lock("job", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!lockable(&cache, "job").await);
 
     assert!(cache.release_lock("job", lock.token()).await.unwrap());
     assert!(
         !lock.release().await.unwrap(),
         "already released by its token"
     );
-    assert!(
-        cache
-            .try_lock("job", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(lockable(&cache, "job").await);
 }
 
 async fn an_expired_lease_cannot_release_the_next_owners_lock(cache: Cache) {
@@ -360,13 +346,7 @@ async fn an_expired_lease_cannot_release_the_next_owners_lock(cache: Cache) {
         .expect("the first lease ran out");
     assert!(!first.extend(Duration::from_secs(10)).await.unwrap());
     assert!(!first.release().await.unwrap());
-    assert!(
-        cache
-            .try_lock("lease", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!lockable(&cache, "lease").await);
     assert!(second.release().await.unwrap());
 }
 
@@ -377,23 +357,12 @@ async fn dropping_a_lock_releases_it(cache: Cache) {
             .await
             .unwrap()
             .unwrap();
-        assert!(
-            cache
-                .try_lock("scoped", Duration::from_secs(30))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!lockable(&cache, "scoped").await);
     }
     // The release runs on a spawned task; wait for its effect, not for a fixed time.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if cache
-            .try_lock("scoped", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .is_some()
-        {
+        if lockable(&cache, "scoped").await {
             break;
         }
         assert!(
@@ -436,6 +405,32 @@ async fn published_messages_reach_subscribers_in_order(cache: Cache) {
         .unwrap();
     assert_eq!(message.decode::<String>().unwrap(), "marker");
     assert_eq!(first.dropped(), 0);
+}
+
+async fn a_slow_subscriber_loses_messages_instead_of_blocking(cache: Cache) {
+    const SENT: u64 = 3000;
+    let mut slow = cache.subscribe("firehose").await.unwrap();
+    // Publishing never waits for the subscriber, which reads nothing meanwhile.
+    for n in 0..SENT {
+        cache.publish("firehose", &n).await.unwrap();
+    }
+    // Every message is either delivered, in order, or counted as dropped.
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.len() as u64 + slow.dropped() < SENT {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {SENT}",
+            received.len()
+        );
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(50), slow.next()).await
+        {
+            received.push(message.decode::<u64>().unwrap());
+        }
+    }
+    assert!(slow.dropped() > 0, "nothing was dropped");
+    assert!(received.windows(2).all(|w| w[0] < w[1]), "out of order");
 }
 
 async fn channels_and_keys_are_separated_by_tenant(cache: Cache) {

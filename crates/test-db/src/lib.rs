@@ -243,30 +243,16 @@ async fn prepare_template(admin: Url) -> String {
         )
         .await;
     }
-    exec(
+    ensure_login_role(
         &mut conn,
-        &format!(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_RUNTIME_ROLE}') THEN
-                     CREATE ROLE {TEST_RUNTIME_ROLE} LOGIN PASSWORD '{TEST_RUNTIME_ROLE}'
-                         NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE {group};
-                 END IF;
-             END $$",
-            group = sovereign_db::RUNTIME_GROUP_ROLE
-        ),
+        TEST_RUNTIME_ROLE,
+        sovereign_db::RUNTIME_GROUP_ROLE,
     )
     .await;
-    exec(
+    ensure_login_role(
         &mut conn,
-        &format!(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_TENANT_ADMIN_ROLE}') THEN
-                     CREATE ROLE {TEST_TENANT_ADMIN_ROLE} LOGIN PASSWORD '{TEST_TENANT_ADMIN_ROLE}'
-                         NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE {group};
-                 END IF;
-             END $$",
-            group = sovereign_db::TENANT_ADMIN_ROLE
-        ),
+        TEST_TENANT_ADMIN_ROLE,
+        sovereign_db::TENANT_ADMIN_ROLE,
     )
     .await;
 
@@ -276,6 +262,23 @@ async fn prepare_template(admin: Url) -> String {
     )
     .await;
     template
+}
+
+/// Creates the login role `role` (password: its name) in `group` unless it exists; roles are
+/// shared by the whole cluster.
+async fn ensure_login_role(conn: &mut AsyncPgConnection, role: &str, group: &str) {
+    exec(
+        conn,
+        &format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                     CREATE ROLE {role} LOGIN PASSWORD '{role}'
+                         NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE {group};
+                 END IF;
+             END $$"
+        ),
+    )
+    .await;
 }
 
 async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {

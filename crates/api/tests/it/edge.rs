@@ -1,8 +1,12 @@
 //! The edge over real HTTP: security headers per environment, CORS, client addresses through
 //! trusted proxies, and rate limits that forwarded headers cannot dodge.
 
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
+use sovereign_api::RouteHook;
 
 use crate::common::{TestApp, expect_problem};
 
@@ -318,4 +322,35 @@ async fn rate_limiting_can_be_switched_off() {
         assert_eq!(response.status(), 200);
         assert_eq!(header(response.headers(), "ratelimit-limit"), None);
     }
+}
+
+#[tokio::test]
+async fn a_plain_error_turned_into_a_problem_keeps_its_headers_and_the_edge_headers() {
+    let plain: RouteHook = Arc::new(|cfg: &mut web::ServiceConfig| {
+        cfg.route(
+            "/plain-error",
+            web::get().to(|| async {
+                HttpResponse::BadRequest()
+                    .insert_header(("x-custom", "kept"))
+                    .body("plain text")
+            }),
+        );
+    });
+    let app = TestApp::spawn_with(
+        &[("BACKEND_CORS_ORIGINS", "https://app.example.com")],
+        Some(plain),
+    )
+    .await;
+    let response = app
+        .get_with("/plain-error", &[("origin", "https://app.example.com")])
+        .await;
+    let h = response.headers().clone();
+    expect_problem(response, 400, "bad_request").await;
+    assert_eq!(header(&h, "x-custom"), Some("kept"));
+    assert_eq!(header(&h, "ratelimit-limit"), Some("600"));
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_api_security_headers(&h);
 }

@@ -190,7 +190,7 @@ spec!(
     CACHE_MEMORY_CAPACITY,
     "CACHE_MEMORY_CAPACITY",
     Value("100000"),
-    "Most entries the in-process cache keeps (used when no Redis URL is set, and for the rate limiter's fallback)."
+    "Most entries the in-process cache keeps when no Redis URL is set."
 );
 spec!(
     TRUSTED_PROXIES,

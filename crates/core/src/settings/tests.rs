@@ -277,6 +277,23 @@ fn database_url_is_required_and_must_be_postgres() {
 }
 
 #[test]
+fn the_tenant_admin_url_defaults_to_the_owner_url_then_the_database_url() {
+    let s = settings(&[DB]);
+    assert_eq!(s.database.admin_url.expose(), s.database.url.expose());
+    let owner = "postgres://owner:pw@127.0.0.1:5432/sovereign";
+    let s = settings(&[DB, ("DATABASE_OWNER_URL", owner)]);
+    assert_eq!(s.database.admin_url.expose(), owner);
+    let admin = "postgres://tenant_admin:pw@127.0.0.1:5432/sovereign";
+    let s = settings(&[
+        DB,
+        ("DATABASE_OWNER_URL", owner),
+        ("DATABASE_ADMIN_URL", admin),
+    ]);
+    assert_eq!(s.database.admin_url.expose(), admin);
+    assert!(!format!("{:?}", s.database).contains("tenant_admin:pw"));
+}
+
+#[test]
 fn owner_url_is_separate_when_given() {
     let s = settings(&[
         DB,
