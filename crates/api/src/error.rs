@@ -177,7 +177,12 @@ impl ApiError {
         self
     }
 
+    /// The response status.
     #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
     pub fn code(&self) -> &str {
         &self.0.code
     }

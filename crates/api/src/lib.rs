@@ -6,6 +6,7 @@
 //! port 0. Domain errors arrive as [`sovereign_core::Diagnostic`]s and are mapped to statuses in
 //! exactly one place, [`error::status_for`].
 
+pub mod auth;
 mod docs;
 pub mod edge;
 pub mod error;
@@ -22,5 +23,5 @@ pub mod tenant;
 
 pub use docs::OPENAPI_PATH;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
-pub use server::{Application, RouteHook, StartError};
+pub use server::{Application, BuildOptions, RouteHook, StartError};
 pub use state::AppState;

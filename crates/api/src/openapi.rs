@@ -4,11 +4,15 @@
 //! the error body is declared once and every client generator knows it.
 
 use actix_web::App;
-use utoipa::OpenApi;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+    SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::error::{PROBLEM_JSON, Problem, ProblemField};
@@ -27,10 +31,53 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
     components(schemas(Problem, ProblemField)),
     tags(
         (name = "operations", description = "Service information, liveness and readiness"),
-        (name = "tenancy", description = "Tenants and tenant resolution"),
+        (name = "tenancy", description = "Tenants and tenant resolution; tenant administration for superadmins"),
+        (name = "auth", description = "Registration, sign-in, sessions, password flows and the JWKS document"),
+        (name = "users", description = "The caller's profile, and user administration within a tenant"),
+        (name = "api-keys", description = "Long-lived credentials for programs"),
     ),
+    modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;
+
+/// How clients authenticate: access tokens (also obtainable through the OAuth2 password flow,
+/// which the docs page's Authorize button uses) and API keys.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from /api/v1/auth/login, or an API key",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key from /api/v1/api-keys",
+            ))),
+        );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::new(
+                    "/api/v1/auth/token",
+                    Scopes::new(),
+                ))],
+                "Sign in with an email address and password (OAuth2 password grant)",
+            )),
+        );
+    }
+}
 
 /// The shared error response's name under `components.responses`.
 const PROBLEM_RESPONSE: &str = "Problem";

@@ -24,6 +24,20 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
+/// Authentication routes that take a password or a token: the ones worth guessing at. The
+/// authenticated reads (`me`, `sessions`) and `logout` count only against the API policy.
+const CREDENTIAL_ROUTES: &[&str] = &[
+    "register",
+    "login",
+    "token",
+    "refresh",
+    "password/forgot",
+    "password/reset",
+    "password/change",
+    "verify-email/request",
+    "verify-email/confirm",
+];
+
 /// The policies a path is counted against, by name. Liveness and readiness probes are exempt:
 /// an orchestrator polling them must never be refused.
 fn policies_for(
@@ -32,7 +46,9 @@ fn policies_for(
     auth: Quota,
 ) -> impl Iterator<Item = (&'static str, Quota)> + use<> {
     let limited = !matches!(path, "/health" | "/ready");
-    let auth_route = path == "/api/v1/auth" || path.starts_with("/api/v1/auth/");
+    let auth_route = path
+        .strip_prefix("/api/v1/auth/")
+        .is_some_and(|rest| CREDENTIAL_ROUTES.contains(&rest));
     [("api", api, limited), ("auth", auth, limited && auth_route)]
         .into_iter()
         .filter_map(|(name, quota, applies)| applies.then_some((name, quota)))
@@ -149,6 +165,9 @@ mod tests {
         assert_eq!(names("/"), ["api"]);
         assert_eq!(names("/api/v1/users/me"), ["api"]);
         assert_eq!(names("/api/v1/auth/login"), ["api", "auth"]);
+        assert_eq!(names("/api/v1/auth/refresh"), ["api", "auth"]);
+        assert_eq!(names("/api/v1/auth/password/reset"), ["api", "auth"]);
+        assert_eq!(names("/api/v1/auth/me"), ["api"]);
         assert_eq!(names("/api/v1/authors"), ["api"]);
         assert_eq!(names("/health/extra"), ["api"]);
     }

@@ -11,10 +11,12 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
+use sovereign_auth::{Accounts, AuthError, Mailer};
 use sovereign_cache::{Cache, CacheConfig, CacheError, RateLimiter};
 use sovereign_core::settings::CorsSettings;
 use sovereign_core::{Environment, ErrorKind, Settings};
-use sovereign_db::{Db, DbError};
+use sovereign_db::{Db, DbError, PoolConfig};
+use sovereign_tenancy::TenantAdmin;
 use utoipa_actix_web::AppExt;
 
 use crate::edge::EdgeConfig;
@@ -28,9 +30,20 @@ use crate::{docs, middleware, openapi, rate_limit, routes};
 /// exercise extractors and error handling on purpose-built endpoints.
 pub type RouteHook = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
+/// What a server is built with besides its settings. Tests replace the mailer with an
+/// in-memory outbox and mount extra routes.
+#[derive(Default, Clone)]
+pub struct BuildOptions {
+    pub routes: Option<RouteHook>,
+    /// Replaces the mailer the settings describe.
+    pub mailer: Option<Arc<dyn Mailer>>,
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -66,6 +79,19 @@ impl Application {
         settings: Settings,
         extra_routes: Option<RouteHook>,
     ) -> Result<Self, StartError> {
+        Self::build_with(
+            settings,
+            BuildOptions {
+                routes: extra_routes,
+                mailer: None,
+            },
+        )
+        .await
+    }
+
+    /// Like [`Application::build`], with [`BuildOptions`].
+    pub async fn build_with(settings: Settings, options: BuildOptions) -> Result<Self, StartError> {
+        let extra_routes = options.routes;
         let db = Db::from_settings(&settings.database)?;
         check_runtime_role(&db, settings.environment).await?;
         let cache = Cache::new(&CacheConfig::from_settings(&settings.cache))?;
@@ -79,6 +105,25 @@ impl Application {
             &cache,
             settings.rate_limit.fallback_divisor,
         ));
+        let mailer = match options.mailer {
+            Some(mailer) => mailer,
+            None => sovereign_auth::mailer::from_settings(&settings.mail)?,
+        };
+        let accounts = Accounts::from_settings(
+            &settings,
+            db.clone(),
+            cache.clone(),
+            settings.rate_limit.enabled.then(|| Arc::clone(&limiter)),
+            mailer,
+        )
+        .await?;
+        let tenant_admin = TenantAdmin::new(Db::new(
+            &settings.database.admin_url,
+            PoolConfig {
+                max_size: 2,
+                ..PoolConfig::from(&settings.database)
+            },
+        )?);
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
             production: settings.environment == Environment::Production,
@@ -120,6 +165,8 @@ impl Application {
             db,
             cache,
             limiter,
+            accounts,
+            tenant_admin,
         });
 
         let server = HttpServer::new(move || {

@@ -1,8 +1,10 @@
 use std::sync::Arc;
 
+use sovereign_auth::Accounts;
 use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Settings;
 use sovereign_db::Db;
+use sovereign_tenancy::TenantAdmin;
 
 /// What every handler can reach, shared by all workers.
 #[derive(Debug, Clone)]
@@ -13,4 +15,7 @@ pub struct AppState {
     /// [`Cache::tenant`].
     pub cache: Cache,
     pub limiter: Arc<RateLimiter>,
+    pub accounts: Accounts,
+    /// Tenant administration, over `DATABASE_ADMIN_URL` (superadmin routes only).
+    pub tenant_admin: TenantAdmin,
 }

@@ -6,6 +6,7 @@
 //! compiles first.
 
 pub mod diagnostics;
+pub mod pagination;
 pub mod quota;
 pub mod settings;
 pub mod telemetry;

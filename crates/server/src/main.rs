@@ -4,7 +4,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use sovereign_auth::{Accounts, AuthError, LogMailer};
+use sovereign_cache::Cache;
 use sovereign_core::Settings;
 use sovereign_core::settings::{ConfigError, Loaded};
 use sovereign_core::telemetry::LogGuard;
@@ -37,6 +42,22 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
+    },
+    /// Create a superadmin account (verified, active). The password is read from standard input
+    /// (`--password-stdin`) or from SUPERUSER_PASSWORD, never from the command line.
+    CreateSuperuser {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// The tenant to create it in (slug or id).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        full_name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Check the configuration and list every problem, with suggestions.
     CheckConfig,
@@ -93,6 +114,17 @@ async fn main() -> ExitCode {
         Command::CheckConfig => check_config(),
         Command::Serve => match load() {
             Ok((settings, _log)) => serve(settings).await,
+            Err(code) => return code,
+        },
+        Command::CreateSuperuser {
+            email,
+            tenant,
+            full_name,
+            password_stdin,
+        } => match load() {
+            Ok((settings, _log)) => {
+                create_superuser(&settings, &email, &tenant, &full_name, password_stdin).await
+            }
             Err(code) => return code,
         },
         Command::Tenant { action } => match load() {
@@ -210,6 +242,56 @@ async fn tenant(settings: &Settings, action: TenantAction) -> Result<(), String>
         .map(|t| format!("{}  {:<9}  {}  {}", t.id, t.status.as_str(), t.slug, t.name))
         .collect();
     write_out(&(lines.join("\n") + "\n"))
+}
+
+async fn create_superuser(
+    settings: &Settings,
+    email: &str,
+    tenant: &str,
+    full_name: &str,
+    password_stdin: bool,
+) -> Result<(), String> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        std::env::var("SUPERUSER_PASSWORD").map_err(|_| {
+            "no password: pipe it with --password-stdin, or set SUPERUSER_PASSWORD".to_owned()
+        })?
+    };
+    let db = Db::from_settings(&settings.database).map_err(|e| e.to_string())?;
+    let reference = TenantRef::parse(tenant).map_err(|e| e.to_string())?;
+    let tenant = sovereign_tenancy::find(&db, &reference)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no tenant `{tenant}`; create it with `sovereign tenant create`"))?;
+    let accounts = Accounts::from_settings(
+        settings,
+        db,
+        Cache::in_memory(&settings.cache.prefix),
+        None,
+        Arc::new(LogMailer),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let user = accounts
+        .create_superuser(tenant.id, email, &SecretString::from(password), full_name)
+        .await
+        .map_err(|e| match e {
+            AuthError::Invalid(fields) => fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        })?;
+    write_out(&format!(
+        "created superadmin {} <{}> in tenant {}\n",
+        user.id, user.email, tenant.slug
+    ))
 }
 
 fn check_config() -> Result<(), String> {

@@ -49,6 +49,17 @@ pub struct TenantAdmin {
 /// Longest tenant name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 
+fn check_name(name: &str) -> Result<String, TenancyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(TenancyError::Invalid {
+            field: "name",
+            message: format!("a name has 1 to {MAX_NAME_LEN} characters"),
+        });
+    }
+    Ok(name.to_owned())
+}
+
 impl TenantAdmin {
     #[must_use]
     pub fn new(db: Db) -> Self {
@@ -75,14 +86,8 @@ impl TenantAdmin {
             field: "slug",
             message,
         })?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-            return Err(TenancyError::Invalid {
-                field: "name",
-                message: format!("a name has 1 to {MAX_NAME_LEN} characters"),
-            });
-        }
-        let (slug, name) = (slug.to_owned(), name.to_owned());
+        let name = check_name(name)?;
+        let slug = slug.to_owned();
         let result = self
             .db
             .transaction(|conn| {
@@ -149,5 +154,67 @@ impl TenantAdmin {
         row.map(Tenant::try_from)
             .transpose()?
             .ok_or(TenancyError::NotFound)
+    }
+
+    /// One tenant.
+    pub async fn get(&self, reference: &TenantRef) -> Result<Tenant, TenancyError> {
+        find(&self.db, reference)
+            .await?
+            .ok_or(TenancyError::NotFound)
+    }
+
+    /// Renames a tenant.
+    pub async fn rename(&self, reference: &TenantRef, name: &str) -> Result<Tenant, TenancyError> {
+        let name = check_name(name)?;
+        let id = self.get(reference).await?.id;
+        let row = self
+            .db
+            .transaction(|conn| {
+                async move {
+                    diesel::update(tenants::table.find(id))
+                        .set((
+                            tenants::name.eq(name),
+                            tenants::updated_at.eq(diesel::dsl::now),
+                        ))
+                        .returning(TenantRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .map_err(DbError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Tenant::try_from(row)
+    }
+
+    /// Deletes a suspended tenant and, through `ON DELETE CASCADE`, every row it owns. The
+    /// default tenant cannot be deleted, and an active one must be suspended first.
+    pub async fn delete(&self, reference: &TenantRef) -> Result<(), TenancyError> {
+        let tenant = self.get(reference).await?;
+        if tenant.id == crate::DEFAULT_TENANT_ID {
+            return Err(TenancyError::Invalid {
+                field: "id",
+                message: "the default tenant cannot be deleted".to_owned(),
+            });
+        }
+        if tenant.is_active() {
+            return Err(TenancyError::Invalid {
+                field: "status",
+                message: "suspend the tenant before deleting it".to_owned(),
+            });
+        }
+        let id = tenant.id;
+        self.db
+            .transaction(|conn| {
+                async move {
+                    diesel::delete(tenants::table.find(id))
+                        .execute(conn)
+                        .await
+                        .map_err(DbError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(())
     }
 }

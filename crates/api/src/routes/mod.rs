@@ -1,8 +1,12 @@
 //! Route registration. Routes and their OpenAPI entries are registered together, so the
 //! document cannot miss a route.
 
+mod api_keys;
+mod auth;
+pub(crate) mod dto;
 mod system;
 mod tenants;
+mod users;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -11,5 +15,42 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
     cfg.service(system::index)
         .service(system::health)
         .service(system::ready)
-        .service(tenants::current);
+        .service(auth::jwks)
+        .service(auth::register)
+        .service(auth::login)
+        .service(auth::token)
+        .service(auth::refresh)
+        .service(auth::logout)
+        .service(auth::me)
+        .service(auth::forgot_password)
+        .service(auth::reset_password)
+        .service(auth::change_password)
+        .service(auth::request_verification)
+        .service(auth::confirm_verification)
+        .service(auth::sessions)
+        .service(auth::revoke_session)
+        // `me` before `{id}`: the first matching pattern wins.
+        .service(users::me)
+        .service(users::put_me)
+        .service(users::patch_me)
+        .service(users::list)
+        .service(users::get_one)
+        .service(users::put_one)
+        .service(users::patch_one)
+        .service(users::delete_one)
+        .service(users::activate)
+        .service(users::deactivate)
+        .service(users::set_role)
+        .service(api_keys::create)
+        .service(api_keys::list)
+        .service(api_keys::revoke)
+        // `current` before `{id}`.
+        .service(tenants::current)
+        .service(tenants::list)
+        .service(tenants::create)
+        .service(tenants::get_one)
+        .service(tenants::rename)
+        .service(tenants::delete_one)
+        .service(tenants::suspend)
+        .service(tenants::activate);
 }

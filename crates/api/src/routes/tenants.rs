@@ -1,11 +1,18 @@
 //! The tenant a request acts for.
 
-use actix_web::{get, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
+use sovereign_auth::Role;
+use sovereign_auth::revocation::Revocation;
+use sovereign_tenancy::{TenantAdmin, TenantRef, TenantStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::Problem;
+use crate::auth::{CurrentUser, MaybeUser};
+use crate::error::{ApiError, Problem};
+use crate::extract::Json;
+use crate::routes::dto::TenantOut;
+use crate::state::AppState;
 use crate::tenant::CurrentTenant;
 
 /// A tenant's public identity.
@@ -33,11 +40,227 @@ pub struct TenantInfo {
     )
 )]
 #[get("/api/v1/tenants/current")]
-pub(super) async fn current(tenant: CurrentTenant) -> web::Json<TenantInfo> {
-    let tenant = tenant.0;
-    web::Json(TenantInfo {
+pub(super) async fn current(
+    req: actix_web::HttpRequest,
+    user: MaybeUser,
+) -> Result<web::Json<TenantInfo>, ApiError> {
+    let tenant = match user.0 {
+        Some(user) => user.tenant,
+        None => {
+            use actix_web::FromRequest;
+            CurrentTenant::extract(&req).await?.0
+        }
+    };
+    Ok(web::Json(TenantInfo {
         id: tenant.id,
         slug: tenant.slug,
         name: tenant.name,
+    }))
+}
+
+/// A tenant to create.
+#[derive(serde::Deserialize, validator::Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"slug": "acme", "name": "Acme Corp"}))]
+pub struct CreateTenant {
+    /// A DNS label: lowercase letters, digits and inner hyphens, at most 63 characters.
+    #[validate(length(max = 63))]
+    pub slug: String,
+    #[validate(length(max = 200))]
+    pub name: String,
+}
+
+/// A tenant's new name.
+#[derive(serde::Deserialize, validator::Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTenant {
+    #[validate(length(max = 200))]
+    pub name: String,
+}
+
+fn admin(state: &AppState, user: &CurrentUser) -> Result<TenantAdmin, ApiError> {
+    user.require(Role::Superadmin)?;
+    Ok(state.tenant_admin.clone())
+}
+
+fn reference(text: &str) -> Result<TenantRef, ApiError> {
+    TenantRef::parse(text).map_err(|_| {
+        ApiError::of_kind(
+            sovereign_core::ErrorKind::NotFound,
+            "tenant_not_found",
+            "No tenant has this slug or id.",
+        )
     })
+}
+
+/// Every tenant (superadmins).
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Tenants, oldest first", body = Vec<TenantOut>),
+        (status = 403, description = "`forbidden`: superadministrators only", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/tenants")]
+pub(super) async fn list(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<web::Json<Vec<TenantOut>>, ApiError> {
+    let tenants = admin(&state, &user)?.list().await?;
+    Ok(web::Json(
+        tenants.into_iter().map(TenantOut::from).collect(),
+    ))
+}
+
+/// Creates a tenant (superadmins).
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = TenantOut),
+        (status = 409, description = "`tenant_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/tenants")]
+pub(super) async fn create(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<CreateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let tenant = admin(&state, &user)?.create(&body.slug, &body.name).await?;
+    tracing::info!(security_event = "tenant_created", tenant_id = %tenant.id, by = %user.principal.user.id, "tenant created");
+    Ok(HttpResponse::Created().json(TenantOut::from(tenant)))
+}
+
+/// One tenant, by id or slug (superadmins).
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "UUID or slug")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantOut),
+        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/tenants/{id}")]
+pub(super) async fn get_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<web::Json<TenantOut>, ApiError> {
+    let tenant = admin(&state, &user)?.get(&reference(&id)?).await?;
+    Ok(web::Json(tenant.into()))
+}
+
+/// Renames a tenant (superadmins).
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "UUID or slug")),
+    request_body = RenameTenant,
+    responses(
+        (status = 200, description = "The tenant", body = TenantOut),
+        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/tenants/{id}")]
+pub(super) async fn rename(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+    body: Json<RenameTenant>,
+) -> Result<web::Json<TenantOut>, ApiError> {
+    let tenant = admin(&state, &user)?
+        .rename(&reference(&id)?, &body.into_inner().name)
+        .await?;
+    Ok(web::Json(tenant.into()))
+}
+
+/// Deletes a suspended tenant and everything it owns (superadmins). The default tenant cannot
+/// be deleted.
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "UUID or slug")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: still active, or the default tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/api/v1/tenants/{id}")]
+pub(super) async fn delete_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = admin(&state, &user)?;
+    let reference = reference(&id)?;
+    let tenant = admin.get(&reference).await?;
+    admin.delete(&reference).await?;
+    tracing::info!(security_event = "tenant_deleted", tenant_id = %tenant.id, by = %user.principal.user.id, "tenant deleted");
+    state.accounts.announce(Revocation::Tenant(tenant.id)).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_status(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+    status: TenantStatus,
+) -> Result<web::Json<TenantOut>, ApiError> {
+    let admin = admin(state, user)?;
+    let reference = reference(id)?;
+    if status == TenantStatus::Suspended
+        && admin.get(&reference).await?.id == user.principal.user.tenant_id
+    {
+        return Err(sovereign_auth::AuthError::SelfModification("suspend the tenant of").into());
+    }
+    let tenant = admin.set_status(&reference, status).await?;
+    tracing::info!(security_event = "tenant_status", tenant_id = %tenant.id, status = status.as_str(), by = %user.principal.user.id, "tenant status changed");
+    state.accounts.announce(Revocation::Tenant(tenant.id)).await;
+    Ok(web::Json(tenant.into()))
+}
+
+/// Suspends a tenant (superadmins): every request for it is refused at once; its data stays.
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "UUID or slug")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantOut),
+        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`self_modification`: your own tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/tenants/{id}/suspend")]
+pub(super) async fn suspend(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<web::Json<TenantOut>, ApiError> {
+    set_status(&state, &user, &id, TenantStatus::Suspended).await
+}
+
+/// Reactivates a tenant (superadmins).
+#[utoipa::path(
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "UUID or slug")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantOut),
+        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/tenants/{id}/activate")]
+pub(super) async fn activate(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<web::Json<TenantOut>, ApiError> {
+    set_status(&state, &user, &id, TenantStatus::Active).await
 }

@@ -2,17 +2,50 @@
 
 use std::net::TcpListener;
 
+use std::sync::Arc;
+
 use actix_web::dev::ServerHandle;
-use serde_json::Value;
-use sovereign_api::{Application, Problem, RouteHook};
+use serde_json::{Value, json};
+use sovereign_api::{Application, BuildOptions, Problem, RouteHook};
+use sovereign_auth::Outbox;
 use sovereign_core::Settings;
+use sovereign_db::RunQueryDsl;
 use sovereign_test_db::TestDatabase;
+
+/// The password test accounts use (not on the common-password list, 28 characters).
+pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: Option<TestDatabase>,
+    /// Every mail the server sent.
+    pub outbox: Outbox,
     handle: ServerHandle,
+}
+
+/// Tokens from a sign-in.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session: String,
+}
+
+impl Tokens {
+    fn from_json(body: &Value) -> Self {
+        Self {
+            access: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
+            session: body["session_id"].as_str().expect("session_id").to_owned(),
+        }
+    }
 }
 
 impl Drop for TestApp {
@@ -41,13 +74,21 @@ impl TestApp {
         Self::spawn_with(&[], None).await
     }
 
-    /// The server against a fresh migrated database, with extra settings and routes.
+    /// The server against a fresh migrated database, with extra settings and routes. Tenant
+    /// administration uses the database's tenant-admin login, and bcrypt runs at cost 4 unless
+    /// `vars` say otherwise.
     pub async fn spawn_with(vars: &[(&str, &str)], routes: Option<RouteHook>) -> Self {
         let db = TestDatabase::migrated().await;
-        let settings = settings(db.url().expose(), vars);
+        let settings = settings(db.url().expose(), &test_vars(&db, vars));
         let mut app = Self::start(settings, routes).await;
         app.db = Some(db);
         app
+    }
+
+    /// A second server sharing this one's database (and, through `vars`, its Redis).
+    pub async fn sibling(&self, vars: &[(&str, &str)]) -> Self {
+        let db = self.db.as_ref().expect("a test database");
+        Self::start(settings(db.url().expose(), &test_vars(db, vars)), None).await
     }
 
     /// The server with `DATABASE_URL` pointing at a port where nothing listens.
@@ -59,9 +100,16 @@ impl TestApp {
 
     /// The server with the given settings (no test database of its own).
     pub async fn start(settings: Settings, routes: Option<RouteHook>) -> Self {
-        let app = Application::build_with_routes(settings, routes)
-            .await
-            .expect("the server builds");
+        let outbox = Outbox::new();
+        let app = Application::build_with(
+            settings,
+            BuildOptions {
+                routes,
+                mailer: Some(Arc::new(outbox.clone())),
+            },
+        )
+        .await
+        .expect("the server builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
@@ -72,6 +120,7 @@ impl TestApp {
                 .build()
                 .expect("an HTTP client"),
             db: None,
+            outbox,
             handle,
         }
     }
@@ -110,6 +159,125 @@ impl TestApp {
             request = request.header(*name, *value);
         }
         request.send().await.expect("the server answers")
+    }
+}
+
+/// `vars` plus the defaults every account test wants.
+fn test_vars<'a>(db: &'a TestDatabase, vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("DATABASE_ADMIN_URL", db.tenant_admin_url().expose()),
+        ("BCRYPT_COST", "4"),
+    ];
+    all.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
+    all.extend_from_slice(vars);
+    all
+}
+
+impl TestApp {
+    /// Sends `method path` with an optional bearer token, extra headers and a JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("the server answers")
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        self.call(reqwest::Method::POST, path, token, &[], Some(body))
+            .await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.call(reqwest::Method::GET, path, Some(token), &[], None)
+            .await
+    }
+
+    /// Registers `email` with [`PASSWORD`] in the default tenant.
+    pub async fn register(&self, email: &str) {
+        let response = self
+            .post_json(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "full_name": "Test User"}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            202,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Signs in with [`PASSWORD`]; panics unless it works.
+    pub async fn login(&self, email: &str) -> Tokens {
+        self.login_in(email, &[]).await
+    }
+
+    /// Signs in with extra headers (e.g. `X-Tenant-ID`).
+    pub async fn login_in(&self, email: &str, headers: &[(&str, &str)]) -> Tokens {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                headers,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, 200, "{body}");
+        Tokens::from_json(&body)
+    }
+
+    /// Registers and signs in.
+    pub async fn signup(&self, email: &str) -> Tokens {
+        self.register(email).await;
+        self.login(email).await
+    }
+
+    /// Registers, gives the account `role` behind the API's back, and signs in.
+    pub async fn signup_as(&self, email: &str, role: &str) -> Tokens {
+        self.register(email).await;
+        self.sql(&format!(
+            "UPDATE users SET role = '{role}' WHERE email = '{email}'"
+        ))
+        .await;
+        self.login(email).await
+    }
+
+    /// Runs SQL as the database owner (a superuser: row-level security does not apply).
+    pub async fn sql(&self, statement: &str) -> usize {
+        let mut conn = self
+            .db
+            .as_ref()
+            .expect("a test database")
+            .owner_conn()
+            .await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 }
 

@@ -7,6 +7,7 @@
     reason = "test helpers fail loudly, like the tests that call them"
 )]
 
+mod accounts;
 mod cache;
 mod common;
 mod docs;

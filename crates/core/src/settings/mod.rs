@@ -214,7 +214,7 @@ spec!(
     RATE_LIMIT_AUTH,
     "RATE_LIMIT_AUTH",
     Value("20/minute"),
-    "Quota per client address on authentication routes (`/api/v1/auth/…`), in addition to `RATE_LIMIT_API`."
+    "Quota per client address on the authentication routes that take a password or token (register, login, token, refresh, password and verification flows), in addition to `RATE_LIMIT_API`."
 );
 spec!(
     RATE_LIMIT_FALLBACK_DIVISOR,
@@ -240,6 +240,104 @@ spec!(
     "REFRESH_TOKEN_EXPIRE_DAYS",
     Value("7"),
     "Lifetime of refresh tokens (sessions), in days (1 to 365)."
+);
+spec!(
+    JWT_ISSUER,
+    "JWT_ISSUER",
+    Value("sovereign"),
+    "`iss` of the access tokens this server issues, and the only issuer it accepts."
+);
+spec!(
+    JWT_AUDIENCE,
+    "JWT_AUDIENCE",
+    Value("sovereign-api"),
+    "`aud` of the access tokens this server issues, and the only audience it accepts."
+);
+spec!(
+    JWT_PRIVATE_KEY_FILE,
+    "JWT_PRIVATE_KEY_FILE",
+    Unset,
+    "An Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`). When set, access tokens are signed with EdDSA instead of HS256, and `/.well-known/jwks.json` publishes the public keys."
+);
+spec!(
+    JWT_PUBLIC_KEY_FILES,
+    "JWT_PUBLIC_KEY_FILES",
+    Unset,
+    "Extra Ed25519 public keys (PEM files, comma-separated) whose tokens are still accepted: the previous keys during a rotation. Needs `JWT_PRIVATE_KEY_FILE`."
+);
+spec!(
+    BCRYPT_COST,
+    "BCRYPT_COST",
+    Value("12"),
+    "bcrypt work factor for password hashes (10 to 16; lower values are accepted only in development)."
+);
+spec!(
+    PASSWORD_MIN_LENGTH,
+    "PASSWORD_MIN_LENGTH",
+    Value("12"),
+    "Shortest password accepted, in characters (8 to 64). Up to 256 characters are accepted; there are no composition rules."
+);
+spec!(
+    PASSWORD_HASH_CONCURRENCY,
+    "PASSWORD_HASH_CONCURRENCY",
+    Computed("number of CPUs"),
+    "Most password hashes computed at once; further logins wait, so a login storm cannot starve the server."
+);
+spec!(
+    PASSWORD_RESET_EXPIRE_MINUTES,
+    "PASSWORD_RESET_EXPIRE_MINUTES",
+    Value("30"),
+    "Lifetime of password-reset tokens, in minutes (5 to 1440)."
+);
+spec!(
+    EMAIL_VERIFY_EXPIRE_HOURS,
+    "EMAIL_VERIFY_EXPIRE_HOURS",
+    Value("48"),
+    "Lifetime of email-verification tokens, in hours (1 to 720)."
+);
+spec!(
+    RATE_LIMIT_ACCOUNT,
+    "RATE_LIMIT_ACCOUNT",
+    Value("10/minute"),
+    "Quota per account on login, refresh, password reset and email verification, whatever the client address."
+);
+spec!(
+    PUBLIC_URL,
+    "PUBLIC_URL",
+    Value("http://localhost:8000"),
+    "Base URL of the web client, for links in mail: `{PUBLIC_URL}/reset-password?token=…` and `{PUBLIC_URL}/verify-email?token=…`."
+);
+spec!(
+    SMTP_HOST,
+    "SMTP_HOST",
+    Unset,
+    "Mail server for password-reset and verification mail. Unset: mail is written to the log instead (development)."
+);
+spec!(SMTP_PORT, "SMTP_PORT", Value("587"), "Mail server port.");
+spec!(
+    SMTP_TLS,
+    "SMTP_TLS",
+    Value("starttls"),
+    "`starttls`, `tls` (implicit TLS, usually port 465) or `none` (a relay on localhost only)."
+);
+spec!(
+    SMTP_USER,
+    "SMTP_USER",
+    Unset,
+    "Mail server user name, if it requires authentication."
+);
+spec!(
+    SMTP_PASSWORD,
+    "SMTP_PASSWORD",
+    Unset,
+    "Mail server password.",
+    secret
+);
+spec!(
+    EMAILS_FROM,
+    "EMAILS_FROM",
+    Value("Sovereign <no-reply@localhost>"),
+    "Sender of the mail the server sends, as `Name <address>` or an address."
 );
 spec!(
     BACKEND_CORS_ORIGINS,
@@ -375,6 +473,7 @@ pub struct Settings {
     pub network: NetworkSettings,
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
+    pub mail: MailSettings,
     pub cors: CorsSettings,
     pub features: FeatureFlags,
     pub log: LogSettings,
@@ -437,6 +536,20 @@ pub struct AuthSettings {
     pub secret_key: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    pub issuer: String,
+    pub audience: String,
+    /// Ed25519 signing key (PKCS#8 PEM text); `None` signs with HS256 from `secret_key`.
+    pub private_key_pem: Option<SecretString>,
+    /// Ed25519 public keys (PEM text) still accepted, for rotation.
+    pub extra_public_keys_pem: Vec<String>,
+    pub bcrypt_cost: u32,
+    pub password_min_length: usize,
+    pub hash_concurrency: usize,
+    pub password_reset_ttl: Duration,
+    pub email_verify_ttl: Duration,
+    /// Per account, on login, refresh, reset and verification.
+    pub account_quota: Quota,
+    pub public_url: String,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -445,7 +558,77 @@ impl fmt::Debug for AuthSettings {
             .field("secret_key", &"[redacted]")
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "[redacted]"),
+            )
+            .field("extra_public_keys", &self.extra_public_keys_pem.len())
+            .field("bcrypt_cost", &self.bcrypt_cost)
+            .field("password_min_length", &self.password_min_length)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("account_quota", &self.account_quota)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How mail leaves the server.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// `None`: mail is logged, not sent.
+    pub smtp: Option<SmtpSettings>,
+    pub from: String,
+}
+
+impl fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp", &self.smtp)
+            .field("from", &self.from)
             .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Transport security towards the mail server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpTls {
+    #[default]
+    StartTls,
+    Tls,
+    None,
+}
+
+impl SettingValue for SmtpTls {
+    const EXPECTED: &'static str = "starttls, tls or none";
+    fn parse_setting(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "starttls" => Ok(Self::StartTls),
+            "tls" | "ssl" => Ok(Self::Tls),
+            "none" | "off" | "plain" => Ok(Self::None),
+            _ => Err(format!("expected {}", Self::EXPECTED)),
+        }
     }
 }
 
@@ -626,6 +809,7 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
     let network = read_network(r);
     let rate_limit = read_rate_limit(r);
     let auth = read_auth(r, environment);
+    let mail = read_mail(r, environment);
     let cors = read_cors(r, strict);
 
     let features = FeatureFlags {
@@ -648,6 +832,7 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
         network,
         rate_limit,
         auth,
+        mail,
         cors,
         features,
         log,
@@ -790,16 +975,18 @@ fn read_network(r: &mut Reader<'_>) -> NetworkSettings {
     NetworkSettings { trusted_proxies }
 }
 
+/// A quota setting, or `default` per minute.
+fn quota_or(r: &mut Reader<'_>, spec: &'static SettingSpec, default: u32) -> Quota {
+    r.optional::<Quota>(spec)
+        .or_else(|| Quota::per_minute(default))
+        .unwrap_or(Quota::ONE_PER_SECOND)
+}
+
 fn read_rate_limit(r: &mut Reader<'_>) -> RateLimitSettings {
-    let fallback = |r: &mut Reader<'_>, spec: &'static SettingSpec, default: u32| {
-        r.optional::<Quota>(spec)
-            .or_else(|| Quota::per_minute(default))
-            .unwrap_or(Quota::ONE_PER_SECOND)
-    };
     RateLimitSettings {
         enabled: r.value(&RATE_LIMIT_ENABLED),
-        api: fallback(r, &RATE_LIMIT_API, 600),
-        auth: fallback(r, &RATE_LIMIT_AUTH, 20),
+        api: quota_or(r, &RATE_LIMIT_API, 600),
+        auth: quota_or(r, &RATE_LIMIT_AUTH, 20),
         fallback_divisor: r.bounded(&RATE_LIMIT_FALLBACK_DIVISOR, 1, 1000),
     }
 }
@@ -855,15 +1042,147 @@ fn read_auth(r: &mut Reader<'_>, environment: Environment) -> AuthSettings {
             SecretString::from(String::new())
         }
     };
+    let access_token_ttl =
+        Duration::from_secs(60 * r.bounded(&ACCESS_TOKEN_EXPIRE_MINUTES, 1, 1440));
+    let refresh_token_ttl =
+        Duration::from_secs(86_400 * r.bounded(&REFRESH_TOKEN_EXPIRE_DAYS, 1, 365));
+    let issuer: String = r.value(&JWT_ISSUER);
+    let audience: String = r.value(&JWT_AUDIENCE);
+    let private_key_pem = read_pem_file(r, &JWT_PRIVATE_KEY_FILE).map(SecretString::from);
+    let extra_public_keys_pem: Vec<String> = r
+        .raw(&JWT_PUBLIC_KEY_FILES)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| read_file(r, &JWT_PUBLIC_KEY_FILES, &path))
+        .collect();
+    if !extra_public_keys_pem.is_empty() && private_key_pem.is_none() {
+        r.problem(
+            JWT_PUBLIC_KEY_FILES.name,
+            "extra verification keys need an Ed25519 signing key",
+            "set JWT_PRIVATE_KEY_FILE too, or unset JWT_PUBLIC_KEY_FILES".to_owned(),
+        );
+    }
+    let bcrypt_cost = if environment.is_development() {
+        let cost = r.bounded(&BCRYPT_COST, 4, 16);
+        if cost < 10 {
+            r.warning(
+                BCRYPT_COST.name,
+                format!("{cost} is below 10: fine for tests, refused in staging and production"),
+                "unset BCRYPT_COST to use 12".to_owned(),
+            );
+        }
+        cost
+    } else {
+        r.bounded(&BCRYPT_COST, 10, 16)
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let hash_concurrency = r
+        .optional::<usize>(&PASSWORD_HASH_CONCURRENCY)
+        .unwrap_or(cpus);
+    if !(1..=256).contains(&hash_concurrency) {
+        r.problem(
+            PASSWORD_HASH_CONCURRENCY.name,
+            format!("{hash_concurrency} is out of range"),
+            format!("set it from 1 to 256, or unset it to use the CPU count ({cpus})"),
+        );
+    }
+    let public_url = r
+        .optional::<Url>(&PUBLIC_URL)
+        .map_or_else(|| "http://localhost:8000".to_owned(), |u| u.to_string());
     AuthSettings {
         secret_key,
-        access_token_ttl: Duration::from_secs(
-            60 * r.bounded(&ACCESS_TOKEN_EXPIRE_MINUTES, 1, 1440),
+        access_token_ttl,
+        refresh_token_ttl,
+        issuer,
+        audience,
+        private_key_pem,
+        extra_public_keys_pem,
+        bcrypt_cost,
+        password_min_length: r.bounded(&PASSWORD_MIN_LENGTH, 8, 64),
+        hash_concurrency: hash_concurrency.clamp(1, 256),
+        password_reset_ttl: Duration::from_secs(
+            60 * r.bounded(&PASSWORD_RESET_EXPIRE_MINUTES, 5, 1440),
         ),
-        refresh_token_ttl: Duration::from_secs(
-            86_400 * r.bounded(&REFRESH_TOKEN_EXPIRE_DAYS, 1, 365),
-        ),
+        email_verify_ttl: Duration::from_secs(3600 * r.bounded(&EMAIL_VERIFY_EXPIRE_HOURS, 1, 720)),
+        account_quota: quota_or(r, &RATE_LIMIT_ACCOUNT, 10),
+        public_url: public_url.trim_end_matches('/').to_owned(),
     }
+}
+
+/// The text of the file a setting names; a problem when it cannot be read.
+fn read_pem_file(r: &mut Reader<'_>, spec: &'static SettingSpec) -> Option<String> {
+    let path = r.raw(spec)?.to_owned();
+    read_file(r, spec, &path)
+}
+
+fn read_file(r: &mut Reader<'_>, spec: &'static SettingSpec, path: &str) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.contains("-----BEGIN ") => Some(text),
+        Ok(_) => {
+            r.problem(
+                spec.name,
+                format!("`{path}` is not a PEM file"),
+                "create one with `openssl genpkey -algorithm ed25519 -out jwt.pem`".to_owned(),
+            );
+            None
+        }
+        Err(e) => {
+            r.problem(
+                spec.name,
+                format!("cannot read `{path}`: {e}"),
+                "give the path of a readable PEM file".to_owned(),
+            );
+            None
+        }
+    }
+}
+
+fn read_mail(r: &mut Reader<'_>, environment: Environment) -> MailSettings {
+    let from: String = r.value(&EMAILS_FROM);
+    if !from.contains('@') {
+        r.problem(
+            EMAILS_FROM.name,
+            format!("`{from}` has no address"),
+            "use `Name <address@example.com>` or an address".to_owned(),
+        );
+    }
+    let host = r.raw(&SMTP_HOST).map(str::to_owned);
+    let port: u16 = r.value(&SMTP_PORT);
+    let tls: SmtpTls = r.value(&SMTP_TLS);
+    let user = r.raw(&SMTP_USER).map(str::to_owned);
+    let password = r
+        .raw(&SMTP_PASSWORD)
+        .map(|p| SecretString::from(p.to_owned()));
+    let smtp = host.map(|host| {
+        if tls == SmtpTls::None && environment == Environment::Production {
+            let local = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                r.problem(
+                    SMTP_TLS.name,
+                    format!("mail to `{host}` would travel unencrypted"),
+                    "use SMTP_TLS=starttls or tls; `none` is for a relay on localhost".to_owned(),
+                );
+            }
+        }
+        SmtpSettings {
+            host,
+            port,
+            tls,
+            user,
+            password,
+        }
+    });
+    MailSettings { smtp, from }
 }
 
 fn check_secret_key(r: &mut Reader<'_>, key: &str, environment: Environment) {

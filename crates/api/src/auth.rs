@@ -1,0 +1,193 @@
+//! Authentication as extractors: [`CurrentUser`] for routes that need a caller, [`MaybeUser`]
+//! for routes that serve both. Credentials are read from `Authorization: Bearer …` or
+//! `X-API-Key`, never from the URL.
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use sovereign_auth::{AuthError, ClientContext, Principal, Role, Scope};
+use sovereign_tenancy::{TenancyError, Tenant, TenantRef};
+
+use crate::edge::ClientInfo;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tenant::{AuthenticatedTenant, X_TENANT_ID};
+
+/// The API-key header.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The authenticated caller, and the tenant the request acts in: the caller's own, or — for a
+/// superadmin only — the one `X-Tenant-ID` names.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub principal: Principal,
+    pub tenant: Tenant,
+}
+
+impl CurrentUser {
+    /// `Forbidden` unless the caller acts with at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        Ok(self.principal.require(role)?)
+    }
+}
+
+/// The caller when credentials were sent (and are valid); `None` when none were sent.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+/// The credential a request presents, if any.
+fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::InvalidToken("unreadable header"))?;
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or(AuthError::InvalidToken("no scheme"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthError::InvalidToken("not a bearer credential").into());
+        }
+        return Ok(Some(token.trim().to_owned()));
+    }
+    if let Some(value) = req.headers().get(X_API_KEY) {
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::InvalidToken("unreadable header"))?;
+        return Ok(Some(value.trim().to_owned()));
+    }
+    Ok(None)
+}
+
+/// What a 401 says about how to authenticate (RFC 6750).
+pub(crate) fn challenge(error: ApiError) -> ApiError {
+    if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+        let value = if error.code() == "not_authenticated" {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        error.with_header(header::WWW_AUTHENTICATE, value)
+    } else {
+        error
+    }
+}
+
+async fn authenticate(
+    state: web::Data<AppState>,
+    credential: String,
+    method: Method,
+    tenant_header: Option<String>,
+) -> Result<CurrentUser, ApiError> {
+    let authenticated = state
+        .accounts
+        .authenticate(&credential)
+        .await
+        .map_err(|e| challenge(e.into()))?;
+    let principal = authenticated.principal;
+    let scope = if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Scope::Read
+    } else {
+        Scope::Write
+    };
+    principal.require_scope(scope)?;
+    let mut tenant = authenticated.tenant;
+    if state.settings.features.multi_tenant
+        && let Some(header) = tenant_header
+    {
+        let reference = TenantRef::parse(&header)?;
+        if !tenant.matches(&reference) {
+            if principal.role < Role::Superadmin {
+                tracing::warn!(security_event = "tenant_mismatch", user_id = %principal.user.id, "credentials used for another tenant");
+                return Err(TenancyError::Mismatch.into());
+            }
+            tenant = sovereign_tenancy::find(&state.db, &reference)
+                .await?
+                .ok_or(TenancyError::NotFound)?;
+        }
+    }
+    Ok(CurrentUser { principal, tenant })
+}
+
+fn tenant_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let mut values = req.headers().get_all(X_TENANT_ID);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(|v| Some(v.to_owned()))
+            .map_err(|_| TenancyError::Malformed("it is not ASCII text".to_owned()).into()),
+        (Some(_), Some(_)) => {
+            Err(TenancyError::Malformed("it was sent more than once".to_owned()).into())
+        }
+    }
+}
+
+fn extract(
+    req: &HttpRequest,
+    required: bool,
+) -> LocalBoxFuture<'static, Result<Option<CurrentUser>, ApiError>> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let credential = credential(req).map_err(challenge);
+    let header = tenant_header(req);
+    let method = req.method().clone();
+    let req = req.clone();
+    Box::pin(async move {
+        let state = state.ok_or_else(|| ApiError::internal("application state is missing"))?;
+        let Some(credential) = credential? else {
+            return if required {
+                Err(challenge(AuthError::NotAuthenticated.into()))
+            } else {
+                Ok(None)
+            };
+        };
+        let user = authenticate(state, credential, method, header?).await?;
+        req.extensions_mut()
+            .insert(AuthenticatedTenant(user.principal.user.tenant_id));
+        Ok(Some(user))
+    })
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = extract(req, true);
+        Box::pin(async move {
+            found
+                .await?
+                .ok_or_else(|| challenge(AuthError::NotAuthenticated.into()))
+        })
+    }
+}
+
+impl FromRequest for MaybeUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = extract(req, false);
+        Box::pin(async move { Ok(Self(found.await?)) })
+    }
+}
+
+/// Where the request came from, for the sessions it opens.
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientContext);
+
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ip = req.extensions().get::<ClientInfo>().map(|c| c.ip);
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        std::future::ready(Ok(Self(ClientContext { ip, user_agent })))
+    }
+}

@@ -1,0 +1,399 @@
+//! `/api/v1/users`: the caller's own profile, and user administration within a tenant.
+
+use actix_web::web::Query;
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use serde::Deserialize;
+use sovereign_auth::{Role, UserQuery, UserSort, UserUpdate};
+use sovereign_core::pagination::PageRequest;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::Json;
+use crate::routes::dto::{RoleName, UserOut, UserPage};
+use crate::state::AppState;
+
+/// The whole profile. Only the name is a profile field: `role`, `tenant_id`, `is_active`,
+/// `email_verified` (and any other field) are refused with 422.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePut {
+    #[validate(length(max = 200))]
+    pub full_name: String,
+}
+
+/// Part of the profile; unknown fields are refused with 422.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    #[validate(length(max = 200))]
+    pub full_name: Option<String>,
+}
+
+/// An account's profile, replaced by an administrator.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPut {
+    #[validate(length(max = 254))]
+    pub email: String,
+    #[validate(length(max = 200))]
+    pub full_name: String,
+}
+
+/// Part of an account's profile, changed by an administrator. A new address is unverified.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[validate(length(max = 254))]
+    pub email: Option<String>,
+    #[validate(length(max = 200))]
+    pub full_name: Option<String>,
+}
+
+/// A new role.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRequest {
+    pub role: RoleName,
+}
+
+/// Paging, search, filters and order.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// From 1.
+    pub page: Option<u32>,
+    /// From 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Case-insensitive substring of the address or name; `%` and `_` match themselves.
+    pub search: Option<String>,
+    pub role: Option<RoleName>,
+    pub is_active: Option<bool>,
+    /// One of `created_at`, `-created_at`, `email`, `-email`, `full_name`, `-full_name`.
+    pub sort: Option<String>,
+}
+
+/// The caller's account.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 401, description = "`not_authenticated` or `invalid_token`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/users/me")]
+pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
+    web::Json(user.principal.user.into())
+}
+
+/// Replaces the caller's profile.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = ProfilePut,
+    responses(
+        (status = 200, description = "The updated account", body = UserOut),
+        (status = 422, description = "`validation_failed`, including any field that is not a profile field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/api/v1/users/me")]
+pub(super) async fn put_me(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<ProfilePut>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let updated = state
+        .accounts
+        .update_profile(&user.principal, &body.into_inner().full_name)
+        .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Changes part of the caller's profile.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = ProfilePatch,
+    responses(
+        (status = 200, description = "The updated account", body = UserOut),
+        (status = 422, description = "`validation_failed`, including any field that is not a profile field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/users/me")]
+pub(super) async fn patch_me(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<ProfilePatch>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    match body.into_inner().full_name {
+        Some(name) => Ok(web::Json(
+            state
+                .accounts
+                .update_profile(&user.principal, &name)
+                .await?
+                .into(),
+        )),
+        None => Ok(web::Json(user.principal.user.into())),
+    }
+}
+
+/// The tenant's accounts (administrators). A superadmin may name another tenant in
+/// `X-Tenant-ID`.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = UserPage),
+        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: page, limit or sort out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/users")]
+pub(super) async fn list(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    query: Query<ListQuery>,
+) -> Result<web::Json<UserPage>, ApiError> {
+    user.require(Role::Admin)?;
+    let query = query.into_inner();
+    let page = PageRequest::new(query.page, query.limit)
+        .map_err(|(field, message)| sovereign_auth::AuthError::invalid(field, "range", message))?;
+    let sort = query
+        .sort
+        .as_deref()
+        .map(UserSort::parse)
+        .transpose()?
+        .unwrap_or_default();
+    if query
+        .search
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 200)
+    {
+        return Err(sovereign_auth::AuthError::invalid(
+            "search",
+            "length",
+            "must have at most 200 characters",
+        )
+        .into());
+    }
+    let page = state
+        .accounts
+        .list_users(
+            user.tenant.id,
+            UserQuery {
+                page,
+                search: query.search,
+                role: query.role.map(Role::from),
+                active: query.is_active,
+                sort,
+            },
+        )
+        .await?;
+    Ok(web::Json(UserPage {
+        items: page.items.into_iter().map(UserOut::from).collect(),
+        total: page.total,
+        page: page.page,
+        limit: page.limit,
+    }))
+}
+
+/// One account of the tenant (administrators). Another tenant's account is 404.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/users/{id}")]
+pub(super) async fn get_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    user.require(Role::Admin)?;
+    let found = state
+        .accounts
+        .get_user(user.tenant.id, id.into_inner())
+        .await?;
+    Ok(web::Json(found.into()))
+}
+
+/// Replaces an account's address and name (administrators).
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = UserPut,
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/api/v1/users/{id}")]
+pub(super) async fn put_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: Json<UserPut>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let body = body.into_inner();
+    let updated = state
+        .accounts
+        .update_user(
+            &user.principal,
+            user.tenant.id,
+            id.into_inner(),
+            UserUpdate {
+                email: Some(body.email),
+                full_name: Some(body.full_name),
+            },
+        )
+        .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Changes an account's address or name (administrators).
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/users/{id}")]
+pub(super) async fn patch_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: Json<UserPatch>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let body = body.into_inner();
+    let updated = state
+        .accounts
+        .update_user(
+            &user.principal,
+            user.tenant.id,
+            id.into_inner(),
+            UserUpdate {
+                email: body.email,
+                full_name: body.full_name,
+            },
+        )
+        .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Soft-deletes an account (administrators): its sessions and API keys are revoked at once.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`self_modification`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/api/v1/users/{id}")]
+pub(super) async fn delete_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .accounts
+        .delete_user(&user.principal, user.tenant.id, id.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Reactivates an account (administrators).
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/users/{id}/activate")]
+pub(super) async fn activate(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let updated = state
+        .accounts
+        .set_active(&user.principal, user.tenant.id, id.into_inner(), true)
+        .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Deactivates an account (administrators): it cannot sign in, and its sessions end at once.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`self_modification`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/users/{id}/deactivate")]
+pub(super) async fn deactivate(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let updated = state
+        .accounts
+        .set_active(&user.principal, user.tenant.id, id.into_inner(), false)
+        .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Changes an account's role (administrators; no higher than their own). Its sessions end, so
+/// no token carries the old role.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = RoleRequest,
+    responses(
+        (status = 200, description = "The account", body = UserOut),
+        (status = 403, description = "`forbidden`: a role above the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/api/v1/users/{id}/role")]
+pub(super) async fn set_role(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: Json<RoleRequest>,
+) -> Result<web::Json<UserOut>, ApiError> {
+    let updated = state
+        .accounts
+        .set_role(
+            &user.principal,
+            user.tenant.id,
+            id.into_inner(),
+            body.into_inner().role.into(),
+        )
+        .await?;
+    Ok(web::Json(updated.into()))
+}

@@ -1,0 +1,190 @@
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sovereign_core::{Diagnostic, ErrorKind, FieldError};
+use sovereign_db::DbError;
+use sovereign_tenancy::TenancyError;
+
+/// Everything that can go wrong with accounts, sessions and keys.
+///
+/// Authentication failures are deliberately coarse: a wrong password, an unknown address and a
+/// deleted account are all [`AuthError::InvalidCredentials`], and every unusable token is
+/// [`AuthError::InvalidToken`], so responses reveal nothing about which accounts exist.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials were presented.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// Wrong address or password.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A token or key that is malformed, forged, expired, revoked or of the wrong kind.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// A spent refresh token was presented again; its session has been revoked.
+    #[error("refresh token reused; the session was revoked")]
+    RefreshReused,
+    /// The right password for a deactivated account.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The current password given to a password change is wrong.
+    #[error("current password is wrong")]
+    WrongPassword,
+    /// The caller's role (or key scope) does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The operation needs a signed-in session, not an API key.
+    #[error("a session is required")]
+    SessionRequired,
+    /// Changing one's own role, activity or existence through administration.
+    #[error("administrators cannot {0} themselves")]
+    SelfModification(&'static str),
+    /// No such user, session or key in this tenant (also: another tenant's).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Input that breaks a rule (password policy, email format, lengths …).
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// The address belongs to another account of this tenant.
+    #[error("email already in use")]
+    EmailTaken,
+    /// Too many attempts for this account.
+    #[error("too many attempts")]
+    RateLimited { retry_after: Duration },
+    /// The configuration cannot produce working keys or mail.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Hashing failed or its worker was lost.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for AuthError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+impl AuthError {
+    /// One invalid field.
+    pub fn invalid(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, code, message)])
+    }
+}
+
+impl Diagnostic for AuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotAuthenticated
+            | Self::InvalidCredentials
+            | Self::InvalidToken(_)
+            | Self::RefreshReused => ErrorKind::Unauthenticated,
+            Self::AccountDisabled | Self::Forbidden(_) | Self::SessionRequired => {
+                ErrorKind::Forbidden
+            }
+            Self::WrongPassword | Self::Invalid(_) => ErrorKind::Validation,
+            Self::SelfModification(_) | Self::EmailTaken => ErrorKind::Conflict,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::RateLimited { .. } => ErrorKind::RateLimited,
+            Self::Config(_) | Self::Hashing(_) => ErrorKind::Internal,
+            Self::Tenancy(e) => e.kind(),
+            Self::Db(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotAuthenticated => "not_authenticated",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::RefreshReused => "refresh_token_reused",
+            Self::AccountDisabled => "account_disabled",
+            Self::WrongPassword => "wrong_password",
+            Self::Forbidden(_) => "forbidden",
+            Self::SessionRequired => "session_required",
+            Self::SelfModification(_) => "self_modification",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "validation_failed",
+            Self::EmailTaken => "email_taken",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Config(_) | Self::Hashing(_) => "internal_error",
+            Self::Tenancy(e) => e.code(),
+            Self::Db(e) => e.code(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            Self::NotAuthenticated => {
+                "This request needs credentials: a bearer token or an API key.".to_owned()
+            }
+            Self::InvalidCredentials => "The email address or password is wrong.".to_owned(),
+            Self::InvalidToken(_) => "The token is invalid, expired or revoked.".to_owned(),
+            Self::RefreshReused => {
+                "This refresh token was already used; the session has been signed out.".to_owned()
+            }
+            Self::AccountDisabled => "This account is disabled.".to_owned(),
+            Self::WrongPassword => "The current password is wrong.".to_owned(),
+            Self::Forbidden(why) => format!("You may not do this: {why}."),
+            Self::SessionRequired => {
+                "This needs a signed-in session; API keys cannot do it.".to_owned()
+            }
+            Self::SelfModification(what) => {
+                format!("Administrators cannot {what} themselves through user administration.")
+            }
+            Self::NotFound(what) => format!("No such {what}."),
+            Self::Invalid(_) => "Some fields are invalid; see `errors`.".to_owned(),
+            Self::EmailTaken => "Another account already uses this email address.".to_owned(),
+            Self::RateLimited { .. } => {
+                "Too many attempts for this account; wait and retry.".to_owned()
+            }
+            Self::Config(_) | Self::Hashing(_) => {
+                sovereign_core::diagnostics::GENERIC_INTERNAL_DETAIL.to_owned()
+            }
+            Self::Tenancy(e) => e.public_detail(),
+            Self::Db(e) => e.public_detail(),
+        }
+    }
+
+    fn suggestion(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::NotAuthenticated => Some(Cow::Borrowed(
+                "send `Authorization: Bearer <access token>` (from /api/v1/auth/login) or `X-API-Key: <key>`",
+            )),
+            Self::InvalidToken(_) => Some(Cow::Borrowed(
+                "sign in again, or use /api/v1/auth/refresh to get a new access token",
+            )),
+            Self::RefreshReused => Some(Cow::Borrowed("sign in again")),
+            Self::SessionRequired => Some(Cow::Borrowed("sign in and use the access token")),
+            Self::Tenancy(e) => e.suggestion(),
+            Self::Db(e) => e.suggestion(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(fields) => fields.clone(),
+            Self::WrongPassword => vec![FieldError::new(
+                "current_password",
+                "wrong_password",
+                "is not the current password",
+            )],
+            Self::Tenancy(e) => e.field_errors(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::Tenancy(e) => e.retry_after(),
+            Self::Db(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! API keys: long-lived credentials for programs, bound to a tenant, an owner and a role no
+//! higher than the owner's. The secret is shown once; only its SHA-256 is stored.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use sovereign_db::schema::{api_keys, users};
+use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use uuid::Uuid;
+
+use crate::model::{ApiKeyInfo, ApiKeyRow, Credential, Principal, Role, Scope, User, UserRow};
+use crate::opaque::{self, Kind};
+use crate::revocation::{Entry, Revocation};
+use crate::{Accounts, AuthError, Authenticated};
+
+/// Longest key lifetime.
+pub const MAX_KEY_DAYS: i64 = 3650;
+
+/// A key to create.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    /// Defaults to the creator's role; may not exceed it.
+    pub role: Option<Role>,
+    /// Defaults to read and write.
+    pub scopes: Option<Vec<Scope>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A created key: its listing, and the secret, shown this once.
+#[derive(Debug, Clone)]
+pub struct CreatedApiKey {
+    pub info: ApiKeyInfo,
+    pub key: String,
+}
+
+impl Accounts {
+    /// Creates an API key for the caller. Only a signed-in session may create keys.
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        new: NewApiKey,
+    ) -> Result<CreatedApiKey, AuthError> {
+        principal.session_id()?;
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(AuthError::invalid(
+                "name",
+                "length",
+                "must have 1 to 100 printable characters",
+            ));
+        }
+        let role = new.role.unwrap_or(principal.role);
+        principal.may_grant(role)?;
+        let mut scopes = new
+            .scopes
+            .unwrap_or_else(|| vec![Scope::Read, Scope::Write]);
+        scopes.sort_by_key(|s| s.as_str());
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(AuthError::invalid(
+                "scopes",
+                "empty",
+                "must name at least one scope",
+            ));
+        }
+        if let Some(at) = new.expires_at {
+            let now = Utc::now();
+            if at <= now || at > now + chrono::Duration::days(MAX_KEY_DAYS) {
+                return Err(AuthError::invalid(
+                    "expires_at",
+                    "range",
+                    format!("must be in the future, at most {MAX_KEY_DAYS} days away"),
+                ));
+            }
+        }
+        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        let minted = opaque::mint(Kind::ApiKey, tenant);
+        let prefix = opaque::display_prefix(&minted.token);
+        let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        let row = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::insert_into(api_keys::table)
+                        .values((
+                            api_keys::id.eq(Uuid::now_v7()),
+                            api_keys::tenant_id.eq(tenant),
+                            api_keys::user_id.eq(user),
+                            api_keys::name.eq(name),
+                            api_keys::prefix.eq(prefix),
+                            api_keys::key_hash.eq(minted.digest.to_vec()),
+                            api_keys::role.eq(role.as_str()),
+                            api_keys::scopes.eq(scope_names),
+                            api_keys::expires_at.eq(new.expires_at),
+                        ))
+                        .returning(ApiKeyRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        tracing::info!(security_event = "api_key_created", user_id = %user, role = %role, "API key created");
+        Ok(CreatedApiKey {
+            info: ApiKeyInfo::try_from(row)?,
+            key: minted.token,
+        })
+    }
+
+    /// The caller's keys, newest first, revoked ones included.
+    pub async fn list_api_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyInfo>, AuthError> {
+        let user = principal.user.id;
+        let rows = self
+            .db()
+            .tenant_transaction(principal.user.tenant_id, |conn| {
+                async move {
+                    api_keys::table
+                        .filter(api_keys::user_id.eq(user))
+                        .order(api_keys::created_at.desc())
+                        .limit(1000)
+                        .select(ApiKeyRow::as_select())
+                        .load(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        rows.into_iter().map(ApiKeyInfo::try_from).collect()
+    }
+
+    /// Revokes a key: the caller's own, or — for an administrator — any key of the tenant whose
+    /// role does not exceed theirs. Anything else is not found.
+    pub async fn revoke_api_key(&self, principal: &Principal, id: Uuid) -> Result<(), AuthError> {
+        let (user, role) = (principal.user.id, principal.role);
+        let admin = principal.require(Role::Admin).is_ok();
+        let allowed: Vec<&'static str> = [Role::User, Role::Admin, Role::Superadmin]
+            .into_iter()
+            .filter(|r| *r <= role)
+            .map(Role::as_str)
+            .collect();
+        let revoked = self
+            .db()
+            .tenant_transaction(principal.user.tenant_id, |conn| {
+                async move {
+                    let target = diesel::update(api_keys::table)
+                        .filter(api_keys::id.eq(id))
+                        .filter(api_keys::revoked_at.is_null())
+                        .into_boxed();
+                    let target = if admin {
+                        target.filter(
+                            api_keys::user_id
+                                .eq(user)
+                                .or(api_keys::role.eq_any(allowed)),
+                        )
+                    } else {
+                        target.filter(api_keys::user_id.eq(user))
+                    };
+                    target
+                        .set(api_keys::revoked_at.eq(diesel::dsl::now))
+                        .execute(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if revoked == 0 {
+            return Err(AuthError::NotFound("API key"));
+        }
+        tracing::info!(security_event = "api_key_revoked", key_id = %id, by = %user, "API key revoked");
+        self.announce(Revocation::ApiKey(id)).await;
+        Ok(())
+    }
+
+    pub(crate) async fn authenticate_api_key(&self, key: &str) -> Result<Authenticated, AuthError> {
+        let (tenant_id, digest) =
+            opaque::parse(Kind::ApiKey, key).ok_or(AuthError::InvalidToken("not an API key"))?;
+        if let Some(entry) = self.remembered_key(digest).await
+            && entry.expires_at.is_none_or(|at| at > Utc::now())
+        {
+            return Ok(Authenticated {
+                principal: entry.principal,
+                tenant: entry.tenant,
+            });
+        }
+        let found = self
+            .db()
+            .tenant_transaction(tenant_id, |conn| {
+                async move {
+                    let found: Option<(
+                        Uuid,
+                        String,
+                        Vec<Option<String>>,
+                        Option<DateTime<Utc>>,
+                        UserRow,
+                    )> = api_keys::table
+                        .inner_join(users::table.on(users::id.eq(api_keys::user_id)))
+                        .filter(api_keys::key_hash.eq(digest.to_vec()))
+                        .filter(api_keys::revoked_at.is_null())
+                        .filter(
+                            api_keys::expires_at
+                                .is_null()
+                                .or(api_keys::expires_at.gt(diesel::dsl::now)),
+                        )
+                        .filter(users::deleted_at.is_null())
+                        .filter(users::is_active.eq(true))
+                        .select((
+                            api_keys::id,
+                            api_keys::role,
+                            api_keys::scopes,
+                            api_keys::expires_at,
+                            UserRow::as_select(),
+                        ))
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    if let Some((id, ..)) = &found {
+                        diesel::update(api_keys::table.find(*id))
+                            .set(api_keys::last_used_at.eq(diesel::dsl::now))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok::<_, AuthError>(found)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let (id, key_role, scopes, expires_at, row) =
+            found.ok_or(AuthError::InvalidToken("unknown, expired or revoked key"))?;
+        let user = User::try_from(row)?;
+        let key_role: Role = key_role.parse()?;
+        let scopes: Vec<Scope> = scopes
+            .iter()
+            .flatten()
+            .filter_map(|s| match s.as_str() {
+                "read" => Some(Scope::Read),
+                "write" => Some(Scope::Write),
+                _ => None,
+            })
+            .collect();
+        let tenant = self.active_tenant(tenant_id).await?;
+        let principal = Principal {
+            role: key_role.min(user.role),
+            user,
+            credential: Credential::ApiKey { id, scopes },
+        };
+        self.remember_key(
+            digest,
+            Entry {
+                principal: principal.clone(),
+                tenant: tenant.clone(),
+                api_key: Some(id),
+                expires_at,
+            },
+        )
+        .await;
+        Ok(Authenticated { principal, tenant })
+    }
+}

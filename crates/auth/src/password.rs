@@ -1,0 +1,229 @@
+//! Password policy and hashing.
+//!
+//! - Policy (NIST SP 800-63B): a configurable minimum length (12 by default), up to
+//!   [`MAX_PASSWORD_CHARS`] characters, no composition rules, and an offline list of common
+//!   passwords.
+//! - bcrypt reads only 72 bytes. Passwords are first digested (SHA-256, base64: 44 bytes), so
+//!   every character counts and long passphrases work; two passwords sharing 72 bytes do not
+//!   verify for each other.
+//! - Hashing runs on tokio's blocking pool, at most `concurrency` at a time: a login storm queues
+//!   behind a semaphore instead of starving the async workers.
+//! - An unknown account is checked against a dummy hash of the same cost, so a miss takes as
+//!   long as a hit.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::AuthError;
+
+/// Longest password accepted, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .collect()
+});
+
+/// Length and common-password rules.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordPolicy {
+    pub min_chars: usize,
+}
+
+impl PasswordPolicy {
+    /// Checks a new password. `email` is refused as a password too.
+    pub fn check(&self, password: &str, field: &str, email: Option<&str>) -> Result<(), AuthError> {
+        let chars = password.chars().count();
+        if chars < self.min_chars {
+            return Err(AuthError::invalid(
+                field,
+                "too_short",
+                format!("must have at least {} characters", self.min_chars),
+            ));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(AuthError::invalid(
+                field,
+                "too_long",
+                format!("must have at most {MAX_PASSWORD_CHARS} characters"),
+            ));
+        }
+        let lowered = password.to_lowercase();
+        if COMMON.contains(lowered.as_str()) || email.is_some_and(|e| lowered == e) {
+            return Err(AuthError::invalid(
+                field,
+                "too_common",
+                "is too common or easy to guess; a few unrelated words make a strong passphrase",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// bcrypt on the blocking pool, with a bound on concurrent hashes.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("cost", &self.cost)
+            .field("available", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What bcrypt is given: the password's SHA-256 in base64 (44 bytes, under bcrypt's 72).
+fn prehash(password: &str) -> String {
+    STANDARD.encode(Sha256::digest(password.as_bytes()))
+}
+
+impl PasswordHasher {
+    /// A hasher of `cost` allowing `concurrency` hashes at once. Computes the dummy hash once.
+    pub fn new(cost: u32, concurrency: usize) -> Result<Self, AuthError> {
+        let dummy = bcrypt::hash(prehash("sovereign dummy password"), cost)
+            .map_err(|e| AuthError::Config(format!("bcrypt cost {cost}: {e}")))?;
+        Ok(Self {
+            cost,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy: Arc::from(dummy),
+        })
+    }
+
+    /// The bcrypt cost.
+    #[must_use]
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// A hash of `password` to store.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, AuthError> {
+        let input = prehash(password.expose_secret());
+        let cost = self.cost;
+        self.blocking(move || bcrypt::hash(input, cost)).await
+    }
+
+    /// Whether `password` matches `hash`; with no hash (unknown account), checks a dummy hash
+    /// so the answer takes as long, and is `false`.
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        hash: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        let input = prehash(password.expose_secret());
+        let (target, real) = match hash {
+            Some(h) => (h.to_owned(), true),
+            None => (self.dummy.to_string(), false),
+        };
+        let matched = self
+            .blocking(move || bcrypt::verify(input, &target))
+            .await?;
+        Ok(matched && real)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, bcrypt::BcryptError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AuthError::Hashing(e.to_string()))?
+            .map_err(|e| AuthError::Hashing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> PasswordPolicy {
+        PasswordPolicy { min_chars: 12 }
+    }
+
+    #[test]
+    fn length_rules_count_characters() {
+        let p = policy();
+        assert!(p.check(&"a1b2c3d4e5f".repeat(1), "password", None).is_err()); // 11
+        assert!(p.check("a1b2c3d4e5fz", "password", None).is_ok()); // 12
+        assert!(
+            p.check(
+                &"xk9".repeat(21).chars().take(64).collect::<String>(),
+                "password",
+                None
+            )
+            .is_ok()
+        );
+        assert!(
+            p.check(&"plum tree ".repeat(13)[..128], "password", None)
+                .is_ok()
+        );
+        assert!(
+            p.check(&"🔑🌲🐙🎻".repeat(3), "password", None).is_ok(),
+            "12 emoji are 12 characters"
+        );
+        assert!(p.check(&"z".repeat(257), "password", None).is_err());
+    }
+
+    #[test]
+    fn common_passwords_and_the_address_are_refused() {
+        let p = policy();
+        for common in ["qwerty123456", "Password1234", "1q2w3e4r5t6y"] {
+            let e = p.check(common, "password", None);
+            assert!(
+                matches!(e, Err(AuthError::Invalid(ref f)) if f[0].code == "too_common"),
+                "{common}"
+            );
+        }
+        assert!(
+            p.check("alice@example.com", "password", Some("alice@example.com"))
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn long_passwords_are_not_truncated() {
+        let hasher = PasswordHasher::new(4, 2).unwrap();
+        let shared = "x".repeat(72);
+        let a = SecretString::from(format!("{shared}-one"));
+        let b = SecretString::from(format!("{shared}-two"));
+        let hash = hasher.hash(&a).await.unwrap();
+        assert!(hasher.verify(&a, Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&b, Some(&hash)).await.unwrap());
+        let emoji = SecretString::from("🔑".repeat(64));
+        let hash = hasher.hash(&emoji).await.unwrap();
+        assert!(hasher.verify(&emoji, Some(&hash)).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&SecretString::from("🔑".repeat(63)), Some(&hash))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_never_verify() {
+        let hasher = PasswordHasher::new(4, 1).unwrap();
+        let pw = SecretString::from("sovereign dummy password");
+        assert!(
+            !hasher.verify(&pw, None).await.unwrap(),
+            "the dummy hash must not match"
+        );
+        assert!(hasher.hash(&pw).await.unwrap().starts_with("$2b$04$"));
+    }
+}
