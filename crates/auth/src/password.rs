@@ -12,6 +12,7 @@
 //!   long as a hit.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
@@ -73,6 +74,7 @@ pub struct PasswordHasher {
     cost: u32,
     permits: Arc<Semaphore>,
     dummy: Arc<str>,
+    verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -98,6 +100,7 @@ impl PasswordHasher {
             cost,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: Arc::from(dummy),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -105,6 +108,12 @@ impl PasswordHasher {
     #[must_use]
     pub fn cost(&self) -> u32 {
         self.cost
+    }
+
+    /// How many verifications this hasher (and its clones) ran, dummy ones included.
+    #[must_use]
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// A hash of `password` to store.
@@ -129,6 +138,7 @@ impl PasswordHasher {
         let matched = self
             .blocking(move || bcrypt::verify(input, &target))
             .await?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         Ok(matched && real)
     }
 

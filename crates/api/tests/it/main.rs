@@ -8,6 +8,7 @@
 )]
 
 mod accounts;
+mod authz;
 mod cache;
 mod common;
 mod docs;

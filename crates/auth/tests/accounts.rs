@@ -1,0 +1,315 @@
+//! The accounts service against a real PostgreSQL (as the runtime role, under row-level
+//! security), without any HTTP.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use sovereign_auth::{
+    Accounts, AccountsConfig, AccountsParts, AuthError, ClientContext, Outbox, PasswordHasher,
+    PasswordPolicy, Registration, TokenKeys,
+};
+use sovereign_cache::{Cache, Quota};
+use sovereign_db::{Db, PoolConfig};
+use sovereign_tenancy::DEFAULT_TENANT_ID;
+use sovereign_test_db::TestDatabase;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Harness {
+    accounts: Accounts,
+    hasher: PasswordHasher,
+    outbox: Outbox,
+    _db: TestDatabase,
+}
+
+async fn harness() -> Harness {
+    let db = TestDatabase::migrated().await;
+    let pool = Db::new(
+        db.url(),
+        PoolConfig {
+            max_size: 8,
+            wait_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            recycle_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let hasher = PasswordHasher::new(4, 4).unwrap();
+    let outbox = Outbox::new();
+    let accounts = Accounts::new(AccountsParts {
+        db: pool,
+        cache: Cache::in_memory(&format!("t{}", db.name())),
+        limiter: None,
+        keys: TokenKeys::hs256(
+            b"0123456789abcdef0123456789abcdef-test-only",
+            "sovereign",
+            "sovereign-api",
+            Duration::from_secs(900),
+        ),
+        hasher: hasher.clone(),
+        policy: PasswordPolicy { min_chars: 12 },
+        mailer: Arc::new(outbox.clone()),
+        config: AccountsConfig {
+            refresh_ttl: Duration::from_secs(3600),
+            reset_ttl: Duration::from_secs(1800),
+            verify_ttl: Duration::from_secs(3600),
+            account_quota: Quota::per_minute(1000).unwrap(),
+            public_url: "http://app.test".to_owned(),
+        },
+    });
+    Harness {
+        accounts,
+        hasher,
+        outbox,
+        _db: db,
+    }
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+async fn register(h: &Harness, email: &str) {
+    h.accounts
+        .register(
+            DEFAULT_TENANT_ID,
+            Registration {
+                email: email.to_owned(),
+                password: secret(PASSWORD),
+                full_name: "Test".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_and_known_addresses_fail_alike_and_both_pay_a_hash() {
+    let h = harness().await;
+    register(&h, "known@example.com").await;
+    let client = ClientContext::default();
+
+    let before = h.hasher.verifications();
+    let unknown = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "nobody@example.com",
+            &secret(PASSWORD),
+            &client,
+        )
+        .await;
+    assert!(matches!(unknown, Err(AuthError::InvalidCredentials)));
+    assert_eq!(
+        h.hasher.verifications(),
+        before + 1,
+        "an unknown address still runs bcrypt"
+    );
+
+    let wrong = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "known@example.com",
+            &secret("wrong password here"),
+            &client,
+        )
+        .await;
+    assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
+    assert_eq!(h.hasher.verifications(), before + 2);
+
+    let malformed = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "not an address",
+            &secret(PASSWORD),
+            &client,
+        )
+        .await;
+    assert!(matches!(malformed, Err(AuthError::InvalidCredentials)));
+    assert_eq!(
+        h.hasher.verifications(),
+        before + 3,
+        "even a malformed address runs bcrypt"
+    );
+
+    assert!(
+        h.accounts
+            .login(
+                DEFAULT_TENANT_ID,
+                "KNOWN@example.com ",
+                &secret(PASSWORD),
+                &client
+            )
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn registering_a_taken_address_answers_the_same_and_tells_the_owner() {
+    let h = harness().await;
+    register(&h, "taken@example.com").await;
+    let welcome = h
+        .outbox
+        .wait_for("taken@example.com", "Confirm", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        welcome
+            .body
+            .contains("http://app.test/verify-email?token=sovev_")
+    );
+    // Same result, no error, and the owner hears of it.
+    register(&h, "Taken@Example.com").await;
+    assert!(
+        h.outbox
+            .wait_for(
+                "taken@example.com",
+                "tried to register",
+                Duration::from_secs(5)
+            )
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_cannot_both_succeed() {
+    let h = harness().await;
+    register(&h, "race@example.com").await;
+    let client = ClientContext::default();
+    for round in 0..5 {
+        let pair = h
+            .accounts
+            .login(
+                DEFAULT_TENANT_ID,
+                "race@example.com",
+                &secret(PASSWORD),
+                &client,
+            )
+            .await
+            .unwrap();
+        let attempts = (0..8).map(|_| {
+            let accounts = h.accounts.clone();
+            let token = pair.refresh_token.clone();
+            tokio::spawn(async move { accounts.refresh(&token, &ClientContext::default()).await })
+        });
+        let results: Vec<_> = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert!(
+            winners.len() <= 1,
+            "round {round}: {} refreshes succeeded",
+            winners.len()
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(AuthError::RefreshReused))),
+            "round {round}: the losers are treated as reuse"
+        );
+        // The reuse revoked the session: whatever the winner got is dead too.
+        for winner in winners {
+            assert!(h.accounts.authenticate(&winner.access_token).await.is_err());
+            assert!(
+                h.accounts
+                    .refresh(&winner.refresh_token, &client)
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(h.accounts.authenticate(&pair.access_token).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_refresh_token_revokes_the_session_and_only_it() {
+    let h = harness().await;
+    register(&h, "replay@example.com").await;
+    let client = ClientContext::default();
+    let login = |h: &Harness| {
+        let accounts = h.accounts.clone();
+        async move {
+            accounts
+                .login(
+                    DEFAULT_TENANT_ID,
+                    "replay@example.com",
+                    &secret(PASSWORD),
+                    &ClientContext::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let victim = login(&h).await;
+    let other = login(&h).await;
+    let next = h
+        .accounts
+        .refresh(&victim.refresh_token, &client)
+        .await
+        .unwrap();
+    assert!(h.accounts.authenticate(&next.access_token).await.is_ok());
+
+    let replay = h.accounts.refresh(&victim.refresh_token, &client).await;
+    assert!(matches!(replay, Err(AuthError::RefreshReused)));
+    assert!(
+        h.accounts.authenticate(&next.access_token).await.is_err(),
+        "the family is revoked"
+    );
+    assert!(
+        h.accounts
+            .refresh(&next.refresh_token, &client)
+            .await
+            .is_err()
+    );
+    assert!(
+        h.accounts.authenticate(&other.access_token).await.is_ok(),
+        "another session of the same account lives on"
+    );
+    // An unknown token is simply invalid (and revokes nothing).
+    let forged =
+        sovereign_auth::opaque::mint(sovereign_auth::opaque::Kind::Refresh, DEFAULT_TENANT_ID);
+    assert!(matches!(
+        h.accounts.refresh(&forged.token, &client).await,
+        Err(AuthError::InvalidToken(_))
+    ));
+    assert!(h.accounts.authenticate(&other.access_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_token_for_another_tenant_finds_nothing() {
+    let h = harness().await;
+    register(&h, "home@example.com").await;
+    let pair = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "home@example.com",
+            &secret(PASSWORD),
+            &ClientContext::default(),
+        )
+        .await
+        .unwrap();
+    // Re-label the refresh token with another tenant: row-level security hides the row.
+    let relabelled = pair.refresh_token.replacen(
+        &DEFAULT_TENANT_ID.simple().to_string(),
+        &uuid::Uuid::from_u128(2).simple().to_string(),
+        1,
+    );
+    assert_ne!(relabelled, pair.refresh_token);
+    assert!(matches!(
+        h.accounts
+            .refresh(&relabelled, &ClientContext::default())
+            .await,
+        Err(AuthError::InvalidToken(_))
+    ));
+}
