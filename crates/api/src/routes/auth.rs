@@ -58,7 +58,7 @@ pub struct TokenForm {
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[validate(length(max = 200))]
+    #[validate(length(max = 4096))]
     pub refresh_token: String,
 }
 
@@ -83,7 +83,7 @@ pub struct ForgotRequest {
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
-    #[validate(length(max = 200))]
+    #[validate(length(max = 4096))]
     pub token: String,
     #[validate(length(max = 1024))]
     pub new_password: String,
@@ -103,7 +103,7 @@ pub struct ChangePasswordRequest {
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    #[validate(length(max = 200))]
+    #[validate(length(max = 4096))]
     pub token: String,
 }
 
