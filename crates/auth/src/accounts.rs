@@ -233,6 +233,13 @@ impl Accounts {
         }))
     }
 
+    /// Whether this instance currently answers from its memory of verified credentials (the
+    /// revocation subscription is up and the cache healthy).
+    #[must_use]
+    pub fn remembering(&self) -> bool {
+        self.inner.local.trusted()
+    }
+
     /// Signing keys (for the JWKS document).
     #[must_use]
     pub fn keys(&self) -> &TokenKeys {

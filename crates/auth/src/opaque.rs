@@ -83,9 +83,10 @@ pub fn parse(kind: Kind, token: &str) -> Option<(Uuid, [u8; 32])> {
 /// The visible part of an API key shown in listings: the secret's first 8 characters.
 #[must_use]
 pub fn display_prefix(token: &str) -> String {
+    // `sovak_<tenant>_<secret>`: the secret itself may contain `_`.
     token
-        .rsplit('_')
-        .next()
+        .splitn(3, '_')
+        .nth(2)
         .map(|s| s.chars().take(8).collect())
         .unwrap_or_default()
 }
@@ -131,6 +132,9 @@ mod tests {
             assert_eq!(parse(Kind::ApiKey, &bad), None, "{bad}");
         }
         assert!(is_api_key(&good));
-        assert_eq!(display_prefix(&good).len(), 8);
+        let secret = good.splitn(3, '_').nth(2).unwrap();
+        assert_eq!(display_prefix(&good), secret[..8]);
+        let underscored = format!("sovak_{}_ab_cdefghij{}", tenant.simple(), "k".repeat(32));
+        assert_eq!(display_prefix(&underscored), "ab_cdefg");
     }
 }

@@ -105,7 +105,7 @@ impl LocalCredentials {
     }
 
     /// Whether remembered entries may be used now.
-    fn trusted(&self) -> bool {
+    pub fn trusted(&self) -> bool {
         self.listening.load(Ordering::Acquire)
             && !self.limiter.as_ref().is_some_and(|l| l.is_degraded())
     }

@@ -313,3 +313,44 @@ async fn a_token_for_another_tenant_finds_nothing() {
         Err(AuthError::InvalidToken(_))
     ));
 }
+
+#[tokio::test]
+async fn the_hot_path_answers_from_memory_until_a_revocation_arrives() {
+    use sovereign_auth::revocation::Revocation;
+    use sovereign_db::RunQueryDsl;
+
+    let h = harness().await;
+    let started = tokio::time::Instant::now();
+    while !h.accounts.remembering() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the revocation listener never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    register(&h, "memory@example.com").await;
+    let pair = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "memory@example.com",
+            &secret(PASSWORD),
+            &ClientContext::default(),
+        )
+        .await
+        .unwrap();
+    h.accounts.authenticate(&pair.access_token).await.unwrap();
+
+    // Revoke behind the service's back: memory still vouches for the token (no database read)…
+    let mut owner = h._db.owner_conn().await;
+    diesel::sql_query("UPDATE sessions SET revoked_at = now()")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    assert!(h.accounts.authenticate(&pair.access_token).await.is_ok());
+    // …until the revocation is announced, as every revoking operation does after its commit.
+    h.accounts
+        .announce(Revocation::Session(pair.session_id))
+        .await;
+    assert!(h.accounts.authenticate(&pair.access_token).await.is_err());
+}

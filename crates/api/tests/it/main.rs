@@ -15,5 +15,7 @@ mod docs;
 mod edge;
 mod errors;
 mod health;
+mod keys;
+mod revocation;
 mod shutdown;
 mod tenancy;
