@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{generated, pg, redis};
+use crate::{generated, pg, python, redis};
 
 /// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
 /// project-local cluster (started, and pgvector installed, when needed).
@@ -32,6 +32,7 @@ pub fn run() -> Result<(), String> {
     })?;
     let admin = step("database", test_admin_url)?;
     let redis = step("redis", redis::for_tests)?;
+    let python = step("python tools", python::for_tests)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
     step("tests", || {
@@ -51,6 +52,7 @@ pub fn run() -> Result<(), String> {
             tests
                 .env("TEST_DATABASE_URL", &admin)
                 .env("TEST_REDIS_URL", &redis.url)
+                .env("TEST_PYTHON", &python)
                 .env("RUST_BACKTRACE", "1"),
         )
     })?;

@@ -6,6 +6,7 @@ mod ci;
 mod dev;
 mod generated;
 mod pg;
+mod python;
 mod redis;
 mod run;
 

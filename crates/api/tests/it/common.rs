@@ -101,15 +101,15 @@ impl TestApp {
     /// The server with the given settings (no test database of its own).
     pub async fn start(settings: Settings, routes: Option<RouteHook>) -> Self {
         let outbox = Outbox::new();
-        let app = Application::build_with(
-            settings,
-            BuildOptions {
-                routes,
-                mailer: Some(Arc::new(outbox.clone())),
-            },
-        )
-        .await
-        .expect("the server builds");
+        // With SMTP configured, the real mailer is under test; otherwise mail goes to `outbox`.
+        let mailer = settings
+            .mail
+            .smtp
+            .is_none()
+            .then(|| Arc::new(outbox.clone()) as Arc<dyn sovereign_auth::Mailer>);
+        let app = Application::build_with(settings, BuildOptions { routes, mailer })
+            .await
+            .expect("the server builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
@@ -279,6 +279,28 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
+}
+
+/// The Python interpreter with the test tools (PyJWT, aiosmtpd): `TEST_PYTHON`, which
+/// `cargo xtask ci` sets, or the project's `.sovereign/venv`.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("TEST_PYTHON") {
+        return path.into();
+    }
+    let venv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sovereign/venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python test tools: run `cargo xtask ci` once (it makes .sovereign/venv), or set TEST_PYTHON"
+    );
+    venv
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+pub fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sovereign-test-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
 }
 
 /// A port nothing listens on (bound, then released).
