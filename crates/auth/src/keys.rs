@@ -33,6 +33,15 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
+/// A live key and its owner: id, role, scopes, expiry, and the owner's row.
+type KeyOwnerRow = (
+    Uuid,
+    String,
+    Vec<Option<String>>,
+    Option<DateTime<Utc>>,
+    UserRow,
+);
+
 impl Accounts {
     /// Creates an API key for the caller. Only a signed-in session may create keys.
     pub async fn create_api_key(
@@ -189,13 +198,7 @@ impl Accounts {
             .db()
             .tenant_transaction(tenant_id, |conn| {
                 async move {
-                    let found: Option<(
-                        Uuid,
-                        String,
-                        Vec<Option<String>>,
-                        Option<DateTime<Utc>>,
-                        UserRow,
-                    )> = api_keys::table
+                    let found: Option<KeyOwnerRow> = api_keys::table
                         .inner_join(users::table.on(users::id.eq(api_keys::user_id)))
                         .filter(api_keys::key_hash.eq(digest.to_vec()))
                         .filter(api_keys::revoked_at.is_null())

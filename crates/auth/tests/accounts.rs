@@ -22,7 +22,7 @@ struct Harness {
     accounts: Accounts,
     hasher: PasswordHasher,
     outbox: Outbox,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 async fn harness() -> Harness {
@@ -65,7 +65,7 @@ async fn harness() -> Harness {
         accounts,
         hasher,
         outbox,
-        _db: db,
+        db,
     }
 }
 
@@ -342,7 +342,7 @@ async fn the_hot_path_answers_from_memory_until_a_revocation_arrives() {
     h.accounts.authenticate(&pair.access_token).await.unwrap();
 
     // Revoke behind the service's back: memory still vouches for the token (no database read)…
-    let mut owner = h._db.owner_conn().await;
+    let mut owner = h.db.owner_conn().await;
     diesel::sql_query("UPDATE sessions SET revoked_at = now()")
         .execute(&mut owner)
         .await
@@ -353,4 +353,68 @@ async fn the_hot_path_answers_from_memory_until_a_revocation_arrives() {
         .announce(Revocation::Session(pair.session_id))
         .await;
     assert!(h.accounts.authenticate(&pair.access_token).await.is_err());
+}
+
+#[tokio::test]
+async fn every_account_table_is_tenant_owned_and_hidden_without_a_tenant() {
+    use diesel::QueryableByName;
+    use diesel::sql_types::{BigInt, Text};
+    use sovereign_db::RunQueryDsl;
+
+    #[derive(QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let h = harness().await;
+    register(&h, "hidden@example.com").await;
+    let mut owner = h.db.owner_conn().await;
+    let forced: Vec<String> = diesel::sql_query(
+        "SELECT relname::text AS name FROM pg_class
+          WHERE relname IN ('users', 'sessions', 'refresh_tokens', 'action_tokens', 'api_keys')
+            AND relrowsecurity AND relforcerowsecurity
+            AND EXISTS (SELECT FROM pg_policy WHERE polrelid = pg_class.oid)
+          ORDER BY 1",
+    )
+    .load::<Table>(&mut owner)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|t| t.name)
+    .collect();
+    assert_eq!(
+        forced,
+        [
+            "action_tokens",
+            "api_keys",
+            "refresh_tokens",
+            "sessions",
+            "users"
+        ]
+    );
+
+    // As the runtime role and outside a tenant transaction, the registered account is invisible.
+    let mut runtime =
+        <sovereign_db::AsyncPgConnection as sovereign_db::AsyncConnection>::establish(
+            h.db.url().expose(),
+        )
+        .await
+        .unwrap();
+    for table in ["users", "action_tokens"] {
+        let seen: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+            .get_result(&mut runtime)
+            .await
+            .unwrap();
+        assert_eq!(seen.n, 0, "{table}");
+        let all: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+            .get_result(&mut owner)
+            .await
+            .unwrap();
+        assert_eq!(all.n, 1, "{table} has a row, seen by the owner");
+    }
 }

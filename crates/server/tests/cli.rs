@@ -358,3 +358,85 @@ async fn tenant_commands_create_list_suspend_and_activate_through_the_admin_role
         text(&refused.stderr)
     );
 }
+
+#[tokio::test]
+async fn create_superuser_reads_the_password_from_stdin_and_applies_the_policy() {
+    use std::io::Write;
+
+    let db = TestDatabase::migrated().await;
+    let vars = [("DATABASE_URL", db.url().expose()), ("BCRYPT_COST", "4")];
+    let with_stdin = |args: &[&str], input: &str| {
+        let mut child = sovereign(&vars)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let args = [
+        "create-superuser",
+        "--email",
+        "Root@Example.com",
+        "--full-name",
+        "Root",
+        "--password-stdin",
+    ];
+    let weak = with_stdin(&args, "password1234\n");
+    assert!(!weak.status.success());
+    assert!(
+        text(&weak.stderr).contains("too common"),
+        "{}",
+        text(&weak.stderr)
+    );
+
+    let created = with_stdin(&args, "a long and unusual root passphrase\n");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(
+        text(&created.stdout).contains("created superadmin"),
+        "{}",
+        text(&created.stdout)
+    );
+    assert!(!text(&created.stdout).contains("passphrase"));
+
+    let again = with_stdin(&args, "a long and unusual root passphrase\n");
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("email already in use"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let missing = run(&vars, &["create-superuser", "--email", "x@example.com"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("--password-stdin"));
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        role: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        email_verified: bool,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        password_hash: String,
+    }
+    let mut owner = db.owner_conn().await;
+    let row: Row = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT role, email_verified, password_hash FROM users WHERE email = 'root@example.com'",
+        ),
+        &mut owner,
+    )
+    .await
+    .unwrap();
+    assert_eq!(row.role, "superadmin");
+    assert!(row.email_verified);
+    assert!(row.password_hash.starts_with("$2b$04$"));
+}

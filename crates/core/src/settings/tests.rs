@@ -450,3 +450,86 @@ fn render_reference() -> String {
     }
     out
 }
+
+#[test]
+fn account_settings_have_safe_defaults() {
+    let s = settings(&[DB]);
+    assert_eq!(s.auth.bcrypt_cost, 12);
+    assert_eq!(s.auth.password_min_length, 12);
+    assert!(s.auth.hash_concurrency >= 1);
+    assert_eq!(s.auth.issuer, "sovereign");
+    assert_eq!(s.auth.audience, "sovereign-api");
+    assert!(s.auth.private_key_pem.is_none());
+    assert_eq!(s.auth.password_reset_ttl, Duration::from_secs(30 * 60));
+    assert_eq!(s.auth.account_quota.to_string(), "10/60s");
+    assert_eq!(s.auth.public_url, "http://localhost:8000");
+    assert!(s.mail.smtp.is_none(), "no SMTP: mail is logged");
+}
+
+#[test]
+fn bcrypt_below_cost_10_is_only_for_development() {
+    let loaded = load(&[DB, ("BCRYPT_COST", "4")]).unwrap();
+    assert_eq!(loaded.settings.auth.bcrypt_cost, 4);
+    assert!(loaded.warnings.iter().any(|w| w.setting == "BCRYPT_COST"));
+    let production = [
+        DB,
+        ("ENVIRONMENT", "production"),
+        ("SECRET_KEY", STRONG_KEY),
+        ("BCRYPT_COST", "9"),
+    ];
+    assert!(
+        problems(&production)
+            .iter()
+            .any(|p| p.setting == "BCRYPT_COST")
+    );
+    let mut fine = production;
+    fine[3] = ("BCRYPT_COST", "10");
+    assert_eq!(settings(&fine).auth.bcrypt_cost, 10);
+}
+
+#[test]
+fn signing_key_files_must_exist_and_be_pem() {
+    let found = problems(&[DB, ("JWT_PRIVATE_KEY_FILE", "/nonexistent/jwt.pem")]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.setting == "JWT_PRIVATE_KEY_FILE" && p.message.contains("cannot read"))
+    );
+    let not_pem = problems(&[DB, ("JWT_PRIVATE_KEY_FILE", "/etc/hostname")]);
+    assert!(not_pem.iter().any(|p| p.message.contains("not a PEM file")));
+    let orphan = problems(&[DB, ("JWT_PUBLIC_KEY_FILES", "/etc/hostname")]);
+    assert!(orphan.iter().any(|p| p.setting == "JWT_PUBLIC_KEY_FILES"));
+}
+
+#[test]
+fn smtp_settings_and_plaintext_mail_in_production() {
+    let s = settings(&[
+        DB,
+        ("SMTP_HOST", "mail.example.com"),
+        ("SMTP_USER", "sovereign"),
+        ("SMTP_PASSWORD", "hunter2-smtp"),
+    ]);
+    let smtp = s.mail.smtp.as_ref().unwrap();
+    assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+    assert!(
+        !format!("{:?}", s.mail).contains("hunter2"),
+        "the password is redacted"
+    );
+    let production = [
+        DB,
+        ("ENVIRONMENT", "production"),
+        ("SECRET_KEY", STRONG_KEY),
+        ("SMTP_TLS", "none"),
+    ];
+    let mut remote = production.to_vec();
+    remote.push(("SMTP_HOST", "mail.example.com"));
+    assert!(problems(&remote).iter().any(|p| p.setting == "SMTP_TLS"));
+    let mut local = production.to_vec();
+    local.push(("SMTP_HOST", "127.0.0.1"));
+    assert_eq!(settings(&local).mail.smtp.unwrap().tls, SmtpTls::None);
+    assert!(
+        problems(&[DB, ("EMAILS_FROM", "nobody")])
+            .iter()
+            .any(|p| p.setting == "EMAILS_FROM")
+    );
+}
