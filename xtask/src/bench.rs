@@ -178,32 +178,7 @@ struct Figures {
 }
 
 fn wrk(port: u16, path: &str) -> Result<Figures, String> {
-    let out = run::output(cmd("wrk").args([
-        "-t2",
-        &format!("-c{CONNECTIONS}"),
-        &format!("-d{DURATION}"),
-        "--latency",
-        &format!("http://127.0.0.1:{port}{path}"),
-    ]))?;
-    print!("{out}");
-    let field = |prefix: &str| {
-        out.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|rest| rest.trim().to_owned())
-            .ok_or_else(|| format!("wrk printed no `{prefix}` line"))
-    };
-    let non_2xx = out.lines().any(|l| l.contains("Non-2xx"));
-    if non_2xx {
-        return Err("the server answered errors under load; see the wrk output".to_owned());
-    }
-    Ok(Figures {
-        requests_per_sec: field("Requests/sec:")?
-            .parse()
-            .map_err(|e| format!("parse req/s: {e}"))?,
-        p50: field("50%")?,
-        p99: field("99%")?,
-    })
+    wrk_with(port, path, CONNECTIONS, &[])
 }
 
 fn ensure_wrk() -> Result<(), String> {
@@ -312,4 +287,232 @@ fn redis_host_port(url: &str) -> Result<(String, String), String> {
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "6379"));
     Ok((host.to_owned(), port.to_owned()))
+}
+
+/// A JSON request on loopback; returns the status and the body. Enough HTTP for the benches.
+fn post_json(port: u16, path: &str, body: &str) -> Result<(u16, String), String> {
+    use std::io::Write;
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn wrk_with(port: u16, path: &str, connections: u32, extra: &[&str]) -> Result<Figures, String> {
+    let out = run::output(
+        cmd("wrk")
+            .args([
+                "-t2",
+                &format!("-c{connections}"),
+                &format!("-d{DURATION}"),
+                "--latency",
+            ])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{port}{path}")),
+    )?;
+    print!("{out}");
+    parse_wrk(&out)
+}
+
+fn parse_wrk(out: &str) -> Result<Figures, String> {
+    let field = |prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_owned())
+            .ok_or_else(|| format!("wrk printed no `{prefix}` line"))
+    };
+    if out.lines().any(|l| l.contains("Non-2xx")) {
+        return Err("the server answered errors under load; see the wrk output".to_owned());
+    }
+    Ok(Figures {
+        requests_per_sec: field("Requests/sec:")?
+            .parse()
+            .map_err(|e| format!("parse req/s: {e}"))?,
+        p50: field("50%")?,
+        p99: field("99%")?,
+    })
+}
+
+/// wrk's latency text (`1.23ms`, `850.00us`, `1.02s`) in milliseconds.
+fn millis(text: &str) -> f64 {
+    let (number, factor) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+/// `bench auth`: an authenticated read (`GET /api/v1/users/me`) beside `GET /health` in the
+/// same run, then a login storm at bcrypt cost 12 against the hashing limit (cores ÷ one hash)
+/// while `/health` latency is measured concurrently.
+pub fn auth() -> Result<(), String> {
+    ensure_wrk()?;
+    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
+    run::run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "sovereign-auth",
+        "--example",
+        "hash_time",
+    ]))?;
+    let hash_line =
+        run::output(&mut cmd(root().join("target/release/examples/hash_time")).args(["12", "10"]))?;
+    let hash_ms: f64 = hash_line
+        .split("median_ms=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("hash_time printed {hash_line:?}"))?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let limit = cores as f64 * 1000.0 / hash_ms;
+
+    let urls = dev::database_urls()?;
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .arg("migrate")
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )?;
+    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let log = run::state_dir().join("bench-server.log");
+    let mut server = sovereign(&urls, port, "warn");
+    server
+        .env("RATE_LIMIT_ENABLED", "false")
+        .env("BCRYPT_COST", "12")
+        .env(
+            "SECRET_KEY",
+            "bench-only secret key, at least thirty-two bytes long",
+        );
+    let _server = Server::start(&mut server, port, &log)?;
+
+    let email = format!("bench-{}@example.com", std::process::id());
+    let password = "correct horse battery staple";
+    let credentials = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
+    let (status, body) = post_json(port, "/api/v1/auth/register", &credentials)?;
+    if status != 202 {
+        return Err(format!("register answered {status}: {body}"));
+    }
+    let (status, body) = post_json(port, "/api/v1/auth/login", &credentials)?;
+    let token = body
+        .split(r#""access_token":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|_| status == 200)
+        .ok_or_else(|| format!("login answered {status}: {body}"))?
+        .to_owned();
+
+    let health = wrk_with(port, "/health", CONNECTIONS, &[])?;
+    let authorization = format!("Authorization: Bearer {token}");
+    let me = wrk_with(
+        port,
+        "/api/v1/users/me",
+        CONNECTIONS,
+        &["-H", &authorization],
+    )?;
+
+    // The storm: 16 connections signing in as fast as they can, while one more wrk measures
+    // /health over 2 connections.
+    let script = run::state_dir().join("bench-login.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{credentials}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", script.display()))?;
+    let storm = cmd("wrk")
+        .args(["-t2", "-c16", &format!("-d{DURATION}"), "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start wrk: {e}"))?;
+    // Let the storm build up before measuring /health under it.
+    std::thread::sleep(Duration::from_millis(500));
+    let during = run::output(cmd("wrk").args([
+        "-t1",
+        "-c2",
+        "-d8s",
+        "--latency",
+        &format!("http://127.0.0.1:{port}/health"),
+    ]))?;
+    let storm = storm
+        .wait_with_output()
+        .map_err(|e| format!("wait for wrk: {e}"))?;
+    let storm_out = String::from_utf8_lossy(&storm.stdout).into_owned();
+    print!("{storm_out}{during}");
+    let logins = parse_wrk(&storm_out)?;
+    let during = parse_wrk(&during)?;
+
+    println!(
+        "\nAuthenticated read, {CONNECTIONS} connections, {DURATION} each, release build, one run:"
+    );
+    println!(
+        "{:<28} {:>10} {:>9} {:>9} {:>10}",
+        "route", "req/s", "p50", "p99", "vs /health"
+    );
+    for (name, f) in [("GET /health", &health), ("GET /api/v1/users/me", &me)] {
+        println!(
+            "{name:<28} {:>10.0} {:>9} {:>9} {:>9.2}x",
+            f.requests_per_sec,
+            f.p50,
+            f.p99,
+            f.requests_per_sec / health.requests_per_sec
+        );
+    }
+    println!(
+        "target: ratio >= 0.5 and p99 < 10 ms -> {}",
+        if me.requests_per_sec / health.requests_per_sec >= 0.5 && millis(&me.p99) < 10.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!("\nLogin storm at bcrypt cost 12 (16 connections, {DURATION}):");
+    println!(
+        "  one verification: {hash_ms:.1} ms; limit = {cores} cores / {hash_ms:.1} ms = {limit:.1} logins/s"
+    );
+    println!(
+        "  logins/s: {:.1} ({:.0}% of the limit; target >= 80%), login p50 {} p99 {}",
+        logins.requests_per_sec,
+        100.0 * logins.requests_per_sec / limit,
+        logins.p50,
+        logins.p99
+    );
+    println!(
+        "  /health during the storm: {:.0} req/s, p50 {}, p99 {} (target p99 < 5 ms -> {})",
+        during.requests_per_sec,
+        during.p50,
+        during.p99,
+        if millis(&during.p99) < 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    Ok(())
 }

@@ -26,6 +26,8 @@ usage: cargo xtask <command>
   bench http          load-test GET /health on a release build (wrk, 64 connections)
   bench cache         GET/SET ops/s through sovereign-cache beside redis-benchmark on the same
                       Redis (REDIS_URL, default 127.0.0.1:6379), and the in-process backend
+  bench auth          GET /api/v1/users/me with a token beside GET /health, and a login storm at
+                      bcrypt cost 12 against the hashing limit while /health latency is measured
 ";
 
 #[expect(
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         ["schema", "--check"] => generated::schema(true),
         ["bench", "http"] => bench::http(),
         ["bench", "cache"] => bench::cache(),
+        ["bench", "auth"] => bench::auth(),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -1,0 +1,67 @@
+//! A tour of sovereign-auth without any web framework: register, sign in, authenticate,
+//! refresh, and see a replayed refresh token revoke its session.
+//!
+//! `cargo xtask db up` then `cargo run -p sovereign-auth --example tour` (or set DATABASE_URL to
+//! a migrated database, as a role that is not its owner).
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use sovereign_auth::{Accounts, AuthError, ClientContext, Outbox, Registration};
+use sovereign_cache::Cache;
+use sovereign_core::Settings;
+use sovereign_db::Db;
+use sovereign_tenancy::DEFAULT_TENANT_ID;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://sovereign_dev@127.0.0.1:55432/sovereign".to_owned());
+    let settings =
+        Settings::from_vars([("DATABASE_URL", url.as_str()), ("BCRYPT_COST", "10")])?.settings;
+    let db = Db::from_settings(&settings.database)?;
+    let outbox = Outbox::new();
+    let accounts = Accounts::from_settings(
+        &settings,
+        db,
+        Cache::in_memory("tour"),
+        None,
+        Arc::new(outbox.clone()),
+    )
+    .await?;
+
+    let email = format!("tour-{}@example.com", uuid::Uuid::now_v7().simple());
+    let password = SecretString::from("correct horse battery staple");
+    accounts
+        .register(
+            DEFAULT_TENANT_ID,
+            Registration {
+                email: email.clone(),
+                password: password.clone(),
+                full_name: "Tour Guide".to_owned(),
+            },
+        )
+        .await?;
+    let client = ClientContext::default();
+    let tokens = accounts
+        .login(DEFAULT_TENANT_ID, &email, &password, &client)
+        .await?;
+    println!("signed in: session {}", tokens.session_id);
+
+    let me = accounts.authenticate(&tokens.access_token).await?;
+    println!(
+        "authenticated {} as {}",
+        me.principal.user.email, me.principal.role
+    );
+
+    let next = accounts.refresh(&tokens.refresh_token, &client).await?;
+    println!("refreshed: new refresh token issued, old one spent");
+
+    match accounts.refresh(&tokens.refresh_token, &client).await {
+        Err(AuthError::RefreshReused) => println!("replaying the spent token revoked the session"),
+        other => println!("unexpected: {other:?}"),
+    }
+    assert!(accounts.authenticate(&next.access_token).await.is_err());
+    println!("…so even the newest access token is refused now");
+    Ok(())
+}
