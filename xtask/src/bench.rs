@@ -381,7 +381,7 @@ pub fn auth() -> Result<(), String> {
         "hash_time",
     ]))?;
     let hash_line =
-        run::output(&mut cmd(root().join("target/release/examples/hash_time")).args(["12", "10"]))?;
+        run::output(cmd(root().join("target/release/examples/hash_time")).args(["12", "10"]))?;
     let hash_ms: f64 = hash_line
         .split("median_ms=")
         .nth(1)
