@@ -62,6 +62,15 @@ fn sovereign(urls: &Urls, args: &[&str]) -> std::process::Command {
     c
 }
 
+/// `cargo xtask create-superuser ARGS`: `sovereign create-superuser ARGS` against the development
+/// database (standard input is passed through, for `--password-stdin`).
+pub fn create_superuser(args: &[&str]) -> Result<(), String> {
+    let urls = database_urls()?;
+    let mut full = vec!["create-superuser"];
+    full.extend_from_slice(args);
+    run::run(&mut sovereign(&urls, &full))
+}
+
 /// `cargo xtask migrate [ARGS]`: `sovereign migrate ARGS` against the development database.
 pub fn migrate(args: &[&str]) -> Result<(), String> {
     let urls = database_urls()?;

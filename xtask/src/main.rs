@@ -21,6 +21,8 @@ usage: cargo xtask <command>
                       suite against real PostgreSQL (+pgvector) and real Redis
   db up|down|status   start, stop or inspect the project-local PostgreSQL cluster
   migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
+  create-superuser ARGS  `sovereign create-superuser ARGS` against the dev database, e.g.
+                      echo 'a long passphrase' | cargo xtask create-superuser --email E --password-stdin
   openapi [--check]   write docs/openapi.json from the code (or check it is current)
   schema [--check]    write crates/db/src/schema.rs from a migrated database (or check it)
   bench http          load-test GET /health on a release build (wrk, 64 connections)
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         ["bench", "http"] => bench::http(),
         ["bench", "cache"] => bench::cache(),
         ["bench", "auth"] => bench::auth(),
+        ["create-superuser", rest @ ..] => dev::create_superuser(rest),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -107,7 +107,10 @@ impl Application {
         ));
         let mailer = match options.mailer {
             Some(mailer) => mailer,
-            None => sovereign_auth::mailer::from_settings(&settings.mail)?,
+            None => sovereign_auth::mailer::from_settings(
+                &settings.mail,
+                settings.environment.is_development(),
+            )?,
         };
         let accounts = Accounts::from_settings(
             &settings,

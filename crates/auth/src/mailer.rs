@@ -25,28 +25,47 @@ pub trait Mailer: Send + Sync + std::fmt::Debug {
     fn send<'a>(&'a self, email: &'a Email) -> BoxFuture<'a, Result<(), AuthError>>;
 }
 
-/// The mailer the settings ask for: SMTP when `SMTP_HOST` is set, the log otherwise.
-pub fn from_settings(settings: &MailSettings) -> Result<Arc<dyn Mailer>, AuthError> {
+/// The mailer the settings ask for: SMTP when `SMTP_HOST` is set, the log otherwise. Only in
+/// development does the log get the message bodies (their links carry tokens).
+pub fn from_settings(
+    settings: &MailSettings,
+    development: bool,
+) -> Result<Arc<dyn Mailer>, AuthError> {
     match &settings.smtp {
         Some(_) => Ok(Arc::new(SmtpMailer::new(settings)?)),
-        None => Ok(Arc::new(LogMailer)),
+        None => {
+            if !development {
+                tracing::warn!(
+                    "SMTP_HOST is unset: password-reset and verification mail is not delivered"
+                );
+            }
+            Ok(Arc::new(LogMailer {
+                bodies: development,
+            }))
+        }
     }
 }
 
-/// Writes mail to the log instead of sending it (development). Links carry tokens, so this is
-/// refused outside development by the caller's choice of settings (`SMTP_HOST`).
+/// Writes mail to the log instead of sending it. With `bodies` (development) the whole message,
+/// links and their tokens included; otherwise only that a message was dropped.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LogMailer;
+pub struct LogMailer {
+    pub bodies: bool,
+}
 
 impl Mailer for LogMailer {
     fn send<'a>(&'a self, email: &'a Email) -> BoxFuture<'a, Result<(), AuthError>> {
         Box::pin(async move {
-            tracing::info!(
-                to = %email.to,
-                subject = %email.subject,
-                body = %email.body,
-                "mail not sent (SMTP_HOST is unset); logged instead"
-            );
+            if self.bodies {
+                tracing::info!(
+                    to = %email.to,
+                    subject = %email.subject,
+                    body = %email.body,
+                    "mail not sent (SMTP_HOST is unset); logged instead"
+                );
+            } else {
+                tracing::warn!(subject = %email.subject, "mail dropped: SMTP_HOST is unset");
+            }
             Ok(())
         })
     }

@@ -273,7 +273,7 @@ async fn create_superuser(
         db,
         Cache::in_memory(&settings.cache.prefix),
         None,
-        Arc::new(LogMailer),
+        Arc::new(LogMailer::default()),
     )
     .await
     .map_err(|e| e.to_string())?;
