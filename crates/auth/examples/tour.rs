@@ -15,8 +15,9 @@ use sovereign_tenancy::DEFAULT_TENANT_ID;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://sovereign_dev:sovereign_dev@127.0.0.1:55432/sovereign".to_owned());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        "postgres://sovereign_dev:sovereign_dev@127.0.0.1:55432/sovereign".to_owned()
+    });
     let settings =
         Settings::from_vars([("DATABASE_URL", url.as_str()), ("BCRYPT_COST", "10")])?.settings;
     let db = Db::from_settings(&settings.database)?;

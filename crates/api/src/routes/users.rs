@@ -245,17 +245,22 @@ pub(super) async fn put_one(
     body: Json<UserPut>,
 ) -> Result<web::Json<UserOut>, ApiError> {
     let body = body.into_inner();
+    let update = UserUpdate {
+        email: Some(body.email),
+        full_name: Some(body.full_name),
+    };
+    update_one(&state, &user, id.into_inner(), update).await
+}
+
+async fn update_one(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    update: UserUpdate,
+) -> Result<web::Json<UserOut>, ApiError> {
     let updated = state
         .accounts
-        .update_user(
-            &user.principal,
-            user.tenant.id,
-            id.into_inner(),
-            UserUpdate {
-                email: Some(body.email),
-                full_name: Some(body.full_name),
-            },
-        )
+        .update_user(&user.principal, user.tenant.id, id, update)
         .await?;
     Ok(web::Json(updated.into()))
 }
@@ -280,19 +285,11 @@ pub(super) async fn patch_one(
     body: Json<UserPatch>,
 ) -> Result<web::Json<UserOut>, ApiError> {
     let body = body.into_inner();
-    let updated = state
-        .accounts
-        .update_user(
-            &user.principal,
-            user.tenant.id,
-            id.into_inner(),
-            UserUpdate {
-                email: body.email,
-                full_name: body.full_name,
-            },
-        )
-        .await?;
-    Ok(web::Json(updated.into()))
+    let update = UserUpdate {
+        email: body.email,
+        full_name: body.full_name,
+    };
+    update_one(&state, &user, id.into_inner(), update).await
 }
 
 /// Soft-deletes an account (administrators): its sessions and API keys are revoked at once.

@@ -21,3 +21,4 @@ mod mail;
 mod revocation;
 mod shutdown;
 mod tenancy;
+mod users;
