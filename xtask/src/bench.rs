@@ -387,6 +387,7 @@ pub fn auth() -> Result<(), String> {
         .nth(1)
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("hash_time printed {hash_line:?}"))?;
+    println!("{}", hash_line.trim());
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let limit = cores as f64 * 1000.0 / hash_ms;
 
@@ -397,6 +398,7 @@ pub fn auth() -> Result<(), String> {
             .env("DATABASE_URL", &urls.runtime)
             .env("DATABASE_OWNER_URL", &urls.owner),
     )?;
+    dev::ensure_dev_role()?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
     let mut server = sovereign(&urls, port, "warn");
@@ -434,8 +436,9 @@ pub fn auth() -> Result<(), String> {
         &["-H", &authorization],
     )?;
 
-    // The storm: 16 connections signing in as fast as they can, while one more wrk measures
-    // /health over 2 connections.
+    // The storm: 8 connections signing in as fast as they can (a 30 s client timeout, so queued
+    // logins are not abandoned and retried), while a probe asks for /health every 10 ms, as a
+    // load balancer or monitor would, and records each latency.
     let script = run::state_dir().join("bench-login.lua");
     std::fs::write(
         &script,
@@ -445,28 +448,43 @@ pub fn auth() -> Result<(), String> {
     )
     .map_err(|e| format!("write {}: {e}", script.display()))?;
     let storm = cmd("wrk")
-        .args(["-t2", "-c16", &format!("-d{DURATION}"), "--latency", "-s"])
+        .args([
+            "-t2",
+            "-c8",
+            &format!("-d{DURATION}"),
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+        ])
         .arg(&script)
         .arg(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("start wrk: {e}"))?;
-    // Let the storm build up before measuring /health under it.
+    // Let the storm build up before probing under it.
     std::thread::sleep(Duration::from_millis(500));
-    let during = run::output(cmd("wrk").args([
-        "-t1",
-        "-c2",
-        "-d8s",
-        "--latency",
-        &format!("http://127.0.0.1:{port}/health"),
-    ]))?;
+    let mut probes = Vec::new();
+    let probing = Instant::now();
+    while probing.elapsed() < Duration::from_secs(8) {
+        let started = Instant::now();
+        if !get_ok(port, "/health") {
+            return Err("/health failed during the login storm".to_owned());
+        }
+        probes.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    probes.sort_by(f64::total_cmp);
+    let percentile = |p: f64| probes[((probes.len() - 1) as f64 * p).round() as usize];
     let storm = storm
         .wait_with_output()
         .map_err(|e| format!("wait for wrk: {e}"))?;
     let storm_out = String::from_utf8_lossy(&storm.stdout).into_owned();
-    print!("{storm_out}{during}");
+    print!("{storm_out}");
     let logins = parse_wrk(&storm_out)?;
-    let during = parse_wrk(&during)?;
+    if storm_out.contains("timeout") && !storm_out.contains("timeout 0") {
+        return Err("logins timed out during the storm; see the wrk output".to_owned());
+    }
 
     println!(
         "\nAuthenticated read, {CONNECTIONS} connections, {DURATION} each, release build, one run:"
@@ -492,7 +510,7 @@ pub fn auth() -> Result<(), String> {
             "NOT met"
         }
     );
-    println!("\nLogin storm at bcrypt cost 12 (16 connections, {DURATION}):");
+    println!("\nLogin storm at bcrypt cost 12 (8 connections, {DURATION}):");
     println!(
         "  one verification: {hash_ms:.1} ms; limit = {cores} cores / {hash_ms:.1} ms = {limit:.1} logins/s"
     );
@@ -503,16 +521,13 @@ pub fn auth() -> Result<(), String> {
         logins.p50,
         logins.p99
     );
+    let p99 = percentile(0.99);
     println!(
-        "  /health during the storm: {:.0} req/s, p50 {}, p99 {} (target p99 < 5 ms -> {})",
-        during.requests_per_sec,
-        during.p50,
-        during.p99,
-        if millis(&during.p99) < 5.0 {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "  /health during the storm ({} probes, one every 10 ms): p50 {:.2} ms, p99 {p99:.2} ms, max {:.2} ms (target p99 < 5 ms -> {})",
+        probes.len(),
+        percentile(0.5),
+        percentile(1.0),
+        if p99 < 5.0 { "met" } else { "NOT met" }
     );
     Ok(())
 }

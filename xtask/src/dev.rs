@@ -34,7 +34,7 @@ pub fn database_urls() -> Result<Urls, String> {
 }
 
 /// Creates the development login role once migrations have created its group role.
-fn ensure_dev_role() -> Result<(), String> {
+pub fn ensure_dev_role() -> Result<(), String> {
     if std::env::var("DATABASE_URL").is_ok() {
         return Ok(());
     }

@@ -6,20 +6,21 @@
 //! - bcrypt reads only 72 bytes. Passwords are first digested (SHA-256, base64: 44 bytes), so
 //!   every character counts and long passphrases work; two passwords sharing 72 bytes do not
 //!   verify for each other.
-//! - Hashing runs on tokio's blocking pool, at most `concurrency` at a time: a login storm queues
-//!   behind a semaphore instead of starving the async workers.
+//! - Hashing runs on a pool of its own, `concurrency` threads at a lowered CPU priority (nice
+//!   10): a login storm queues there, and the threads serving HTTP are scheduled ahead of it, so
+//!   other requests stay fast while every spare cycle still goes to hashing.
 //! - An unknown account is checked against a dummy hash of the same cost, so a miss takes as
 //!   long as a hit.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::AuthError;
 
@@ -68,11 +69,11 @@ impl PasswordPolicy {
     }
 }
 
-/// bcrypt on the blocking pool, with a bound on concurrent hashes.
+/// bcrypt on a pool of low-priority threads, which bounds concurrent hashes.
 #[derive(Clone)]
 pub struct PasswordHasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     dummy: Arc<str>,
     verifications: Arc<AtomicU64>,
 }
@@ -81,8 +82,53 @@ impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
             .field("cost", &self.cost)
-            .field("available", &self.permits.available_permits())
+            .field("threads", &self.pool.threads)
             .finish_non_exhaustive()
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that do nothing but hash, at a lower CPU priority than everything else. They end when
+/// the last [`PasswordHasher`] sharing them is dropped.
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+    threads: usize,
+}
+
+/// About nice 10 (the crate maps its 0–99 scale onto nice 19 … -20; 23 gives 9 on Linux).
+const HASH_THREAD_PRIORITY: u8 = 23;
+
+impl HashPool {
+    fn start(threads: usize) -> Result<Self, AuthError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    if let Ok(priority) = HASH_THREAD_PRIORITY.try_into()
+                        && let Err(e) = thread_priority::set_current_thread_priority(
+                            thread_priority::ThreadPriority::Crossplatform(priority),
+                        )
+                    {
+                        tracing::debug!(error = ?e, "cannot lower the hashing thread's priority");
+                    }
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| AuthError::Config(format!("cannot start hashing threads: {e}")))?;
+        }
+        Ok(Self { jobs, threads })
     }
 }
 
@@ -98,7 +144,7 @@ impl PasswordHasher {
             .map_err(|e| AuthError::Config(format!("bcrypt cost {cost}: {e}")))?;
         Ok(Self {
             cost,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            pool: Arc::new(HashPool::start(concurrency.max(1))?),
             dummy: Arc::from(dummy),
             verifications: Arc::new(AtomicU64::new(0)),
         })
@@ -142,18 +188,25 @@ impl PasswordHasher {
         Ok(matched && real)
     }
 
+    /// Runs `work` on the hashing pool. A request that goes away before its turn costs nothing:
+    /// queued work whose caller is gone is skipped.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, bcrypt::BcryptError> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            if !done.is_closed() {
+                let _ = done.send(work());
+            }
+        });
+        self.pool
+            .jobs
+            .send(job)
+            .map_err(|_| AuthError::Hashing("the hashing pool has stopped".to_owned()))?;
+        result
             .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?
+            .map_err(|_| AuthError::Hashing("a hashing thread died".to_owned()))?
             .map_err(|e| AuthError::Hashing(e.to_string()))
     }
 }
@@ -224,6 +277,43 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        let hasher = PasswordHasher::new(4, 2).unwrap();
+        // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value. The threads name
+        // themselves and lower their priority as they start: wait (bounded) until both have.
+        let nices = || {
+            let mut nices = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").unwrap() {
+                let dir = task.unwrap().path();
+                let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                if name.starts_with("password-hash") {
+                    let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+                    if let Some(end) = stat.rfind(')') {
+                        let nice = stat[end + 2..]
+                            .split(' ')
+                            .nth(16)
+                            .and_then(|n| n.parse::<i32>().ok());
+                        nices.push(nice.unwrap_or(0));
+                    }
+                }
+            }
+            nices
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = nices();
+        while !(seen.len() == 2 && seen.iter().all(|n| (5..=15).contains(n))) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hashing threads: {seen:?}"
+            );
+            tokio::task::yield_now().await;
+            seen = nices();
+        }
+        drop(hasher);
     }
 
     #[tokio::test]

@@ -281,7 +281,7 @@ spec!(
     PASSWORD_HASH_CONCURRENCY,
     "PASSWORD_HASH_CONCURRENCY",
     Computed("number of CPUs"),
-    "Most password hashes computed at once; further logins wait, so a login storm cannot starve the server."
+    "Threads that hash passwords (at a lowered CPU priority); further logins queue, so a login storm cannot starve the server."
 );
 spec!(
     PASSWORD_RESET_EXPIRE_MINUTES,
