@@ -1,5 +1,10 @@
 //! `/api/v1/auth`: registration, sign-in, sessions and password flows, and the JWKS document.
 
+#![expect(
+    unused_qualifications,
+    reason = "utoipa's actix extras spell out the path of a documented query type"
+)]
+
 use actix_web::http::StatusCode;
 use actix_web::web::Query;
 use actix_web::{HttpResponse, delete, get, post, web};
@@ -233,6 +238,7 @@ pub(super) async fn refresh(
 /// Signs out this session (`all=true`: every session of the account). Access tokens of the
 /// ended sessions stop working at once, on every instance.
 #[utoipa::path(
+    params(LogoutQuery),
     tag = "auth",
     security(("bearer" = [])),
     responses(

@@ -1,5 +1,10 @@
 //! `/api/v1/users`: the caller's own profile, and user administration within a tenant.
 
+#![expect(
+    unused_qualifications,
+    reason = "utoipa's actix extras spell out the path of a documented query type"
+)]
+
 use actix_web::web::Query;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use serde::Deserialize;
@@ -143,6 +148,7 @@ pub(super) async fn patch_me(
 /// The tenant's accounts (administrators). A superadmin may name another tenant in
 /// `X-Tenant-ID`.
 #[utoipa::path(
+    params(ListQuery),
     tag = "users",
     security(("bearer" = []), ("api_key" = [])),
     responses(
