@@ -6,14 +6,16 @@
 //! first, then publishes a [`Revocation`] on the cache's pub/sub channel [`CHANNEL`]; every
 //! instance (the publisher included) drops the matching entries on receipt.
 //!
-//! When delivery cannot be trusted the memory is not used: while the cache is failing (the
-//! rate limiter reports degraded), before the first subscription is established, and after a
-//! re-subscription or dropped messages (then everything is forgotten). The TTL bounds the rest.
+//! When delivery cannot be trusted the memory is not used: before the first subscription is
+//! established; while the cache is failing (the rate limiter reports degraded); and while this
+//! instance's own heartbeat, published every second on the same channel, has not come back for
+//! [`HEARTBEAT_GRACE`] (a frozen Redis). Everything is forgotten after a re-subscription, a
+//! dropped message, or a lapse of the heartbeat. The TTL bounds the rest.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,18 @@ use crate::model::Principal;
 pub const CHANNEL: &str = "auth:revocations";
 /// Longest an instance trusts what it remembers without asking the database.
 pub const ENTRY_TTL: Duration = Duration::from_secs(15);
+/// How often each instance publishes a heartbeat on [`CHANNEL`].
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Memory is not used when the instance's last heartbeat came back longer ago than this.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_millis(2500);
+
+/// What travels on [`CHANNEL`]: revocations, and heartbeats that prove the channel works.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Wire {
+    Revocation(Revocation),
+    Heartbeat { heartbeat: Uuid },
+}
 
 /// Something that stopped being valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +103,11 @@ pub(crate) struct LocalCredentials {
     /// Set once the subscription is up, cleared when it ends.
     listening: Arc<AtomicBool>,
     limiter: Option<Arc<RateLimiter>>,
+    /// This instance, as its heartbeats name it.
+    instance: Uuid,
+    /// When this instance's last heartbeat came back, in milliseconds since `epoch`.
+    last_heartbeat: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl LocalCredentials {
@@ -101,12 +120,35 @@ impl LocalCredentials {
                 .build(),
             listening: Arc::new(AtomicBool::new(false)),
             limiter,
+            instance: Uuid::new_v4(),
+            last_heartbeat: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn heartbeat_fresh(&self) -> bool {
+        let grace = u64::try_from(HEARTBEAT_GRACE.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms()
+            .saturating_sub(self.last_heartbeat.load(Ordering::Acquire))
+            < grace
+    }
+
+    /// Records that the channel works now; after a lapse, forgets everything first.
+    fn heartbeat_seen(&self) {
+        if !self.heartbeat_fresh() {
+            self.forget_all();
+        }
+        self.last_heartbeat.store(self.now_ms(), Ordering::Release);
     }
 
     /// Whether remembered entries may be used now.
     pub fn trusted(&self) -> bool {
         self.listening.load(Ordering::Acquire)
+            && self.heartbeat_fresh()
             && !self.limiter.as_ref().is_some_and(|l| l.is_degraded())
     }
 
@@ -142,6 +184,19 @@ impl LocalCredentials {
     /// Subscribes to [`CHANNEL`] and applies revocations until the cache handle is gone.
     /// Re-subscribes with backoff when the subscription cannot be made or ends.
     pub fn listen(&self, cache: Cache) -> tokio::task::JoinHandle<()> {
+        let beating = self.clone();
+        let beat_cache = cache.clone();
+        tokio::spawn(async move {
+            let beat = Wire::Heartbeat {
+                heartbeat: beating.instance,
+            };
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = beat_cache.publish(CHANNEL, &beat).await {
+                    tracing::debug!(error = %e, "revocation heartbeat not published");
+                }
+            }
+        });
         let local = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -149,6 +204,7 @@ impl LocalCredentials {
                 match cache.subscribe(CHANNEL).await {
                     Ok(mut subscription) => {
                         backoff = Duration::from_millis(100);
+                        local.heartbeat_seen();
                         local.forget_all();
                         local.listening.store(true, Ordering::Release);
                         let (mut resubscribed, mut dropped) =
@@ -162,8 +218,13 @@ impl LocalCredentials {
                                 resubscribed = subscription.resubscribed();
                                 dropped = subscription.dropped();
                             }
-                            match message.decode::<Revocation>() {
-                                Ok(revocation) => local.forget(revocation),
+                            match message.decode::<Wire>() {
+                                Ok(Wire::Revocation(revocation)) => local.forget(revocation),
+                                Ok(Wire::Heartbeat { heartbeat }) => {
+                                    if heartbeat == local.instance {
+                                        local.heartbeat_seen();
+                                    }
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "unreadable revocation message");
                                     local.forget_all();

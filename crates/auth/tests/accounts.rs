@@ -26,6 +26,10 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(None).await
+}
+
+async fn harness_with(cache: Option<Cache>) -> Harness {
     let db = TestDatabase::migrated().await;
     let pool = Db::new(
         db.url(),
@@ -42,7 +46,7 @@ async fn harness() -> Harness {
     let outbox = Outbox::new();
     let accounts = Accounts::new(AccountsParts {
         db: pool,
-        cache: Cache::in_memory(&format!("t{}", db.name())),
+        cache: cache.unwrap_or_else(|| Cache::in_memory(&format!("t{}", db.name()))),
         limiter: None,
         keys: TokenKeys::hs256(
             b"0123456789abcdef0123456789abcdef-test-only",
@@ -417,4 +421,67 @@ async fn every_account_table_is_tenant_owned_and_hidden_without_a_tenant() {
             .unwrap();
         assert_eq!(all.n, 1, "{table} has a row, seen by the owner");
     }
+}
+
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_stops_the_memory_being_trusted_until_it_answers_again() {
+    use sovereign_auth::revocation::{HEARTBEAT_EVERY, HEARTBEAT_GRACE};
+    use sovereign_cache::CacheConfig;
+
+    let mut server = sovereign_test_redis::RedisServer::start();
+    let cache = Cache::new(&CacheConfig {
+        url: Some(server.url()),
+        prefix: sovereign_test_redis::unique_prefix("frozen"),
+        timeout: Duration::from_millis(200),
+        ..CacheConfig::default()
+    })
+    .unwrap();
+    // No rate limiter here: the heartbeat alone must notice.
+    let h = harness_with(Some(cache)).await;
+    until("the memory is trusted with Redis up", || {
+        h.accounts.remembering()
+    })
+    .await;
+    register(&h, "frozen@example.com").await;
+    let pair = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "frozen@example.com",
+            &secret(PASSWORD),
+            &ClientContext::default(),
+        )
+        .await
+        .unwrap();
+    h.accounts.authenticate(&pair.access_token).await.unwrap();
+
+    server.pause();
+    let frozen = tokio::time::Instant::now();
+    until("the memory is distrusted once heartbeats stop", || {
+        !h.accounts.remembering()
+    })
+    .await;
+    assert!(frozen.elapsed() <= HEARTBEAT_GRACE + HEARTBEAT_EVERY + Duration::from_secs(1));
+    // A revocation written while Redis is frozen (its announcement cannot be delivered) is
+    // enforced anyway: the database answers.
+    let mut owner = h.db.owner_conn().await;
+    sovereign_db::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE sessions SET revoked_at = now()"),
+        &mut owner,
+    )
+    .await
+    .unwrap();
+    assert!(h.accounts.authenticate(&pair.access_token).await.is_err());
+
+    server.resume();
+    until("the memory is trusted again", || h.accounts.remembering()).await;
+    assert!(h.accounts.authenticate(&pair.access_token).await.is_err());
 }

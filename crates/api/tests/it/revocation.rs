@@ -133,3 +133,63 @@ async fn administration_on_one_instance_is_enforced_by_the_other() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_while_redis_is_frozen_is_still_enforced_everywhere() {
+    let mut server = sovereign_test_redis::RedisServer::start();
+    let url = server.url();
+    let prefix = sovereign_test_redis::unique_prefix("frozen");
+    let vars = [
+        ("REDIS_URL", url.as_str()),
+        ("CACHE_PREFIX", prefix.as_str()),
+        ("CACHE_TIMEOUT_MS", "200"),
+        (
+            "SECRET_KEY",
+            "a shared test key that is at least 32 bytes long, 9f3c",
+        ),
+    ];
+    let a = TestApp::spawn_with(&vars, None).await;
+    let b = a.sibling(&vars).await;
+    let tokens = a.signup("frozen@example.com").await;
+    warm(&b, &tokens.access).await;
+
+    server.pause();
+    // Signing out still works, in bounded time: the database is the truth, and the
+    // announcement gives up after CACHE_TIMEOUT_MS.
+    let started = std::time::Instant::now();
+    let out = a
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&tokens.access),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(out.status(), 204);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The other instance never heard of it, and still refuses the token.
+    expect_problem(
+        b.get_auth("/api/v1/users/me", &tokens.access).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    // Signing in is bounded in time too.
+    let started = std::time::Instant::now();
+    let again = b.login("frozen@example.com").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        b.get_auth("/api/v1/users/me", &again.access).await.status(),
+        200
+    );
+    server.resume();
+}
