@@ -129,6 +129,20 @@ fn payload_error(e: PayloadError) -> ApiError {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every request body is a JSON object. serde would also fill a struct from an array
+    // (`[null, null]`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::of_kind(
+            ErrorKind::Validation,
+            "invalid_body",
+            "The request body must be a JSON object, not an array.",
+        )
+        .with_fields(vec![FieldError::new(
+            "",
+            "invalid",
+            "expected a JSON object",
+        )]));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(&e))?;
     de.end().map_err(|e| malformed(&e))?;

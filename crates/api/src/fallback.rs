@@ -44,11 +44,38 @@ impl KnownRoutes {
         self.0.push((ResourceDef::new(path), methods));
     }
 
+    /// The methods of the route `path` belongs to. A literal route (`/users/me`) wins over a
+    /// template that also matches (`/users/{id}`), as it does in the router.
     fn allowed(&self, path: &str) -> Option<&[Method]> {
-        self.0
+        let mut matching = self.0.iter().filter(|(def, _)| def.is_match(path));
+        let first = matching.next()?;
+        let best = std::iter::once(first)
+            .chain(matching)
+            .find(|(def, _)| !def.is_prefix() && def.pattern().is_some_and(|p| !p.contains('{')))
+            .unwrap_or(first);
+        Some(best.1.as_slice())
+    }
+
+    /// `405` with `Allow` when `path` exists but not with `method`.
+    pub(crate) fn method_not_allowed(&self, method: &Method, path: &str) -> Option<ApiError> {
+        let methods = self.allowed(path)?;
+        if methods.contains(method) {
+            return None;
+        }
+        let allow = methods
             .iter()
-            .find(|(def, _)| def.is_match(path))
-            .map(|(_, methods)| methods.as_slice())
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not supported on {path}."),
+            )
+            .with_suggestion(format!("use {allow}"))
+            .with_header(actix_web::http::header::ALLOW, &allow),
+        )
     }
 }
 
@@ -56,27 +83,15 @@ pub(crate) async fn fallback(
     req: HttpRequest,
     routes: web::Data<KnownRoutes>,
 ) -> Result<HttpResponse, ApiError> {
-    match routes.allowed(req.path()) {
-        Some(methods) => {
-            let allow = methods
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{} is not supported on {}.", req.method(), req.path()),
+    Err(routes
+        .method_not_allowed(req.method(), req.path())
+        .unwrap_or_else(|| {
+            ApiError::of_kind(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("No resource exists at {}.", req.path()),
             )
-            .with_suggestion(format!("use {allow}"))
-            .with_header(actix_web::http::header::ALLOW, &allow))
-        }
-        None => Err(ApiError::of_kind(
-            ErrorKind::NotFound,
-            "not_found",
-            format!("No resource exists at {}.", req.path()),
-        )),
-    }
+        }))
 }
 
 #[cfg(test)]
@@ -94,6 +109,22 @@ mod tests {
         );
         assert_eq!(routes.allowed("/health"), Some([Method::GET].as_slice()));
         assert_eq!(routes.allowed("/api/v1/users"), None);
+        routes.add("/api/v1/users/me", vec![Method::GET]);
+        assert_eq!(
+            routes.allowed("/api/v1/users/me"),
+            Some([Method::GET].as_slice()),
+            "the literal route wins"
+        );
+        assert!(
+            routes
+                .method_not_allowed(&Method::DELETE, "/api/v1/users/me")
+                .is_some()
+        );
+        assert!(
+            routes
+                .method_not_allowed(&Method::GET, "/api/v1/users/me")
+                .is_none()
+        );
         assert_eq!(routes.allowed("/nope"), None);
     }
 }

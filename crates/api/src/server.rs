@@ -251,8 +251,15 @@ fn build_app(
         .app_data(web::QueryConfig::default().error_handler(|e, _| {
             ApiError::of_kind(ErrorKind::BadRequest, "invalid_query", e.to_string()).into()
         }))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            ApiError::of_kind(ErrorKind::NotFound, "not_found", e.to_string()).into()
+        .app_data(web::PathConfig::default().error_handler(|e, req| {
+            // A literal route that a template also matches (`DELETE /users/me` against
+            // `DELETE /users/{id}`) answers 405 like any other unsupported method.
+            req.app_data::<web::Data<KnownRoutes>>()
+                .and_then(|routes| routes.method_not_allowed(req.method(), req.path()))
+                .unwrap_or_else(|| {
+                    ApiError::of_kind(ErrorKind::NotFound, "not_found", e.to_string())
+                })
+                .into()
         }))
         // Outermost last: request context (id, client, headers, log) wraps CORS, which answers
         // preflights before the rate limiter counts anything.

@@ -23,8 +23,9 @@ pub struct CreateApiKey {
     pub name: String,
     /// Defaults to the caller's role; may not exceed it.
     pub role: Option<RoleName>,
-    /// Defaults to `["read", "write"]`.
-    #[validate(length(min = 1, max = 2))]
+    /// Defaults to `["read", "write"]`; repeats count once.
+    #[validate(length(min = 1, max = 10))]
+    #[schema(min_items = 1, max_items = 10)]
     pub scopes: Option<Vec<ScopeName>>,
     /// When the key stops working; at most 10 years away. Never, if absent.
     pub expires_at: Option<DateTime<Utc>>,

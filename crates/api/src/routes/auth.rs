@@ -28,13 +28,16 @@ use crate::tenant::CurrentTenant;
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple", "full_name": "Ada Lovelace"}))]
 pub struct RegisterRequest {
     #[validate(length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// At least `PASSWORD_MIN_LENGTH` (12) characters, at most 256; no composition rules;
     /// common passwords are refused.
     #[validate(length(max = 1024))]
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     #[serde(default)]
     #[validate(length(max = 200))]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub full_name: String,
 }
 
@@ -44,6 +47,7 @@ pub struct RegisterRequest {
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
     #[validate(length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[validate(length(max = 1024))]
     pub password: String,
@@ -81,6 +85,7 @@ pub struct LogoutQuery {
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
     #[validate(length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -90,7 +95,9 @@ pub struct ForgotRequest {
 pub struct ResetRequest {
     #[validate(length(max = 4096))]
     pub token: String,
+    /// At least `PASSWORD_MIN_LENGTH` (12) characters, at most 256; common passwords are refused.
     #[validate(length(max = 1024))]
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 
@@ -100,7 +107,9 @@ pub struct ResetRequest {
 pub struct ChangePasswordRequest {
     #[validate(length(max = 1024))]
     pub current_password: String,
+    /// At least `PASSWORD_MIN_LENGTH` (12) characters, at most 256; common passwords are refused.
     #[validate(length(max = 1024))]
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 

@@ -26,6 +26,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct ProfilePut {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub full_name: String,
 }
 
@@ -34,6 +35,7 @@ pub struct ProfilePut {
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub full_name: Option<String>,
 }
 
@@ -42,8 +44,10 @@ pub struct ProfilePatch {
 #[serde(deny_unknown_fields)]
 pub struct UserPut {
     #[validate(length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub full_name: String,
 }
 
@@ -52,8 +56,10 @@ pub struct UserPut {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[validate(length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub full_name: Option<String>,
 }
 
@@ -69,14 +75,18 @@ pub struct RoleRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// From 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// From 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Case-insensitive substring of the address or name; `%` and `_` match themselves.
+    #[param(max_length = 200)]
     pub search: Option<String>,
     pub role: Option<RoleName>,
     pub is_active: Option<bool>,
     /// One of `created_at`, `-created_at`, `email`, `-email`, `full_name`, `-full_name`.
+    #[param(pattern = "^-?(created_at|email|full_name)$")]
     pub sort: Option<String>,
 }
 

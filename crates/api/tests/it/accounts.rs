@@ -709,3 +709,56 @@ async fn reset_and_verification_requests_are_throttled_per_account() {
     }
     assert_eq!(statuses, [202, 202, 202, 202, 202, 429, 429]);
 }
+
+#[tokio::test]
+async fn bodies_must_be_objects_and_literal_routes_answer_405() {
+    let app = TestApp::spawn().await;
+    let tokens = app.signup("shape@example.com").await;
+    let id: Value = app
+        .get_auth("/api/v1/users/me", &tokens.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (method, path) in [
+        (Method::PATCH, "/api/v1/users/me".to_owned()),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{}", id["id"].as_str().unwrap()),
+        ),
+        (Method::POST, "/api/v1/auth/login".to_owned()),
+    ] {
+        let response = app
+            .call(
+                method.clone(),
+                &path,
+                Some(&tokens.access),
+                &[],
+                Some(json!([null, null])),
+            )
+            .await;
+        expect_problem(response, 422, "invalid_body").await;
+    }
+    // `/users/me` is a route of its own, although `/users/{id}` would match the path.
+    let response = app
+        .call(
+            Method::DELETE,
+            "/api/v1/users/me",
+            Some(&tokens.access),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(response.headers()["allow"], "GET, PUT, PATCH");
+    expect_problem(response, 405, "method_not_allowed").await;
+    let response = app
+        .call(
+            Method::DELETE,
+            "/api/v1/users/not-a-uuid",
+            Some(&tokens.access),
+            &[],
+            None,
+        )
+        .await;
+    expect_problem(response, 404, "not_found").await;
+}
