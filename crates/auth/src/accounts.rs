@@ -863,9 +863,8 @@ impl Accounts {
     /// Starts a password reset: mails a single-use link if the address has an active account.
     /// Returns at once, before any lookup, so the answer and its timing are the same either way.
     pub async fn forgot_password(&self, tenant: Uuid, email: &str) -> Result<(), AuthError> {
-        let Ok(email) = normalize_email(email) else {
-            return Ok(());
-        };
+        // A malformed address is refused (that reveals nothing about accounts).
+        let email = normalize_email(email)?;
         self.throttle("forgot", &format!("{tenant}:{email}"))
             .await?;
         let this = self.clone();

@@ -20,6 +20,11 @@ use crate::state::AppState;
 #[schema(example = json!({"name": "nightly export", "scopes": ["read"], "expires_at": "2027-06-01T00:00:00Z"}))]
 pub struct CreateApiKey {
     #[validate(length(min = 1, max = 100))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// Defaults to the caller's role; may not exceed it.
     pub role: Option<RoleName>,

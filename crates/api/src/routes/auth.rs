@@ -288,6 +288,7 @@ pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
     request_body = ForgotRequest,
     responses(
         (status = 202, description = "Accepted", body = Accepted),
+        (status = 422, description = "`validation_failed`: not an email address", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
     )
 )]
