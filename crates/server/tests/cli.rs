@@ -440,3 +440,76 @@ async fn create_superuser_reads_the_password_from_stdin_and_applies_the_policy()
     assert!(row.email_verified);
     assert!(row.password_hash.starts_with("$2b$04$"));
 }
+
+#[tokio::test]
+async fn security_events_are_logged_without_secrets() {
+    let db = TestDatabase::migrated().await;
+    let served = Served::start(&[
+        ("DATABASE_URL", db.url().expose()),
+        ("PORT", "0"),
+        ("WORKERS", "1"),
+        ("LOG_FORMAT", "json"),
+        ("BCRYPT_COST", "4"),
+        ("SECRET_KEY", STRONG_KEY),
+    ]);
+    let listening = served.wait_for("listening", |l| l["message"] == "listening");
+    let port = listening["port"].as_u64().unwrap();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let password = "an unguessable secret passphrase";
+    let register = client
+        .post(url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "logged@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 202);
+    let failed = client
+        .post(url("/api/v1/auth/login"))
+        .header("x-request-id", "security-1")
+        .json(&serde_json::json!({"email": "logged@example.com", "password": "wrong guess, wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
+    let event = served.wait_for("a failed login", |l| l["security_event"] == "login_failed");
+    assert_eq!(event["span"]["request_id"], "security-1");
+
+    let login: Value = client
+        .post(url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "logged@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = login["refresh_token"].as_str().unwrap();
+    for _ in 0..2 {
+        client
+            .post(url("/api/v1/auth/refresh"))
+            .header("x-request-id", "security-2")
+            .json(&serde_json::json!({"refresh_token": refresh}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let reuse = served.wait_for("a refresh token reuse", |l| {
+        l["security_event"] == "refresh_token_reused"
+    });
+    for line in [&event, &reuse] {
+        let text = line.to_string();
+        for secret in [
+            password,
+            "wrong guess",
+            refresh,
+            login["access_token"].as_str().unwrap(),
+        ] {
+            assert!(!text.contains(secret), "a secret reached the log: {text}");
+        }
+        assert!(
+            !text.contains("logged@example.com"),
+            "an address reached the log: {text}"
+        );
+    }
+}
