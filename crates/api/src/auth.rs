@@ -8,12 +8,12 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use sovereign_auth::{AuthError, ClientContext, Principal, Role, Scope};
-use sovereign_tenancy::{TenancyError, Tenant, TenantRef};
+use sovereign_tenancy::{TenancyError, Tenant, TenantClaims, TenantRef};
 
 use crate::edge::ClientInfo;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tenant::{AuthenticatedTenant, X_TENANT_ID};
+use crate::tenant::tenant_header;
 
 /// The API-key header.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -92,36 +92,43 @@ async fn authenticate(
         Scope::Write
     };
     principal.require_scope(scope)?;
-    let mut tenant = authenticated.tenant;
-    if state.settings.features.multi_tenant
-        && let Some(header) = tenant_header
-    {
-        let reference = TenantRef::parse(&header)?;
-        if !tenant.matches(&reference) {
-            if principal.role < Role::Superadmin {
-                tracing::warn!(security_event = "tenant_mismatch", user_id = %principal.user.id, "credentials used for another tenant");
-                return Err(TenancyError::Mismatch.into());
+    let multi_tenant = state.settings.features.multi_tenant;
+    let home = authenticated.tenant;
+    let tenant = match tenant_header.as_deref() {
+        // Only a superadmin may act in another tenant, by naming it.
+        Some(header) if multi_tenant && principal.role == Role::Superadmin => {
+            let reference = TenantRef::parse(header)?;
+            if home.matches(&reference) {
+                home
+            } else {
+                sovereign_tenancy::find(&state.db, &reference)
+                    .await?
+                    .ok_or(TenancyError::NotFound)?
             }
-            tenant = sovereign_tenancy::find(&state.db, &reference)
-                .await?
-                .ok_or(TenancyError::NotFound)?;
         }
-    }
-    Ok(CurrentUser { principal, tenant })
-}
+        // Everyone else: the tenancy rules, with the credentials' tenant as a claim.
+        header => {
+            let claims = TenantClaims {
+                header,
+                credentials: Some(home.id),
+            };
+            let reference = sovereign_tenancy::resolution::tenant_to_load(multi_tenant, claims)?;
+            // Nearly always the credentials' own tenant, already loaded; with multi-tenancy off
+            // it is the default tenant, which `accept` then refuses for anyone else's.
+            let loaded = if home.matches(&reference) {
+                Some(home)
+            } else {
+                sovereign_tenancy::find(&state.db, &reference).await?
+            };
+            sovereign_tenancy::resolution::accept(multi_tenant, claims, loaded).inspect_err(|e| {
+                if matches!(e, TenancyError::Mismatch) {
+                    tracing::warn!(security_event = "tenant_mismatch", user_id = %principal.user.id, "credentials used for another tenant");
+                }
+            })?
+        }
+    };
 
-fn tenant_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let mut values = req.headers().get_all(X_TENANT_ID);
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(v), None) => v
-            .to_str()
-            .map(|v| Some(v.to_owned()))
-            .map_err(|_| TenancyError::Malformed("it is not ASCII text".to_owned()).into()),
-        (Some(_), Some(_)) => {
-            Err(TenancyError::Malformed("it was sent more than once".to_owned()).into())
-        }
-    }
+    Ok(CurrentUser { principal, tenant })
 }
 
 fn extract(
@@ -132,7 +139,6 @@ fn extract(
     let credential = credential(req).map_err(challenge);
     let header = tenant_header(req);
     let method = req.method().clone();
-    let req = req.clone();
     Box::pin(async move {
         let state = state.ok_or_else(|| ApiError::internal("application state is missing"))?;
         let Some(credential) = credential? else {
@@ -142,10 +148,9 @@ fn extract(
                 Ok(None)
             };
         };
-        let user = authenticate(state, credential, method, header?).await?;
-        req.extensions_mut()
-            .insert(AuthenticatedTenant(user.principal.user.tenant_id));
-        Ok(Some(user))
+        Ok(Some(
+            authenticate(state, credential, method, header?).await?,
+        ))
     })
 }
 

@@ -64,6 +64,39 @@ pub struct ClientContext {
     pub user_agent: Option<String>,
 }
 
+impl ClientContext {
+    /// The user agent as stored: at most [`MAX_USER_AGENT_CHARS`] characters.
+    fn user_agent(&self) -> Option<String> {
+        self.user_agent
+            .as_deref()
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect())
+    }
+}
+
+/// What a mailed single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    PasswordReset,
+    EmailVerification,
+}
+
+impl Purpose {
+    /// The `action_tokens.purpose` value.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Self::PasswordReset => Kind::PasswordReset,
+            Self::EmailVerification => Kind::EmailVerification,
+        }
+    }
+}
+
 /// What a successful sign-in or refresh returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenPair {
@@ -160,10 +193,6 @@ pub fn normalize_name(name: &str, field: &str) -> Result<String, AuthError> {
     Ok(name.to_owned())
 }
 
-fn seconds(d: Duration) -> u64 {
-    d.as_secs()
-}
-
 fn later(d: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365))
 }
@@ -244,12 +273,6 @@ impl Accounts {
     #[must_use]
     pub fn keys(&self) -> &TokenKeys {
         &self.inner.keys
-    }
-
-    /// The password policy in force.
-    #[must_use]
-    pub fn policy(&self) -> PasswordPolicy {
-        self.inner.policy
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -343,9 +366,14 @@ impl Accounts {
                     let Some(id) = id else {
                         return Ok::<_, AuthError>(None);
                     };
-                    let token =
-                        insert_action_token(conn, tenant, id, "email_verification", verify_ttl)
-                            .await?;
+                    let token = insert_action_token(
+                        conn,
+                        tenant,
+                        id,
+                        Purpose::EmailVerification,
+                        verify_ttl,
+                    )
+                    .await?;
                     Ok(Some(token))
                 }
                 .scope_boxed()
@@ -433,13 +461,7 @@ impl Accounts {
         let (tenant, user_id) = (user.tenant_id, user.id);
         let refresh = opaque::mint(Kind::Refresh, tenant);
         let digest = refresh.digest;
-        let user_agent = client
-            .user_agent
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .take(MAX_USER_AGENT_CHARS)
-            .collect::<String>();
+        let user_agent = client.user_agent().unwrap_or_default();
         let ip = client.ip.map(|ip| ip.to_string());
         self.db()
             .tenant_transaction(tenant, |conn| {
@@ -472,9 +494,9 @@ impl Accounts {
         Ok(TokenPair {
             access_token: access.token,
             token_type: "Bearer",
-            expires_in: seconds(access.expires_in),
+            expires_in: access.expires_in.as_secs(),
             refresh_token: refresh.token,
-            refresh_expires_in: seconds(refresh_ttl),
+            refresh_expires_in: refresh_ttl.as_secs(),
             session_id: session,
         })
     }
@@ -510,10 +532,7 @@ impl Accounts {
 
         let next = opaque::mint(Kind::Refresh, tenant);
         let next_token = next.token.clone();
-        let user_agent = client
-            .user_agent
-            .as_deref()
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>());
+        let user_agent = client.user_agent();
         let ip = client.ip.map(|ip| ip.to_string());
         let rotation = self
             .db()
@@ -597,7 +616,7 @@ impl Accounts {
                 Ok(TokenPair {
                     access_token: access.token,
                     token_type: "Bearer",
-                    expires_in: seconds(access.expires_in),
+                    expires_in: access.expires_in.as_secs(),
                     refresh_token: refresh,
                     refresh_expires_in: u64::try_from(remaining).unwrap_or(0),
                     session_id: session,
@@ -893,7 +912,8 @@ impl Accounts {
                         .optional()?;
                     match user {
                         Some(user) => Ok::<_, AuthError>(Some(
-                            insert_action_token(conn, tenant, user, "password_reset", ttl).await?,
+                            insert_action_token(conn, tenant, user, Purpose::PasswordReset, ttl)
+                                .await?,
                         )),
                         None => Ok(None),
                     }
@@ -926,14 +946,14 @@ impl Accounts {
             None,
         )?;
         let user = self
-            .action_token_owner(tenant, digest, "password_reset")
+            .action_token_owner(tenant, digest, Purpose::PasswordReset)
             .await?;
         self.throttle("reset", &user.to_string()).await?;
         let hash = self.inner.hasher.hash(new).await?;
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    consume_action_token(conn, digest, "password_reset").await?;
+                    consume_action_token(conn, digest, Purpose::PasswordReset).await?;
                     set_password(conn, user, &hash).await?;
                     diesel::update(users::table.find(user))
                         .set(users::email_verified.eq(true))
@@ -942,7 +962,7 @@ impl Accounts {
                     // Other reset links die with this one.
                     diesel::update(action_tokens::table)
                         .filter(action_tokens::user_id.eq(user))
-                        .filter(action_tokens::purpose.eq("password_reset"))
+                        .filter(action_tokens::purpose.eq(Purpose::PasswordReset.as_str()))
                         .filter(action_tokens::used_at.is_null())
                         .set(action_tokens::used_at.eq(diesel::dsl::now))
                         .execute(conn)
@@ -969,8 +989,10 @@ impl Accounts {
         let token = self
             .db()
             .tenant_transaction(tenant, |conn| {
-                async move { insert_action_token(conn, tenant, id, "email_verification", ttl).await }
-                    .scope_boxed()
+                async move {
+                    insert_action_token(conn, tenant, id, Purpose::EmailVerification, ttl).await
+                }
+                .scope_boxed()
             })
             .await?;
         self.send_later(Email {
@@ -990,13 +1012,13 @@ impl Accounts {
         let (tenant, digest) = opaque::parse(Kind::EmailVerification, token)
             .ok_or(AuthError::InvalidToken("not a verification token"))?;
         let user = self
-            .action_token_owner(tenant, digest, "email_verification")
+            .action_token_owner(tenant, digest, Purpose::EmailVerification)
             .await?;
         self.throttle("verify-confirm", &user.to_string()).await?;
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    consume_action_token(conn, digest, "email_verification").await?;
+                    consume_action_token(conn, digest, Purpose::EmailVerification).await?;
                     diesel::update(users::table.find(user))
                         .set((
                             users::email_verified.eq(true),
@@ -1017,14 +1039,14 @@ impl Accounts {
         &self,
         tenant: Uuid,
         digest: [u8; 32],
-        purpose: &'static str,
+        purpose: Purpose,
     ) -> Result<Uuid, AuthError> {
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
                     action_tokens::table
                         .filter(action_tokens::token_hash.eq(digest.to_vec()))
-                        .filter(action_tokens::purpose.eq(purpose))
+                        .filter(action_tokens::purpose.eq(purpose.as_str()))
                         .filter(action_tokens::used_at.is_null())
                         .filter(action_tokens::expires_at.gt(diesel::dsl::now))
                         .select(action_tokens::user_id)
@@ -1160,21 +1182,16 @@ async fn insert_action_token(
     conn: &mut sovereign_db::AsyncPgConnection,
     tenant: Uuid,
     user: Uuid,
-    purpose: &'static str,
+    purpose: Purpose,
     ttl: Duration,
 ) -> Result<String, AuthError> {
-    let kind = if purpose == "password_reset" {
-        Kind::PasswordReset
-    } else {
-        Kind::EmailVerification
-    };
-    let minted = opaque::mint(kind, tenant);
+    let minted = opaque::mint(purpose.kind(), tenant);
     diesel::insert_into(action_tokens::table)
         .values((
             action_tokens::token_hash.eq(minted.digest.to_vec()),
             action_tokens::tenant_id.eq(tenant),
             action_tokens::user_id.eq(user),
-            action_tokens::purpose.eq(purpose),
+            action_tokens::purpose.eq(purpose.as_str()),
             action_tokens::expires_at.eq(later(ttl)),
         ))
         .execute(conn)
@@ -1185,11 +1202,11 @@ async fn insert_action_token(
 async fn consume_action_token(
     conn: &mut sovereign_db::AsyncPgConnection,
     digest: [u8; 32],
-    purpose: &'static str,
+    purpose: Purpose,
 ) -> Result<(), AuthError> {
     let used = diesel::update(action_tokens::table)
         .filter(action_tokens::token_hash.eq(digest.to_vec()))
-        .filter(action_tokens::purpose.eq(purpose))
+        .filter(action_tokens::purpose.eq(purpose.as_str()))
         .filter(action_tokens::used_at.is_null())
         .filter(action_tokens::expires_at.gt(diesel::dsl::now))
         .set(action_tokens::used_at.eq(diesel::dsl::now))

@@ -192,22 +192,10 @@ impl TokenKeys {
         }
     }
 
-    /// The pinned algorithm.
-    #[must_use]
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
     /// The public keys, as a JWKS document (empty with HS256).
     #[must_use]
     pub fn jwks(&self) -> &JwkSet {
         &self.jwks
-    }
-
-    /// Lifetime of the tokens issued.
-    #[must_use]
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// Signs an access token for `user` in session `session`.

@@ -234,15 +234,7 @@ impl Accounts {
             found.ok_or(AuthError::InvalidToken("unknown, expired or revoked key"))?;
         let user = User::try_from(row)?;
         let key_role: Role = key_role.parse()?;
-        let scopes: Vec<Scope> = scopes
-            .iter()
-            .flatten()
-            .filter_map(|s| match s.as_str() {
-                "read" => Some(Scope::Read),
-                "write" => Some(Scope::Write),
-                _ => None,
-            })
-            .collect();
+        let scopes = Scope::from_stored(&scopes);
         let tenant = self.active_tenant(tenant_id).await?;
         let principal = Principal {
             role: key_role.min(user.role),

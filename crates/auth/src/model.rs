@@ -136,6 +136,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Scopes as stored in `api_keys.scopes`, unknown names dropped.
+    pub(crate) fn from_stored(stored: &[Option<String>]) -> Vec<Self> {
+        stored
+            .iter()
+            .flatten()
+            .filter_map(|s| Self::parse(s))
+            .collect()
+    }
+
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,7 +153,8 @@ impl Scope {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// A stored scope name; `None` for anything unknown.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Self::Read),
             "write" => Some(Self::Write),
@@ -192,12 +202,7 @@ impl TryFrom<ApiKeyRow> for ApiKeyInfo {
             name: row.name,
             prefix: format!("sovak_…{}", row.prefix),
             role: row.role.parse()?,
-            scopes: row
-                .scopes
-                .iter()
-                .flatten()
-                .filter_map(|s| Scope::parse(s))
-                .collect(),
+            scopes: Scope::from_stored(&row.scopes),
             user_id: row.user_id,
             created_at: row.created_at,
             expires_at: row.expires_at,

@@ -150,12 +150,6 @@ impl PasswordHasher {
         })
     }
 
-    /// The bcrypt cost.
-    #[must_use]
-    pub fn cost(&self) -> u32 {
-        self.cost
-    }
-
     /// How many verifications this hasher (and its clones) ran, dummy ones included.
     #[must_use]
     pub fn verifications(&self) -> u64 {

@@ -183,7 +183,7 @@ impl LocalCredentials {
 
     /// Subscribes to [`CHANNEL`] and applies revocations until the cache handle is gone.
     /// Re-subscribes with backoff when the subscription cannot be made or ends.
-    pub fn listen(&self, cache: Cache) -> tokio::task::JoinHandle<()> {
+    pub fn listen(&self, cache: Cache) {
         let beating = self.clone();
         let beat_cache = cache.clone();
         tokio::spawn(async move {
@@ -241,6 +241,6 @@ impl LocalCredentials {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-        })
+        });
     }
 }

@@ -513,3 +513,40 @@ async fn security_events_are_logged_without_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn outside_development_mail_without_smtp_is_dropped_and_its_tokens_never_logged() {
+    let db = TestDatabase::migrated().await;
+    let served = Served::start(&[
+        ("DATABASE_URL", db.url().expose()),
+        ("ENVIRONMENT", "production"),
+        ("PORT", "0"),
+        ("WORKERS", "1"),
+        ("LOG_FORMAT", "json"),
+        ("BCRYPT_COST", "10"),
+        ("SECRET_KEY", STRONG_KEY),
+    ]);
+    served.wait_for("the warning", |l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SMTP_HOST is unset"))
+    });
+    let listening = served.wait_for("listening", |l| l["message"] == "listening");
+    let port = listening["port"].as_u64().unwrap();
+    let register = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "quiet@example.com", "password": "an unguessable secret passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 202);
+    let dropped = served.wait_for("the dropped mail", |l| {
+        l["message"] == "mail dropped: SMTP_HOST is unset"
+    });
+    assert_eq!(dropped["subject"], "Confirm your email address");
+    let text = dropped.to_string();
+    assert!(
+        !text.contains("token=") && !text.contains("sovev_"),
+        "{text}"
+    );
+}

@@ -187,9 +187,10 @@ impl TenantAdmin {
         Tenant::try_from(row)
     }
 
-    /// Deletes a suspended tenant and, through `ON DELETE CASCADE`, every row it owns. The
-    /// default tenant cannot be deleted, and an active one must be suspended first.
-    pub async fn delete(&self, reference: &TenantRef) -> Result<(), TenancyError> {
+    /// Deletes a suspended tenant and, through `ON DELETE CASCADE`, every row it owns, and returns
+    /// it as it was. The default tenant cannot be deleted, and an active one must be suspended
+    /// first.
+    pub async fn delete(&self, reference: &TenantRef) -> Result<Tenant, TenancyError> {
         let tenant = self.get(reference).await?;
         if tenant.id == crate::DEFAULT_TENANT_ID {
             return Err(TenancyError::Invalid {
@@ -215,6 +216,6 @@ impl TenantAdmin {
                 .scope_boxed()
             })
             .await?;
-        Ok(())
+        Ok(tenant)
     }
 }

@@ -198,10 +198,7 @@ pub(super) async fn delete_one(
     user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = admin(&state, &user)?;
-    let reference = reference(&id)?;
-    let tenant = admin.get(&reference).await?;
-    admin.delete(&reference).await?;
+    let tenant = admin(&state, &user)?.delete(&reference(&id)?).await?;
     tracing::info!(security_event = "tenant_deleted", tenant_id = %tenant.id, by = %user.principal.user.id, "tenant deleted");
     state.accounts.announce(Revocation::Tenant(tenant.id)).await;
     Ok(HttpResponse::NoContent().finish())

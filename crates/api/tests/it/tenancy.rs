@@ -1,19 +1,13 @@
 //! Tenant resolution over HTTP: `X-Tenant-ID` before authentication, the credentials' tenant
 //! after, and every refusal with its status and code.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{HttpMessage, web};
 use serde_json::Value;
-use sovereign_api::RouteHook;
-use sovereign_api::tenant::{AuthenticatedTenant, CurrentTenant};
 use sovereign_db::{Db, PoolConfig};
 use sovereign_tenancy::{DEFAULT_TENANT_ID, TenantAdmin, TenantRef, TenantStatus};
-use uuid::Uuid;
 
-use crate::common::{TestApp, expect_problem};
+use crate::common::{PASSWORD, TestApp, expect_problem};
 
 const CURRENT: &str = "/api/v1/tenants/current";
 
@@ -27,35 +21,6 @@ fn admin(app: &TestApp) -> TenantAdmin {
         statement_timeout: Duration::from_secs(5),
     };
     TenantAdmin::new(Db::new(url, config).unwrap())
-}
-
-/// Test routes behind a stand-in for authentication: `X-Test-Credentials` carries the tenant
-/// the credentials would belong to.
-fn with_fake_authentication() -> RouteHook {
-    Arc::new(|cfg: &mut web::ServiceConfig| {
-        cfg.service(
-            web::scope("/test-auth")
-                .wrap(from_fn(
-                    |req: actix_web::dev::ServiceRequest, next: Next<_>| async move {
-                        let credentials = req
-                            .headers()
-                            .get("x-test-credentials")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<Uuid>().ok());
-                        if let Some(id) = credentials {
-                            req.extensions_mut().insert(AuthenticatedTenant(id));
-                        }
-                        next.call(req).await
-                    },
-                ))
-                .route(
-                    "/tenant",
-                    web::get().to(|tenant: CurrentTenant| async move {
-                        web::Json(serde_json::json!({ "slug": tenant.0.slug }))
-                    }),
-                ),
-        );
-    })
 }
 
 async fn slug_of(response: reqwest::Response) -> String {
@@ -142,48 +107,61 @@ async fn a_suspended_tenant_is_refused_until_reactivated() {
 
 #[tokio::test]
 async fn after_authentication_the_credentials_decide_and_a_mismatching_header_is_refused() {
-    let app = TestApp::spawn_with(
-        &[("ENABLE_MULTI_TENANT", "true")],
-        Some(with_fake_authentication()),
-    )
-    .await;
+    const KEY: (&str, &str) = (
+        "SECRET_KEY",
+        "one key for both servers, at least 32 bytes long",
+    );
+    let app = TestApp::spawn_with(&[("ENABLE_MULTI_TENANT", "true"), KEY], None).await;
     let admin = admin(&app);
-    let acme = admin.create("acme", "Acme").await.unwrap();
+    admin.create("acme", "Acme").await.unwrap();
     admin.create("globex", "Globex").await.unwrap();
-    let credentials = acme.id.to_string();
-    let path = "/test-auth/tenant";
-
-    let own = app
-        .get_with(path, &[("x-test-credentials", &credentials)])
+    let register = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/register",
+            None,
+            &[("x-tenant-id", "acme")],
+            Some(serde_json::json!({"email": "ann@acme.test", "password": PASSWORD})),
+        )
         .await;
-    assert_eq!(slug_of(own).await, "acme");
+    assert_eq!(register.status(), 202);
+    let tokens = app
+        .login_in("ann@acme.test", &[("x-tenant-id", "acme")])
+        .await;
+    let bearer = format!("Bearer {}", tokens.access);
+
+    let own = app.get_with(CURRENT, &[("authorization", &bearer)]).await;
+    assert_eq!(
+        slug_of(own).await,
+        "acme",
+        "no header needed once signed in"
+    );
     let same = app
         .get_with(
-            path,
-            &[
-                ("x-test-credentials", &credentials),
-                ("x-tenant-id", "acme"),
-            ],
+            CURRENT,
+            &[("authorization", &bearer), ("x-tenant-id", "acme")],
         )
         .await;
     assert_eq!(slug_of(same).await, "acme");
     let other = app
         .get_with(
-            path,
-            &[
-                ("x-test-credentials", &credentials),
-                ("x-tenant-id", "globex"),
-            ],
+            CURRENT,
+            &[("authorization", &bearer), ("x-tenant-id", "globex")],
         )
         .await;
     expect_problem(other, 403, "tenant_mismatch").await;
-
-    admin
-        .set_status(&TenantRef::Id(acme.id), TenantStatus::Suspended)
-        .await
-        .unwrap();
-    let frozen = app
-        .get_with(path, &[("x-test-credentials", &credentials)])
+    let malformed = app
+        .get_with(
+            CURRENT,
+            &[("authorization", &bearer), ("x-tenant-id", "Not A Slug")],
+        )
         .await;
-    expect_problem(frozen, 403, "tenant_suspended").await;
+    expect_problem(malformed, 400, "invalid_tenant").await;
+
+    // With multi-tenancy switched off, credentials of any tenant but the default are refused.
+    let single = app.sibling(&[("ENABLE_MULTI_TENANT", "false"), KEY]).await;
+    let refused = single
+        .get_with(CURRENT, &[("authorization", &bearer)])
+        .await;
+    expect_problem(refused, 403, "tenant_mismatch").await;
 }
