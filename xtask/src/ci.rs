@@ -33,6 +33,7 @@ pub fn run() -> Result<(), String> {
     let admin = step("database", test_admin_url)?;
     let redis = step("redis", redis::for_tests)?;
     let python = step("python tools", python::for_tests)?;
+    let model = step("embedding model", python::model_dir)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
     step("tests", || {
@@ -53,6 +54,7 @@ pub fn run() -> Result<(), String> {
                 .env("TEST_DATABASE_URL", &admin)
                 .env("TEST_REDIS_URL", &redis.url)
                 .env("TEST_PYTHON", &python)
+                .env("TEST_MODEL_DIR", &model)
                 .env("RUST_BACKTRACE", "1"),
         )
     })?;

@@ -27,8 +27,10 @@ impl From<DieselError> for DbError {
         match &e {
             // PostgreSQL cancelled the statement at `statement_timeout`; diesel has no kind
             // for SQLSTATE 57014, so recognise the server's message.
+            // Likewise at `lock_timeout`, set by work that must not queue behind long locks.
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("statement timeout") =>
+                if info.message().contains("statement timeout")
+                    || info.message().contains("lock timeout") =>
             {
                 Self::Timeout
             }

@@ -164,6 +164,40 @@ impl Db {
         }
     }
 
+    /// Like [`Db::tenant_transaction`], for the rare maintenance work that may take longer than
+    /// the statement timeout (building an index): the transaction and each of its statements
+    /// are bounded by `limit` instead.
+    pub async fn long_tenant_transaction<'a, R, E, F>(
+        &self,
+        tenant: Uuid,
+        limit: Duration,
+        work: F,
+    ) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+            + Send
+            + 'a,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        let mut conn = self.conn().await?;
+        let scoped = conn.transaction(async move |c| {
+            diesel::sql_query(
+                "SELECT set_config($1, $2, true), set_config('statement_timeout', $3, true)",
+            )
+            .bind::<Text, _>(TENANT_SETTING)
+            .bind::<Text, _>(tenant.to_string())
+            .bind::<Text, _>(format!("{}ms", limit.as_millis()))
+            .execute(c)
+            .await?;
+            work(c).await
+        });
+        match tokio::time::timeout(limit, scoped).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Timeout.into()),
+        }
+    }
+
     /// Runs `work` in a transaction scoped to `tenant`: its first statement sets
     /// [`TENANT_SETTING`] transaction-locally, so row-level security shows, and accepts, only
     /// that tenant's rows. This is the only way request code reaches tenant-owned tables; outside

@@ -370,6 +370,91 @@ spec!(
     "Serve realtime websocket channels."
 );
 spec!(
+    VECTOR_EMBEDDER,
+    "VECTOR_EMBEDDER",
+    Value("hash"),
+    "How text is embedded for vector search: `hash` (deterministic, offline; for development and tests), `openai` (any OpenAI-compatible `/v1/embeddings` server: Ollama, vLLM, text-embeddings-inference, OpenAI) or `local` (a BERT-family sentence model run in process from `EMBEDDING_MODEL_DIR`)."
+);
+spec!(
+    EMBEDDING_DIMENSIONS,
+    "EMBEDDING_DIMENSIONS",
+    Value("384"),
+    "Vector length the `hash` embedder produces (the other embedders report their own)."
+);
+spec!(
+    EMBEDDING_URL,
+    "EMBEDDING_URL",
+    Unset,
+    "Base URL of the OpenAI-compatible server, up to and including `/v1`, e.g. `http://127.0.0.1:11434/v1`. Required with `VECTOR_EMBEDDER=openai`."
+);
+spec!(
+    EMBEDDING_MODEL,
+    "EMBEDDING_MODEL",
+    Value("text-embedding-3-small"),
+    "Model name sent to the OpenAI-compatible server."
+);
+spec!(
+    EMBEDDING_API_KEY,
+    "EMBEDDING_API_KEY",
+    Unset,
+    "Bearer token for the OpenAI-compatible server, when it needs one.",
+    secret
+);
+spec!(
+    EMBEDDING_TIMEOUT_MS,
+    "EMBEDDING_TIMEOUT_MS",
+    Value("10000"),
+    "Time limit of one request to the embedding server."
+);
+spec!(
+    EMBEDDING_BATCH_SIZE,
+    "EMBEDDING_BATCH_SIZE",
+    Value("64"),
+    "Texts per request to the embedding server, and per forward pass of the local model."
+);
+spec!(
+    EMBEDDING_RETRIES,
+    "EMBEDDING_RETRIES",
+    Value("3"),
+    "Retries (with exponential backoff) of an embedding request that failed for a transient reason: connection errors, timeouts, 429 and 5xx."
+);
+spec!(
+    EMBEDDING_MODEL_DIR,
+    "EMBEDDING_MODEL_DIR",
+    Unset,
+    "Directory of the `local` model: `config.json`, `tokenizer.json` and `model.safetensors` (e.g. all-MiniLM-L6-v2). Required with `VECTOR_EMBEDDER=local`."
+);
+spec!(
+    EMBEDDING_THREADS,
+    "EMBEDDING_THREADS",
+    Computed("half the CPU count, at least 1"),
+    "Threads the `local` model runs on, apart from the request workers."
+);
+spec!(
+    VECTOR_EF_SEARCH,
+    "VECTOR_EF_SEARCH",
+    Value("100"),
+    "Default HNSW candidate list size of a search (`hnsw.ef_search`); a search may set its own `ef`. Higher finds more true neighbours, more slowly."
+);
+spec!(
+    VECTOR_MAX_BATCH,
+    "VECTOR_MAX_BATCH",
+    Value("1000"),
+    "Most points one upsert request may carry."
+);
+spec!(
+    VECTOR_INDEX_MEMORY,
+    "VECTOR_INDEX_MEMORY",
+    Value("512MB"),
+    "`maintenance_work_mem` of an index build. An HNSW graph that fits builds several times faster."
+);
+spec!(
+    VECTOR_INDEX_TIMEOUT_SECONDS,
+    "VECTOR_INDEX_TIMEOUT_SECONDS",
+    Value("3600"),
+    "Time limit of one index build."
+);
+spec!(
     DOCS_ENABLED,
     "DOCS_ENABLED",
     Computed("`true`, except in production"),
@@ -476,6 +561,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub cors: CorsSettings,
     pub features: FeatureFlags,
+    pub vector: VectorSettings,
     pub log: LogSettings,
 }
 
@@ -645,6 +731,80 @@ pub struct FeatureFlags {
     pub vector: bool,
     pub websockets: bool,
     pub docs: bool,
+}
+
+/// Which embedder turns text into vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbedderKind {
+    /// Feature hashing: deterministic and offline.
+    #[default]
+    Hash,
+    /// An OpenAI-compatible `/v1/embeddings` server.
+    OpenAi,
+    /// A sentence model run in process.
+    Local,
+}
+
+impl SettingValue for EmbedderKind {
+    const EXPECTED: &'static str = "hash, openai or local";
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "hash" => Ok(Self::Hash),
+            "openai" => Ok(Self::OpenAi),
+            "local" => Ok(Self::Local),
+            _ => Err(format!("expected {}", Self::EXPECTED)),
+        }
+    }
+}
+
+/// Vector search and its embedder.
+#[derive(Clone)]
+pub struct VectorSettings {
+    pub embedder: EmbedderKind,
+    /// Output length of the `hash` embedder.
+    pub dimensions: usize,
+    /// `openai`: base URL up to `/v1`.
+    pub embedding_url: Option<Url>,
+    pub embedding_model: String,
+    pub embedding_api_key: Option<SecretString>,
+    pub embedding_timeout: Duration,
+    pub embedding_batch_size: usize,
+    pub embedding_retries: u32,
+    /// `local`: the model directory.
+    pub model_dir: Option<std::path::PathBuf>,
+    pub embedding_threads: usize,
+    pub ef_search: u32,
+    pub max_batch: usize,
+    /// `maintenance_work_mem` of index builds, in PostgreSQL's notation (`512MB`).
+    pub index_memory: String,
+    pub index_timeout: Duration,
+}
+
+impl fmt::Debug for VectorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VectorSettings")
+            .field("embedder", &self.embedder)
+            .field("dimensions", &self.dimensions)
+            .field(
+                "embedding_url",
+                &self.embedding_url.as_ref().map(Url::as_str),
+            )
+            .field("embedding_model", &self.embedding_model)
+            .field(
+                "embedding_api_key",
+                &self.embedding_api_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("embedding_timeout", &self.embedding_timeout)
+            .field("embedding_batch_size", &self.embedding_batch_size)
+            .field("embedding_retries", &self.embedding_retries)
+            .field("model_dir", &self.model_dir)
+            .field("embedding_threads", &self.embedding_threads)
+            .field("ef_search", &self.ef_search)
+            .field("max_batch", &self.max_batch)
+            .field("index_memory", &self.index_memory)
+            .field("index_timeout", &self.index_timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -821,6 +981,7 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
             .unwrap_or(environment != Environment::Production),
     };
 
+    let vector = read_vector(r, features.vector);
     let log = read_log(r, environment, debug);
 
     Some(Settings {
@@ -835,8 +996,81 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
         mail,
         cors,
         features,
+        vector,
         log,
     })
+}
+
+fn read_vector(r: &mut Reader<'_>, enabled: bool) -> VectorSettings {
+    let embedder: EmbedderKind = r.value(&VECTOR_EMBEDDER);
+    let dimensions = r.bounded(&EMBEDDING_DIMENSIONS, 1, 2000);
+    let embedding_url: Option<Url> = r.optional(&EMBEDDING_URL);
+    let embedding_model: String = r.value(&EMBEDDING_MODEL);
+    let embedding_api_key = r
+        .raw(&EMBEDDING_API_KEY)
+        .map(|k| SecretString::from(k.to_owned()));
+    let embedding_timeout = Duration::from_millis(r.bounded(&EMBEDDING_TIMEOUT_MS, 100, 600_000));
+    let embedding_batch_size = r.bounded(&EMBEDDING_BATCH_SIZE, 1, 2048);
+    let embedding_retries = r.bounded(&EMBEDDING_RETRIES, 0, 10);
+    let model_dir = r.raw(&EMBEDDING_MODEL_DIR).map(std::path::PathBuf::from);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let embedding_threads = r
+        .optional::<usize>(&EMBEDDING_THREADS)
+        .unwrap_or((cpus / 2).max(1));
+    if embedding_threads == 0 || embedding_threads > 256 {
+        r.problem(
+            EMBEDDING_THREADS.name,
+            format!("{embedding_threads} is out of range"),
+            "set EMBEDDING_THREADS from 1 to 256".to_owned(),
+        );
+    }
+    if enabled && embedder == EmbedderKind::OpenAi && embedding_url.is_none() {
+        r.problem(
+            EMBEDDING_URL.name,
+            "is required with VECTOR_EMBEDDER=openai".to_owned(),
+            "set EMBEDDING_URL to the server's base URL, e.g. http://127.0.0.1:11434/v1".to_owned(),
+        );
+    }
+    if enabled && embedder == EmbedderKind::Local && model_dir.is_none() {
+        r.problem(
+            EMBEDDING_MODEL_DIR.name,
+            "is required with VECTOR_EMBEDDER=local".to_owned(),
+            "set EMBEDDING_MODEL_DIR to a directory with config.json, tokenizer.json and model.safetensors".to_owned(),
+        );
+    }
+    let index_memory: String = r.value(&VECTOR_INDEX_MEMORY);
+    let memory_ok = index_memory
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse::<u64>()
+        .is_ok()
+        && matches!(
+            index_memory.trim_start_matches(|c: char| c.is_ascii_digit()),
+            "kB" | "MB" | "GB"
+        );
+    if !memory_ok {
+        r.problem(
+            VECTOR_INDEX_MEMORY.name,
+            format!("`{index_memory}` is not a memory size"),
+            "use PostgreSQL's notation: a whole number followed by kB, MB or GB, e.g. 512MB"
+                .to_owned(),
+        );
+    }
+    VectorSettings {
+        embedder,
+        dimensions,
+        embedding_url,
+        embedding_model,
+        embedding_api_key,
+        embedding_timeout,
+        embedding_batch_size,
+        embedding_retries,
+        model_dir,
+        embedding_threads,
+        ef_search: r.bounded(&VECTOR_EF_SEARCH, 1, 1000),
+        max_batch: r.bounded(&VECTOR_MAX_BATCH, 1, 10_000),
+        index_memory,
+        index_timeout: Duration::from_secs(r.bounded(&VECTOR_INDEX_TIMEOUT_SECONDS, 1, 86_400)),
+    }
 }
 
 fn read_server(r: &mut Reader<'_>) -> ServerSettings {
