@@ -74,10 +74,20 @@ pub(crate) fn challenge(error: ApiError) -> ApiError {
     }
 }
 
+/// The scope an API key needs for a request: `read` for GET, HEAD and OPTIONS, and for the few
+/// POST routes that only read (a query too big for a URL); `write` for everything else.
+fn required_scope(method: &Method, path: &str) -> Scope {
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || (*method == Method::POST
+            && path.starts_with("/api/v1/vector/collections/")
+            && (path.ends_with("/search") || path.ends_with("/recommend")));
+    if reads { Scope::Read } else { Scope::Write }
+}
+
 async fn authenticate(
     state: web::Data<AppState>,
     credential: String,
-    method: Method,
+    scope: Scope,
     tenant_header: Option<String>,
 ) -> Result<CurrentUser, ApiError> {
     let authenticated = state
@@ -86,11 +96,6 @@ async fn authenticate(
         .await
         .map_err(|e| challenge(e.into()))?;
     let principal = authenticated.principal;
-    let scope = if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        Scope::Read
-    } else {
-        Scope::Write
-    };
     principal.require_scope(scope)?;
     let multi_tenant = state.settings.features.multi_tenant;
     let home = authenticated.tenant;
@@ -138,7 +143,7 @@ fn extract(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let credential = credential(req).map_err(challenge);
     let header = tenant_header(req);
-    let method = req.method().clone();
+    let scope = required_scope(req.method(), req.path());
     Box::pin(async move {
         let state = state.ok_or_else(|| ApiError::internal("application state is missing"))?;
         let Some(credential) = credential? else {
@@ -148,9 +153,7 @@ fn extract(
                 Ok(None)
             };
         };
-        Ok(Some(
-            authenticate(state, credential, method, header?).await?,
-        ))
+        Ok(Some(authenticate(state, credential, scope, header?).await?))
     })
 }
 

@@ -26,6 +26,8 @@ use crate::error::ApiError;
 pub struct BodyLimits {
     /// Largest JSON body, in bytes.
     pub json: usize,
+    /// Largest JSON body of the bulk routes ([`BulkJson`]: vector upserts), in bytes.
+    pub bulk_json: usize,
     /// Largest other body (forms, raw bytes), in bytes.
     pub payload: usize,
 }
@@ -34,6 +36,7 @@ impl Default for BodyLimits {
     fn default() -> Self {
         Self {
             json: 1 << 20,
+            bulk_json: 32 << 20,
             payload: 2 << 20,
         }
     }
@@ -57,23 +60,68 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
         let limit = req
             .app_data::<web::Data<BodyLimits>>()
             .map_or_else(|| BodyLimits::default().json, |l| l.json);
-        let checked = check_content_type(req).and_then(|()| check_declared_length(req, limit));
-        let mut payload = payload.take();
-        Box::pin(async move {
-            let declared = checked?;
-            let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(payload_error)?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let value = parse::<T>(&body)?;
-            value.validate().map_err(|e| validation_error(&e))?;
-            Ok(Json(value))
-        })
+        let body = read_json::<T>(req, payload, limit);
+        Box::pin(async move { body.await.map(Json) })
     }
+}
+
+/// Like [`Json`], with the larger limit of bulk routes (`JSON_BULK_LIMIT_BYTES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkJson<T>(pub T);
+
+impl<T> BulkJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for BulkJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<BodyLimits>>()
+            .map_or_else(|| BodyLimits::default().bulk_json, |l| l.bulk_json);
+        let body = read_json::<T>(req, payload, limit);
+        Box::pin(async move { body.await.map(BulkJson) })
+    }
+}
+
+/// A body type a domain crate validates itself (with field paths in its errors), so the HTTP
+/// layer only parses it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Unchecked<T>(pub T);
+
+impl<T> Validate for Unchecked<T> {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes (also when chunked), then parses and validates it.
+fn read_json<T: DeserializeOwned + Validate + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let checked = check_content_type(req).and_then(|()| check_declared_length(req, limit));
+    let mut payload = payload.take();
+    Box::pin(async move {
+        let declared = checked?;
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(payload_error)?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let value = parse::<T>(&body)?;
+        value.validate().map_err(|e| validation_error(&e))?;
+        Ok(value)
+    })
 }
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {

@@ -35,6 +35,7 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
         (name = "auth", description = "Registration, sign-in, sessions, password flows and the JWKS document"),
         (name = "users", description = "The caller's profile, and user administration within a tenant"),
         (name = "api-keys", description = "Long-lived credentials for programs"),
+        (name = "vector", description = "Vector search: collections, points with JSON payloads, filtered nearest-neighbour search, recommendations and embeddings"),
     ),
     modifiers(&SecuritySchemes),
 )]

@@ -17,6 +17,7 @@ use sovereign_core::settings::CorsSettings;
 use sovereign_core::{Environment, ErrorKind, Settings};
 use sovereign_db::{Db, DbError, PoolConfig};
 use sovereign_tenancy::TenantAdmin;
+use sovereign_vector::{EmbedError, VectorConfig, Vectors};
 use utoipa_actix_web::AppExt;
 
 use crate::edge::EdgeConfig;
@@ -48,6 +49,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Embedder(#[from] EmbedError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -127,6 +130,21 @@ impl Application {
                 ..PoolConfig::from(&settings.database)
             },
         )?);
+        let vectors = if settings.features.vector {
+            let embedder = sovereign_vector::embed::from_settings(&settings.vector)?;
+            tracing::info!(
+                embedder = embedder.name(),
+                dimension = embedder.dimension(),
+                "vector search enabled"
+            );
+            Some(Vectors::new(
+                db.clone(),
+                embedder,
+                VectorConfig::from(&settings.vector),
+            ))
+        } else {
+            None
+        };
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
             production: settings.environment == Environment::Production,
@@ -148,6 +166,7 @@ impl Application {
 
         let limits = BodyLimits {
             json: settings.server.json_limit,
+            bulk_json: settings.server.bulk_json_limit,
             payload: settings.server.payload_limit,
         };
         let workers = settings.server.workers;
@@ -170,6 +189,7 @@ impl Application {
             limiter,
             accounts,
             tenant_admin,
+            vectors,
         });
 
         let server = HttpServer::new(move || {

@@ -5,6 +5,7 @@ use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Settings;
 use sovereign_db::Db;
 use sovereign_tenancy::TenantAdmin;
+use sovereign_vector::Vectors;
 
 /// What every handler can reach, shared by all workers.
 #[derive(Debug, Clone)]
@@ -18,4 +19,6 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Tenant administration, over `DATABASE_ADMIN_URL` (superadmin routes only).
     pub tenant_admin: TenantAdmin,
+    /// Vector search; `None` when `ENABLE_VECTOR` is off.
+    pub vectors: Option<Vectors>,
 }

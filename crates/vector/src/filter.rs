@@ -58,10 +58,13 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub must: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub should: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub must_not: Option<Vec<Condition>>,
 }
 

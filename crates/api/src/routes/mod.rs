@@ -7,6 +7,7 @@ pub(crate) mod dto;
 mod system;
 mod tenants;
 mod users;
+mod vector;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -52,5 +53,17 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(tenants::rename)
         .service(tenants::delete_one)
         .service(tenants::suspend)
-        .service(tenants::activate);
+        .service(tenants::activate)
+        .service(vector::list)
+        .service(vector::create)
+        .service(vector::get_one)
+        .service(vector::delete_one)
+        .service(vector::index)
+        .service(vector::upsert)
+        .service(vector::get_points)
+        .service(vector::delete_points)
+        .service(vector::merge_payload)
+        .service(vector::overwrite_payload)
+        .service(vector::search)
+        .service(vector::recommend);
 }

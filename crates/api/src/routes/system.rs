@@ -125,13 +125,14 @@ pub enum ReadyStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub status: ReadyStatus,
-    /// Each dependency by name (`database`, `cache`).
+    /// Each dependency by name (`database`, `cache`, and `vector` when vector search is on:
+    /// pgvector's version in `backend`, with the embedder).
     pub checks: BTreeMap<String, DependencyCheck>,
 }
 
 /// Readiness: each dependency's state and latency. Answers within two seconds; 503 when the
-/// database is unreachable. A failing cache shows as `degraded` without failing readiness: the
-/// service keeps serving without it.
+/// database is unreachable (or, with vector search on, pgvector is missing). A failing cache
+/// shows as `degraded` without failing readiness: the service keeps serving without it.
 #[utoipa::path(
     tag = "operations",
     responses(
@@ -158,10 +159,30 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
             DependencyCheck::failed(CheckStatus::Degraded, backend, &e)
         }
     };
-    let ready = database.status == CheckStatus::Ok;
+    let vector = match &state.vectors {
+        Some(vectors) => Some(match vectors.health(READINESS_BUDGET).await {
+            Ok(report) => DependencyCheck::ok(
+                Some(format!(
+                    "pgvector {}; embedder {} ({} dimensions)",
+                    report.pgvector, report.embedder, report.dimension
+                )),
+                report.latency,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: vector check failed");
+                DependencyCheck::failed(CheckStatus::Down, None, &e)
+            }
+        }),
+        None => None,
+    };
+    let ready = database.status == CheckStatus::Ok
+        && vector.as_ref().is_none_or(|v| v.status == CheckStatus::Ok);
     let mut checks = BTreeMap::new();
     checks.insert("database".to_owned(), database);
     checks.insert("cache".to_owned(), cache);
+    if let Some(vector) = vector {
+        checks.insert("vector".to_owned(), vector);
+    }
     let report = Readiness {
         status: if ready {
             ReadyStatus::Ready

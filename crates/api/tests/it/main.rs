@@ -22,3 +22,4 @@ mod revocation;
 mod shutdown;
 mod tenancy;
 mod users;
+mod vector;

@@ -80,9 +80,6 @@ enum Attempt {
 
 impl OpenAiEmbedder {
     pub fn new(config: OpenAiConfig) -> Result<Self, EmbedError> {
-        // reqwest is built without a default TLS provider; use ring, as lettre does. A provider
-        // installed earlier by the process wins.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut base = config.base_url.as_str().trim_end_matches('/').to_owned();
         base.push_str("/embeddings");
         let endpoint =
