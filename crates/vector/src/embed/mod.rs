@@ -4,7 +4,7 @@
 
 mod hash;
 mod local;
-mod openai;
+pub mod openai;
 
 use std::sync::Arc;
 
