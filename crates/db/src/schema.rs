@@ -1,5 +1,11 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "vector"))]
+    pub struct Vector;
+}
+
 diesel::table! {
     action_tokens (token_hash) {
         token_hash -> Bytea,
@@ -82,11 +88,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    vector_collections (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        name -> Text,
+        dimension -> Int4,
+        distance -> Text,
+        hnsw_m -> Int4,
+        hnsw_ef_construction -> Int4,
+        payload_indexes -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Vector;
+
+    vector_points (collection_id, id) {
+        tenant_id -> Uuid,
+        collection_id -> Uuid,
+        id -> Text,
+        embedding -> Vector,
+        payload -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(action_tokens -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(sessions -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
+diesel::joinable!(vector_collections -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     action_tokens,
@@ -95,4 +131,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     tenants,
     users,
+    vector_collections,
+    vector_points,
 );
