@@ -8,17 +8,8 @@
 //! Settings: BENCH_URL, BENCH_TOKEN, BENCH_DATABASE_URL (runtime role), GLOVE_NPY; optional
 //! BENCH_MODEL_DIR and BENCH_PYTHON for the embedder part.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stderr,
-    reason = "a benchmark tool"
-)]
-#![expect(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    reason = "figures"
-)]
+#![expect(clippy::unwrap_used, clippy::print_stderr, reason = "a benchmark tool")]
+#![expect(clippy::cast_precision_loss, reason = "figures")]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -130,7 +121,7 @@ struct Run {
 async fn measure<F, Fut>(queries: usize, truth: &[Vec<usize>], query: F) -> Run
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Vec<usize>> + Send,
+    Fut: Future<Output = Vec<usize>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let query = Arc::new(query);

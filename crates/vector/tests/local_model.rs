@@ -2,6 +2,12 @@
 //! (`tests/py/minilm_reference.py`: its own tokenizer, safetensors reader and encoder), with
 //! the all-MiniLM-L6-v2 weights `cargo xtask ci` installs (`TEST_MODEL_DIR`).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly, like the tests that call them"
+)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

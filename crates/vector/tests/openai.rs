@@ -2,6 +2,11 @@
 //! `/v1/embeddings` protocol over real HTTP: batching, order, retries with backoff, refusals,
 //! timeouts and malformed answers.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly, like the tests that call them"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
