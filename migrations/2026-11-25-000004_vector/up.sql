@@ -128,6 +128,9 @@ BEGIN
         RAISE EXCEPTION 'no such collection' USING ERRCODE = 'no_data_found';
     END IF;
     part := sovereign_vector_partition(c.id);
+    -- One index build per collection at a time: two concurrent builds would each hold the
+    -- table's SHARE lock and then deadlock in ANALYZE.
+    PERFORM pg_advisory_xact_lock(hashtext('sovereign_vector_index'), hashtext(c.id::text));
     EXECUTE format(
         'CREATE INDEX IF NOT EXISTS %I ON %I USING hnsw ((embedding::vector(%s)) %s) WITH (m = %s, ef_construction = %s)',
         part || '_hnsw', part, c.dimension,
@@ -161,6 +164,7 @@ BEGIN
         RAISE EXCEPTION 'no such collection' USING ERRCODE = 'no_data_found';
     END IF;
     part := sovereign_vector_partition(c.id);
+    PERFORM pg_advisory_xact_lock(hashtext('sovereign_vector_index'), hashtext(c.id::text));
     path := '{' || replace(key, '.', ',') || '}';
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I ((payload #> %L::text[]))',
                    part || '_p_' || left(md5(key), 12), part, path);

@@ -592,6 +592,7 @@ pub fn vector() -> Result<(), String> {
             .env("BENCH_URL", format!("http://127.0.0.1:{port}"))
             .env("BENCH_TOKEN", &token)
             .env("BENCH_DATABASE_URL", &urls.runtime)
+            .env("BENCH_OWNER_URL", &urls.owner)
             .env("GLOVE_NPY", &glove)
             .env("BENCH_MODEL_DIR", &model)
             .env("BENCH_PYTHON", &python),

@@ -29,7 +29,7 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
 }
 
-/// A float32 C-order `.npy` file: (rows, columns, data).
+/// A float32 `.npy` file, row-major: (rows, columns, data).
 fn load_npy(path: &str) -> (usize, usize, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
@@ -42,10 +42,8 @@ fn load_npy(path: &str) -> (usize, usize, Vec<f32>) {
         )
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(
-        header.contains("'<f4'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
+    assert!(header.contains("'<f4'"), "{header}");
+    let fortran = header.contains("'fortran_order': True");
     let shape = header
         .split("'shape': (")
         .nth(1)
@@ -57,10 +55,23 @@ fn load_npy(path: &str) -> (usize, usize, Vec<f32>) {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let data = bytes[start + header_len..]
+    let raw: Vec<f32> = bytes[start + header_len..]
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
+    let (rows, cols) = (dims[0], dims[1]);
+    // Column-major files store each column contiguously: transpose to one row per vector.
+    let data = if fortran {
+        let mut out = vec![0.0; rows * cols];
+        for c in 0..cols {
+            for r in 0..rows {
+                out[r * cols + c] = raw[c * rows + r];
+            }
+        }
+        out
+    } else {
+        raw
+    };
     (dims[0], dims[1], data)
 }
 
@@ -435,7 +446,7 @@ async fn main() {
         "HTTP API, exact", "-", exact.recall, exact.qps, exact.p99_ms
     );
 
-    for ef in [40, 100] {
+    for ef in [40, 100, 200] {
         let (client2, token2, target, qs) = (
             client.clone(),
             token.clone(),
@@ -471,12 +482,112 @@ async fn main() {
         );
     }
 
+    if let Ok(owner_url) = std::env::var("BENCH_OWNER_URL") {
+        raw_default(&owner_url, &all[..base_n], &query_text, &truth).await;
+    }
+
     if let (Ok(model), Ok(python)) = (
         std::env::var("BENCH_MODEL_DIR"),
         std::env::var("BENCH_PYTHON"),
     ) {
         embedder_bench(&model, &python).await;
     }
+}
+
+/// The reference configuration in plain SQL: pgvector's defaults as its README shows them — raw
+/// (not normalised) vectors in a `vector(50)` column, an HNSW index with `vector_cosine_ops`,
+/// m=16, ef_construction=64 — searched with `<=>`, beside the API's figures above.
+async fn raw_default(
+    owner_url: &str,
+    base: &[Vec<f32>],
+    queries: &Arc<Vec<String>>,
+    truth: &[Vec<usize>],
+) {
+    let mut owner = AsyncPgConnection::establish(owner_url).await.unwrap();
+    for sql in [
+        "DROP TABLE IF EXISTS bench_glove_raw",
+        "CREATE TABLE bench_glove_raw (id integer PRIMARY KEY, embedding vector(50) NOT NULL)",
+    ] {
+        diesel::sql_query(sql).execute(&mut owner).await.unwrap();
+    }
+    for (b, chunk) in base.chunks(BATCH).enumerate() {
+        let ids: Vec<i32> = (0..chunk.len())
+            .map(|j| i32::try_from(b * BATCH + j).unwrap())
+            .collect();
+        let vectors: Vec<String> = chunk
+            .iter()
+            .map(|v| {
+                format!(
+                    "[{}]",
+                    v.iter().map(f32::to_string).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        diesel::sql_query(
+            "INSERT INTO bench_glove_raw SELECT * FROM unnest($1::int[], $2::text[]::vector[])",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Integer>, _>(ids)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(vectors)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    }
+    let t = Instant::now();
+    diesel::sql_query("SET maintenance_work_mem = '512MB'")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "CREATE INDEX bench_glove_raw_hnsw ON bench_glove_raw USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    diesel::sql_query("ANALYZE bench_glove_raw")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    println!(
+        "\nreference: pgvector defaults in plain SQL (raw vectors, vector_cosine_ops, m=16, ef_construction=64; index built in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        conns.push(Arc::new(tokio::sync::Mutex::new(
+            AsyncPgConnection::establish(owner_url).await.unwrap(),
+        )));
+    }
+    for ef in EFS {
+        for c in &conns {
+            diesel::sql_query(format!("SET hnsw.ef_search = {ef}"))
+                .execute(&mut *c.lock().await)
+                .await
+                .unwrap();
+        }
+        let (conns2, texts) = (conns.clone(), Arc::clone(queries));
+        let run = measure(queries.len(), truth, move |w, i| {
+            let (c, q) = (Arc::clone(&conns2[w]), texts[i].clone());
+            async move {
+                let rows: Vec<Id> = diesel::sql_query(
+                    "SELECT id::text AS id FROM bench_glove_raw ORDER BY embedding <=> $1::vector(50) LIMIT 10",
+                )
+                .bind::<diesel::sql_types::Text, _>(q)
+                .load(&mut *c.lock().await)
+                .await
+                .unwrap();
+                rows.iter().filter_map(|r| r.id.parse().ok()).collect()
+            }
+        })
+        .await;
+        println!(
+            "{:<28} {ef:>8} {:>10.3} {:>9.0} {:>10.1}",
+            "plain SQL, pgvector defaults", run.recall, run.qps, run.p99_ms
+        );
+    }
+    diesel::sql_query("DROP TABLE bench_glove_raw")
+        .execute(&mut owner)
+        .await
+        .unwrap();
 }
 
 async fn embedder_bench(model: &str, python: &str) {

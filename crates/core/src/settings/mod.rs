@@ -415,7 +415,7 @@ spec!(
 spec!(
     EMBEDDING_BATCH_SIZE,
     "EMBEDDING_BATCH_SIZE",
-    Value("64"),
+    Value("32"),
     "Texts per request to the embedding server, and per forward pass of the local model."
 );
 spec!(

@@ -1,7 +1,11 @@
 //! A BERT-family sentence model (e.g. all-MiniLM-L6-v2) run in process with candle: tokenize,
-//! encode, mean-pool over the attention mask, normalise. Inference runs on a thread pool of its
-//! own at a lower priority, never on the async workers, so requests that do not embed stay fast
-//! while it works.
+//! encode, mean-pool over the attention mask, normalise. Inference runs on threads of its own at
+//! a lower priority, never on the async workers, so requests that do not embed stay fast while
+//! it works.
+//!
+//! Each inference thread is a one-thread rayon pool and takes whole batches: candle splits a
+//! matrix product across the threads of the pool it runs in, which for a model this small costs
+//! more than running batches side by side.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +33,8 @@ struct Model {
 /// The in-process sentence model. Cheap to share behind an `Arc`.
 pub struct LocalEmbedder {
     model: Arc<Model>,
-    pool: Arc<rayon::ThreadPool>,
+    /// One single-thread pool per inference thread.
+    pools: Arc<Vec<rayon::ThreadPool>>,
     batch_size: usize,
     dir: PathBuf,
 }
@@ -39,7 +44,7 @@ impl std::fmt::Debug for LocalEmbedder {
         f.debug_struct("LocalEmbedder")
             .field("dir", &self.dir)
             .field("dimension", &self.model.dimension)
-            .field("threads", &self.pool.current_num_threads())
+            .field("threads", &self.pools.len())
             .field("batch_size", &self.batch_size)
             .finish()
     }
@@ -94,12 +99,16 @@ impl LocalEmbedder {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| load_error("model.safetensors", e))?;
         let bert = BertModel::load(vb, &config).map_err(|e| load_error("model.safetensors", e))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("embed-{i}"))
-            .start_handler(|_| lower_priority())
-            .build()
-            .map_err(|e| load_error("inference threads", e))?;
+        let pools = (0..threads.max(1))
+            .map(|i| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(move |_| format!("embed-{i}"))
+                    .start_handler(|_| lower_priority())
+                    .build()
+                    .map_err(|e| load_error("inference threads", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             model: Arc::new(Model {
                 bert,
@@ -107,15 +116,16 @@ impl LocalEmbedder {
                 dimension,
                 cls_pooling,
             }),
-            pool: Arc::new(pool),
+            pools: Arc::new(pools),
             batch_size: batch_size.max(1),
             dir: dir.to_owned(),
         })
     }
 
-    /// Embeds on the calling thread (the async `embed` sends the work to the model's pool).
+    /// Embeds on the model's threads and waits for the result, blocking the caller (outside
+    /// async code, and not on an inference thread; the async `embed` does not block).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.model.embed(texts, self.batch_size)
+        embed_on(&self.model, &self.pools, texts, self.batch_size)
     }
 }
 
@@ -129,54 +139,95 @@ fn lower_priority() {
     }
 }
 
-impl Model {
-    fn embed(&self, texts: &[String], batch_size: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encodings = self
+/// Tokenizes on the calling thread, then sends the batches (grouped by length, so each pads to
+/// a length close to all its texts) round-robin to the inference threads and gathers them.
+fn embed_on(
+    model: &Arc<Model>,
+    pools: &[rayon::ThreadPool],
+    texts: &[String],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let encodings = Arc::new(
+        model
             .tokenizer
             .encode_batch(texts.to_vec(), true)
-            .map_err(model_error)?;
-        // Shortest first, so each batch pads to a length close to all of its texts.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(batch_size) {
-            let len = chunk
-                .iter()
-                .map(|&i| encodings[i].get_ids().len())
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let mut ids = Vec::with_capacity(chunk.len() * len);
-            let mut mask = Vec::with_capacity(chunk.len() * len);
-            for &i in chunk {
-                let e = &encodings[i];
-                ids.extend_from_slice(e.get_ids());
-                mask.extend_from_slice(e.get_attention_mask());
-                let pad = len - e.get_ids().len();
-                ids.extend(std::iter::repeat_n(0u32, pad));
-                mask.extend(std::iter::repeat_n(0u32, pad));
-            }
-            let shape = (chunk.len(), len);
-            let ids = Tensor::from_vec(ids, shape, &Device::Cpu).map_err(model_error)?;
-            let mask = Tensor::from_vec(mask, shape, &Device::Cpu).map_err(model_error)?;
-            let types = ids.zeros_like().map_err(model_error)?;
-            let hidden = self
-                .bert
-                .forward(&ids, &types, Some(&mask))
-                .map_err(model_error)?;
-            let pooled = if self.cls_pooling {
-                hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1))
-            } else {
-                mean_pool(&hidden, &mask)
-            }
-            .map_err(model_error)?;
-            let rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(model_error)?;
-            for (&i, mut row) in chunk.iter().zip(rows) {
-                normalize(&mut row);
-                out[i] = row;
-            }
+            .map_err(model_error)?,
+    );
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| encodings[i].get_ids().len());
+    let batches: Vec<Vec<usize>> = order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
+    let (done, results) = std::sync::mpsc::channel();
+    for (k, chunk) in batches.iter().enumerate() {
+        let (model, encodings, done, chunk) = (
+            Arc::clone(model),
+            Arc::clone(&encodings),
+            done.clone(),
+            chunk.clone(),
+        );
+        pools[k % pools.len()].spawn(move || {
+            let _ = done.send((k, model.forward(&chunk, &encodings)));
+        });
+    }
+    drop(done);
+    let mut out = vec![Vec::new(); texts.len()];
+    let mut received = 0;
+    for (k, rows) in results {
+        received += 1;
+        for (&i, row) in batches[k].iter().zip(rows?) {
+            out[i] = row;
         }
-        Ok(out)
+    }
+    if received < batches.len() {
+        return Err(EmbedError::Model("an inference thread stopped".to_owned()));
+    }
+    Ok(out)
+}
+
+impl Model {
+    /// One padded batch through the encoder, pooled and normalised.
+    fn forward(
+        &self,
+        chunk: &[usize],
+        encodings: &[tokenizers::Encoding],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let len = chunk
+            .iter()
+            .map(|&i| encodings[i].get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = Vec::with_capacity(chunk.len() * len);
+        let mut mask = Vec::with_capacity(chunk.len() * len);
+        for &i in chunk {
+            let e = &encodings[i];
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+            let pad = len - e.get_ids().len();
+            ids.extend(std::iter::repeat_n(0u32, pad));
+            mask.extend(std::iter::repeat_n(0u32, pad));
+        }
+        let shape = (chunk.len(), len);
+        let ids = Tensor::from_vec(ids, shape, &Device::Cpu).map_err(model_error)?;
+        let mask = Tensor::from_vec(mask, shape, &Device::Cpu).map_err(model_error)?;
+        let types = ids.zeros_like().map_err(model_error)?;
+        let hidden = self
+            .bert
+            .forward(&ids, &types, Some(&mask))
+            .map_err(model_error)?;
+        let pooled = if self.cls_pooling {
+            hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1))
+        } else {
+            mean_pool(&hidden, &mask)
+        }
+        .map_err(model_error)?;
+        let mut rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(model_error)?;
+        for row in &mut rows {
+            normalize(row);
+        }
+        Ok(rows)
     }
 }
 
@@ -207,19 +258,14 @@ impl Embedder for LocalEmbedder {
         &'a self,
         texts: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-        let model = Arc::clone(&self.model);
+        let (model, pools) = (Arc::clone(&self.model), Arc::clone(&self.pools));
         let texts = texts.to_vec();
         let batch = self.batch_size;
-        let (tx, rx) = tokio::sync::oneshot::channel();
         Box::pin(async move {
-            self.pool.spawn(move || {
-                // Skip work for a caller that has gone away.
-                if !tx.is_closed() {
-                    let _ = tx.send(model.embed(&texts, batch));
-                }
-            });
-            rx.await
-                .map_err(|_| EmbedError::Model("the inference thread stopped".to_owned()))?
+            // The coordinating thread only tokenizes and waits; the model runs on `pools`.
+            tokio::task::spawn_blocking(move || embed_on(&model, &pools, &texts, batch))
+                .await
+                .map_err(|_| EmbedError::Model("the embedding task stopped".to_owned()))?
         })
     }
 }
