@@ -142,8 +142,17 @@ pub struct Readiness {
 )]
 #[get("/ready")]
 pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let (database, cache) =
-        futures_util::join!(state.db.health(READINESS_BUDGET), state.cache.health());
+    let vector_check = async {
+        match &state.vectors {
+            Some(vectors) => Some(vectors.health(READINESS_BUDGET).await),
+            None => None,
+        }
+    };
+    let (database, cache, vector) = futures_util::join!(
+        state.db.health(READINESS_BUDGET),
+        state.cache.health(),
+        vector_check
+    );
     let database = match database {
         Ok(latency) => DependencyCheck::ok(None, latency),
         Err(e) => {
@@ -159,22 +168,19 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
             DependencyCheck::failed(CheckStatus::Degraded, backend, &e)
         }
     };
-    let vector = match &state.vectors {
-        Some(vectors) => Some(match vectors.health(READINESS_BUDGET).await {
-            Ok(report) => DependencyCheck::ok(
-                Some(format!(
-                    "pgvector {}; embedder {} ({} dimensions)",
-                    report.pgvector, report.embedder, report.dimension
-                )),
-                report.latency,
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness: vector check failed");
-                DependencyCheck::failed(CheckStatus::Down, None, &e)
-            }
-        }),
-        None => None,
-    };
+    let vector = vector.map(|result| match result {
+        Ok(report) => DependencyCheck::ok(
+            Some(format!(
+                "pgvector {}; embedder {} ({} dimensions)",
+                report.pgvector, report.embedder, report.dimension
+            )),
+            report.latency,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: vector check failed");
+            DependencyCheck::failed(CheckStatus::Down, None, &e)
+        }
+    });
     let ready = database.status == CheckStatus::Ok
         && vector.as_ref().is_none_or(|v| v.status == CheckStatus::Ok);
     let mut checks = BTreeMap::new();
