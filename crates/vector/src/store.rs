@@ -947,21 +947,7 @@ impl Vectors {
             .query_vector(&target, request.vector, request.text)
             .await?;
         let plan = self.prepare(&target, &query, &request.options, &[])?;
-        let lines: Vec<PlanLine> = self
-            .db
-            .tenant_transaction_with(tenant, plan.settings(), |conn| {
-                async move {
-                    bind_search(
-                        diesel::sql_query(format!("EXPLAIN {}", plan.sql)).into_boxed(),
-                        plan.binds_with_query(),
-                    )
-                    .load(conn)
-                    .await
-                    .map_err(DbError::from)
-                }
-                .scope_boxed()
-            })
-            .await?;
+        let lines: Vec<PlanLine> = self.run_plan(tenant, &plan, "EXPLAIN ").await?;
         Ok(lines
             .into_iter()
             .map(|l| l.line)
@@ -1264,6 +1250,28 @@ impl Vectors {
         })
     }
 
+    /// Runs a search plan (`prefix`: `EXPLAIN ` for its plan) with its planner settings.
+    async fn run_plan<T>(
+        &self,
+        tenant: Uuid,
+        plan: &SearchPlan,
+        prefix: &str,
+    ) -> Result<Vec<T>, VectorError>
+    where
+        T: QueryableByName<Pg> + Send + 'static,
+    {
+        let query = bind_search(
+            diesel::sql_query(format!("{prefix}{}", plan.sql)).into_boxed(),
+            plan.binds_with_query(),
+        );
+        Ok(self
+            .db
+            .tenant_transaction_with(tenant, plan.settings(), |conn| {
+                async move { query.load(conn).await.map_err(DbError::from) }.scope_boxed()
+            })
+            .await?)
+    }
+
     async fn nearest(
         &self,
         tenant: Uuid,
@@ -1273,21 +1281,7 @@ impl Vectors {
         exclude: &[String],
     ) -> Result<Vec<ScoredPoint>, VectorError> {
         let plan = self.prepare(target, query, options, exclude)?;
-        let rows: Vec<ScoredRow> = self
-            .db
-            .tenant_transaction_with(tenant, plan.settings(), |conn| {
-                async move {
-                    bind_search(
-                        diesel::sql_query(plan.sql.clone()).into_boxed(),
-                        plan.binds_with_query(),
-                    )
-                    .load(conn)
-                    .await
-                    .map_err(DbError::from)
-                }
-                .scope_boxed()
-            })
-            .await?;
+        let rows: Vec<ScoredRow> = self.run_plan(tenant, &plan, "").await?;
         Ok(rows
             .into_iter()
             .map(|r| ScoredPoint {
