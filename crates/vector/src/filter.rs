@@ -126,6 +126,17 @@ pub fn valid_key(key: &str) -> bool {
         })
 }
 
+/// Whether a JSON value holds U+0000 in a key or a string, which `jsonb` cannot store.
+#[must_use]
+pub fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// The JSON value at `key`, as SQL. Identical to the expression of the payload index, so the
 /// planner can use it.
 pub(crate) fn key_expr(key: &str) -> String {
@@ -371,6 +382,14 @@ impl Compiler<'_> {
     }
 
     fn value_fits(&mut self, kind: PayloadKind, value: &Value, field: &str, key: &str) -> bool {
+        if has_nul(value) {
+            self.error(
+                field.to_owned(),
+                "nul_character",
+                "strings cannot contain U+0000",
+            );
+            return false;
+        }
         let fits = match kind {
             PayloadKind::Keyword => value.is_string(),
             PayloadKind::Integer => value.is_i64() || value.is_u64(),

@@ -642,13 +642,7 @@ impl Vectors {
         for (i, point) in points.into_iter().enumerate() {
             let id = point_id(&point.id, &format!("points[{i}].id"), &mut errors);
             let payload = Value::Object(point.payload.unwrap_or_default());
-            if serde_json::to_vec(&payload).map_or(0, |b| b.len()) > MAX_PAYLOAD_BYTES {
-                errors.push(FieldError::new(
-                    format!("points[{i}].payload"),
-                    "too_large",
-                    format!("at most {} KiB", MAX_PAYLOAD_BYTES / 1024),
-                ));
-            }
+            check_payload(&payload, &format!("points[{i}].payload"), &mut errors);
             match (point.vector, point.text) {
                 (Some(v), None) => rows.push((id, Some(v), payload)),
                 (None, Some(text)) => {
@@ -805,12 +799,10 @@ impl Vectors {
         overwrite: bool,
     ) -> Result<Affected, VectorError> {
         let payload = Value::Object(update.payload);
-        if serde_json::to_vec(&payload).map_or(0, |b| b.len()) > MAX_PAYLOAD_BYTES {
-            return Err(VectorError::invalid(
-                "payload",
-                "too_large",
-                format!("at most {} KiB", MAX_PAYLOAD_BYTES / 1024),
-            ));
+        let mut errors = Vec::new();
+        check_payload(&payload, "payload", &mut errors);
+        if !errors.is_empty() {
+            return Err(VectorError::Invalid(errors));
         }
         let target = self.target(tenant, name).await?;
         let (condition, mut binds) = self.selection(&target, &update.points, 2)?;
@@ -1435,6 +1427,25 @@ async fn load(conn: &mut AsyncPgConnection, name: &str) -> Result<Target, Vector
             collection: row.into_collection(),
         })
         .ok_or(VectorError::CollectionNotFound)
+}
+
+/// A payload PostgreSQL can store: at most `MAX_PAYLOAD_BYTES`, and no U+0000 in a key or a
+/// string (JSON allows it, `jsonb` does not).
+fn check_payload(payload: &Value, field: &str, errors: &mut Vec<FieldError>) {
+    if serde_json::to_vec(payload).map_or(0, |b| b.len()) > MAX_PAYLOAD_BYTES {
+        errors.push(FieldError::new(
+            field,
+            "too_large",
+            format!("at most {} KiB", MAX_PAYLOAD_BYTES / 1024),
+        ));
+    }
+    if filter::has_nul(payload) {
+        errors.push(FieldError::new(
+            field,
+            "nul_character",
+            "keys and strings cannot contain U+0000",
+        ));
+    }
 }
 
 fn check_text(text: &str, field: &str, errors: &mut Vec<FieldError>) {

@@ -1153,3 +1153,77 @@ async fn another_instances_changes_are_seen_at_once_despite_the_cached_collectio
         .unwrap_err();
     assert!(matches!(gone, VectorError::CollectionNotFound), "{gone:?}");
 }
+
+/// JSON allows U+0000 in strings; `jsonb` does not. Such payloads and filter values are a
+/// client's 422, never a database error.
+#[tokio::test]
+async fn nul_characters_in_payloads_and_filters_are_refused_clearly() {
+    let h = harness().await;
+    h.vectors
+        .create_collection(
+            h.a,
+            &new_collection(json!({"name": "docs", "dimension": 2})),
+        )
+        .await
+        .unwrap();
+    h.vectors
+        .create_index(
+            h.a,
+            "docs",
+            IndexRequest::Payload {
+                key: "k".into(),
+                kind: PayloadKind::Keyword,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let e = h
+        .vectors
+        .upsert(
+            h.a,
+            "docs",
+            vec![point("p", vec![1.0, 0.0], json!({"k": "a\u{0}b"}))],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        codes(&e),
+        [("points[0].payload".to_owned(), "nul_character".to_owned())]
+    );
+    let e = h
+        .vectors
+        .upsert(
+            h.a,
+            "docs",
+            vec![point("p", vec![1.0, 0.0], json!({"a\u{0}": [1, {"x": 2}]}))],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        codes(&e),
+        [("points[0].payload".to_owned(), "nul_character".to_owned())]
+    );
+    let update = serde_json::from_value(json!({"ids": ["p"], "payload": {"x": "\u{0}"}})).unwrap();
+    let e = h
+        .vectors
+        .set_payload(h.a, "docs", update, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        codes(&e),
+        [("payload".to_owned(), "nul_character".to_owned())]
+    );
+    let e = h
+        .vectors
+        .search(h.a, "docs", search(json!({"vector": [1, 0], "filter": {"must": [{"key": "k", "match": {"any": ["ok", "\u{0}"]}}]}})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        codes(&e),
+        [(
+            "filter.must[0].match.any[1]".to_owned(),
+            "nul_character".to_owned()
+        )]
+    );
+}
