@@ -28,6 +28,8 @@ CREATE TABLE vector_collections (
     -- Indexed payload keys and their kinds: {"category": "keyword", "year": "integer"}.
     payload_indexes jsonb NOT NULL DEFAULT '{}'::jsonb
         CONSTRAINT vector_collections_payload_indexes_object CHECK (jsonb_typeof(payload_indexes) = 'object'),
+    -- Whether its partition has had planner statistics gathered (see sovereign_vector_analyze).
+    analyzed boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT vector_collections_tenant_name_key UNIQUE (tenant_id, name),
@@ -94,21 +96,29 @@ CREATE FUNCTION sovereign_vector_analyze(collection uuid, only_if_new boolean) R
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
 DECLARE
-    part text;
+    c vector_collections;
+    big boolean;
 BEGIN
-    IF NOT EXISTS (SELECT FROM vector_collections
-                    WHERE id = collection AND tenant_id = sovereign_current_tenant()) THEN
+    SELECT * INTO c FROM vector_collections
+     WHERE id = collection AND tenant_id = sovereign_current_tenant();
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'no such collection' USING ERRCODE = 'no_data_found';
     END IF;
-    part := sovereign_vector_partition(collection);
-    IF only_if_new AND (
-        EXISTS (SELECT FROM pg_statistic WHERE starelid = part::regclass)
-        OR (SELECT count(*) FROM (SELECT FROM vector_points
-                                   WHERE collection_id = collection LIMIT 1000) AS s) < 1000
-    ) THEN
+    IF only_if_new AND c.analyzed THEN
         RETURN false;
     END IF;
-    EXECUTE format('ANALYZE %I', part);
+    big := (SELECT count(*) FROM (SELECT FROM vector_points
+                                   WHERE collection_id = collection LIMIT 1000) AS s) >= 1000;
+    IF only_if_new AND NOT big THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('ANALYZE %I', sovereign_vector_partition(collection));
+    -- Recorded here rather than read from pg_stats, which hides the statistics of tables under
+    -- row-level security from everyone bound by it (this function's owner included). Statistics
+    -- of a nearly empty partition do not count: the first real load gathers them again.
+    IF big AND NOT c.analyzed THEN
+        UPDATE vector_collections SET analyzed = true WHERE id = collection;
+    END IF;
     RETURN true;
 END
 $$;

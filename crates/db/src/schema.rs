@@ -98,6 +98,7 @@ diesel::table! {
         hnsw_m -> Int4,
         hnsw_ef_construction -> Int4,
         payload_indexes -> Jsonb,
+        analyzed -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
