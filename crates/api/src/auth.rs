@@ -74,14 +74,15 @@ pub(crate) fn challenge(error: ApiError) -> ApiError {
     }
 }
 
-/// The scope an API key needs for a request: `read` for GET, HEAD and OPTIONS, and for the few
-/// POST routes that only read (a query too big for a URL); `write` for everything else.
-fn required_scope(method: &Method, path: &str) -> Scope {
-    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || (*method == Method::POST
-            && path.starts_with("/api/v1/vector/collections/")
-            && (path.ends_with("/search") || path.ends_with("/recommend")));
-    if reads { Scope::Read } else { Scope::Write }
+/// The scope an API key needs for a request by its method: `read` for GET, HEAD and OPTIONS,
+/// `write` for everything else. Routes that read with a POST (a query too big for a URL) say so
+/// by taking [`Reader`] instead of [`CurrentUser`].
+fn scope_of(method: &Method) -> Scope {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Scope::Read
+    } else {
+        Scope::Write
+    }
 }
 
 async fn authenticate(
@@ -139,11 +140,11 @@ async fn authenticate(
 fn extract(
     req: &HttpRequest,
     required: bool,
+    scope: Scope,
 ) -> LocalBoxFuture<'static, Result<Option<CurrentUser>, ApiError>> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let credential = credential(req).map_err(challenge);
     let header = tenant_header(req);
-    let scope = required_scope(req.method(), req.path());
     Box::pin(async move {
         let state = state.ok_or_else(|| ApiError::internal("application state is missing"))?;
         let Some(credential) = credential? else {
@@ -162,13 +163,35 @@ impl FromRequest for CurrentUser {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = extract(req, true);
-        Box::pin(async move {
-            found
-                .await?
-                .ok_or_else(|| challenge(AuthError::NotAuthenticated.into()))
-        })
+        required(req, scope_of(req.method()))
     }
+}
+
+/// The authenticated caller of a route that only reads although its method is POST (a search
+/// whose query does not fit a URL): an API key needs the `read` scope, not `write`.
+#[derive(Debug, Clone)]
+pub struct Reader(pub CurrentUser);
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = required(req, Scope::Read);
+        Box::pin(async move { found.await.map(Self) })
+    }
+}
+
+fn required(
+    req: &HttpRequest,
+    scope: Scope,
+) -> LocalBoxFuture<'static, Result<CurrentUser, ApiError>> {
+    let found = extract(req, true, scope);
+    Box::pin(async move {
+        found
+            .await?
+            .ok_or_else(|| challenge(AuthError::NotAuthenticated.into()))
+    })
 }
 
 impl FromRequest for MaybeUser {
@@ -176,7 +199,7 @@ impl FromRequest for MaybeUser {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = extract(req, false);
+        let found = extract(req, false, scope_of(req.method()));
         Box::pin(async move { Ok(Self(found.await?)) })
     }
 }

@@ -182,22 +182,8 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'a,
         R: Send + 'a,
     {
-        let mut conn = self.conn().await?;
-        let scoped = conn.transaction(async move |c| {
-            diesel::sql_query(
-                "SELECT set_config($1, $2, true), set_config('statement_timeout', $3, true)",
-            )
-            .bind::<Text, _>(TENANT_SETTING)
-            .bind::<Text, _>(tenant.to_string())
-            .bind::<Text, _>(format!("{}ms", limit.as_millis()))
-            .execute(c)
-            .await?;
-            work(c).await
-        });
-        match tokio::time::timeout(limit, scoped).await {
-            Ok(result) => result,
-            Err(_) => Err(DbError::Timeout.into()),
-        }
+        let settings = vec![("statement_timeout", format!("{}ms", limit.as_millis()))];
+        self.scoped_transaction(tenant, settings, limit, work).await
     }
 
     /// Runs `work` in a transaction scoped to `tenant`: its first statement sets
@@ -233,6 +219,25 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'a,
         R: Send + 'a,
     {
+        self.scoped_transaction(tenant, settings, self.config.statement_timeout, work)
+            .await
+    }
+
+    /// The tenant-scoped transaction, bounded by `limit` as a whole.
+    async fn scoped_transaction<'a, R, E, F>(
+        &self,
+        tenant: Uuid,
+        settings: Vec<(&'static str, String)>,
+        limit: Duration,
+        work: F,
+    ) -> Result<R, E>
+    where
+        F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'r, Result<R, E>>
+            + Send
+            + 'a,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'a,
+        R: Send + 'a,
+    {
         // BEGIN and the settings travel as one simple-query batch: one round trip, not three.
         // The values are quoted as literals (a UUID, and settings from the caller's code).
         let mut begin = format!(
@@ -247,7 +252,6 @@ impl Db {
             ));
         }
         let mut conn = self.conn().await?;
-        let limit = self.config.statement_timeout;
         let run = async move {
             // The transaction manager tracks this transaction like one it opened itself: a
             // cancelled request leaves a connection the pool discards, never one reused with

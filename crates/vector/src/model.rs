@@ -53,12 +53,6 @@ impl Distance {
             _ => None,
         }
     }
-
-    /// Whether a higher score means closer.
-    #[must_use]
-    pub fn higher_is_closer(self) -> bool {
-        !matches!(self, Self::L2)
-    }
 }
 
 /// HNSW index parameters (pgvector's `m` and `ef_construction`).

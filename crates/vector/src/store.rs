@@ -360,11 +360,6 @@ impl Vectors {
         }
     }
 
-    #[must_use]
-    pub fn embedder(&self) -> &Arc<dyn Embedder> {
-        &self.embedder
-    }
-
     /// pgvector answers and the embedder is configured.
     pub async fn health(&self, budget: Duration) -> Result<VectorHealth, DbError> {
         let started = Instant::now();

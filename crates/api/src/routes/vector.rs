@@ -19,7 +19,7 @@ use sovereign_vector::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Reader};
 use crate::error::{ApiError, Problem};
 use crate::extract::{BulkJson, Json, Unchecked};
 use crate::state::AppState;
@@ -371,7 +371,7 @@ async fn set_payload(
 #[post("/api/v1/vector/collections/{name}/search")]
 pub(super) async fn search(
     state: web::Data<AppState>,
-    user: CurrentUser,
+    Reader(user): Reader,
     name: web::Path<String>,
     body: Json<Unchecked<SearchRequest>>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
@@ -396,7 +396,7 @@ pub(super) async fn search(
 #[post("/api/v1/vector/collections/{name}/recommend")]
 pub(super) async fn recommend(
     state: web::Data<AppState>,
-    user: CurrentUser,
+    Reader(user): Reader,
     name: web::Path<String>,
     body: Json<Unchecked<RecommendRequest>>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
