@@ -4,6 +4,7 @@ mod error;
 mod flight;
 pub mod limiter;
 mod lock;
+pub mod log;
 mod memory;
 mod pubsub;
 mod redis;
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 pub use error::CacheError;
 pub use limiter::{Decision, Quota, RateKey, RateLimiter};
 pub use lock::Lock;
+pub use log::{LogEntry, LogPosition, Replay};
 pub use pubsub::{Message, Subscription};
 
 use flight::Flights;
@@ -471,6 +473,122 @@ impl Cache {
         match &self.backend {
             Backend::Redis(r) => r.subscribe(&full, channel.to_owned()).await,
             Backend::Memory(m) => Ok(m.subscribe(&full, channel.to_owned())),
+        }
+    }
+
+    /// Takes the value at `key`: returns it and removes it in one atomic step, so of several
+    /// concurrent callers exactly one gets it (single-use tokens).
+    pub async fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
+        let full = self.key(key);
+        let bytes = match &self.backend {
+            Backend::Redis(r) => r.take(&full).await?,
+            Backend::Memory(m) => m.take(&full).await,
+        };
+        bytes
+            .map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(CacheError::from)
+    }
+
+    /// Appends `data` to the log `log` (see [`log`]), keeping its newest `retain` entries for
+    /// `ttl` after this append, and — when `channel` is given — publishes the entry there in its
+    /// [`LogEntry::encode`] form, atomically with the append, so subscribers see entries in
+    /// offset order.
+    pub async fn log_append(
+        &self,
+        log: &str,
+        data: &[u8],
+        retain: usize,
+        ttl: Duration,
+        channel: Option<&str>,
+    ) -> Result<LogEntry, CacheError> {
+        let full = self.key(log);
+        match &self.backend {
+            Backend::Redis(r) => {
+                let channel = channel.map(|c| self.key(c));
+                r.log_append(&full, data, retain, ttl, channel.as_deref())
+                    .await
+            }
+            Backend::Memory(m) => {
+                let channel = channel.map(|c| (self.key(c), c));
+                Ok(m.log_append(
+                    &full,
+                    data,
+                    retain,
+                    ttl,
+                    channel.as_ref().map(|(full, c)| (full.as_str(), *c)),
+                ))
+            }
+        }
+    }
+
+    /// What a reader at `(since_epoch, since_offset)` missed: every later entry in order, or a
+    /// gap when the log no longer covers it. A log that does not exist yet is started empty
+    /// (with a new epoch) and lives `ttl`, so the position returned can be resumed from.
+    pub async fn log_replay(
+        &self,
+        log: &str,
+        since_epoch: &str,
+        since_offset: u64,
+        ttl: Duration,
+    ) -> Result<Replay, CacheError> {
+        let full = self.key(log);
+        let (position, oldest, entries) = match &self.backend {
+            Backend::Redis(r) => r.log_read(&full, since_offset, ttl).await?,
+            Backend::Memory(m) => m.log_read(&full, since_offset, ttl),
+        };
+        Ok(log::replay(
+            position,
+            oldest,
+            since_epoch,
+            since_offset,
+            entries,
+        ))
+    }
+
+    /// The log's current position (starting it empty when it does not exist).
+    pub async fn log_position(&self, log: &str, ttl: Duration) -> Result<LogPosition, CacheError> {
+        let full = self.key(log);
+        let (position, ..) = match &self.backend {
+            Backend::Redis(r) => r.log_read(&full, u64::MAX >> 11, ttl).await?,
+            Backend::Memory(m) => m.log_read(&full, u64::MAX, ttl),
+        };
+        Ok(position)
+    }
+
+    /// Adds (or renews) `members` of the expiring set `set`: each stays for `ttl` unless renewed.
+    /// Returns how many live members the set has.
+    pub async fn members_add(
+        &self,
+        set: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<u64, CacheError> {
+        let full = self.key(set);
+        match &self.backend {
+            Backend::Redis(r) => r.members_add(&full, members, ttl).await,
+            Backend::Memory(m) => Ok(m.members_add(&full, members, ttl)),
+        }
+    }
+
+    /// Removes `members` from the expiring set `set`.
+    pub async fn members_remove(&self, set: &str, members: &[String]) -> Result<(), CacheError> {
+        let full = self.key(set);
+        match &self.backend {
+            Backend::Redis(r) => r.members_remove(&full, members).await,
+            Backend::Memory(m) => {
+                m.members_remove(&full, members);
+                Ok(())
+            }
+        }
+    }
+
+    /// The live members of the expiring set `set`, in no particular order.
+    pub async fn members(&self, set: &str) -> Result<Vec<String>, CacheError> {
+        let full = self.key(set);
+        match &self.backend {
+            Backend::Redis(r) => r.members(&full).await,
+            Backend::Memory(m) => Ok(m.members(&full)),
         }
     }
 

@@ -2,7 +2,7 @@
 //! channels for pub/sub. Atomic operations (set-if-absent, counters, locks, the rate limiter)
 //! use moka's per-key `and_compute_with`, which never runs two computations on one key at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use moka::ops::compute::Op;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::CacheError;
+use crate::log::{LogEntry, LogPosition, new_epoch};
 use crate::pubsub::{Message, Subscription, SubscriptionState};
 
 /// Messages a slow subscriber may fall behind by before it starts missing them.
@@ -53,9 +54,38 @@ impl Expiry<String, Entry> for EntryExpiry {
     }
 }
 
+/// A log kept in process (see `crate::log`).
+struct Ring {
+    epoch: String,
+    last: u64,
+    entries: VecDeque<(u64, Arc<[u8]>)>,
+    expires_at: Instant,
+}
+
+impl Ring {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            epoch: new_epoch(),
+            last: 0,
+            entries: VecDeque::new(),
+            expires_at: Instant::now() + ttl,
+        }
+    }
+
+    fn position(&self) -> LogPosition {
+        LogPosition {
+            epoch: self.epoch.clone(),
+            offset: self.last,
+        }
+    }
+}
+
 pub(crate) struct MemoryBackend {
     entries: moka::future::Cache<String, Entry>,
     channels: Mutex<HashMap<String, broadcast::Sender<Message>>>,
+    logs: Mutex<HashMap<String, Ring>>,
+    /// Expiring sets: member → expiry.
+    sets: Mutex<HashMap<String, HashMap<String, Instant>>>,
     /// Zero point for the rate limiter's clock.
     epoch: Instant,
 }
@@ -76,6 +106,8 @@ impl MemoryBackend {
                 .expire_after(EntryExpiry)
                 .build(),
             channels: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+            sets: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
         }
     }
@@ -126,6 +158,114 @@ impl MemoryBackend {
             .remove(key)
             .await
             .is_some_and(|e| e.is_live(Instant::now()))
+    }
+
+    pub(crate) async fn take(&self, key: &str) -> Option<Vec<u8>> {
+        self.entries
+            .remove(key)
+            .await
+            .filter(|e| e.is_live(Instant::now()))
+            .map(|e| e.value.to_vec())
+    }
+
+    /// Appends to the ring `log` (a new epoch when it expired), then announces the entry on
+    /// `channel` — under the lock, so the channel's order is the offsets' order.
+    pub(crate) fn log_append(
+        &self,
+        log: &str,
+        data: &[u8],
+        retain: usize,
+        ttl: Duration,
+        channel: Option<(&str, &str)>,
+    ) -> LogEntry {
+        let mut logs = guard(&self.logs);
+        let now = Instant::now();
+        if logs.len() > 1024 {
+            logs.retain(|_, ring| ring.expires_at > now);
+        }
+        let ring = logs.entry(log.to_owned()).or_insert_with(|| Ring::new(ttl));
+        if ring.expires_at <= now {
+            *ring = Ring::new(ttl);
+        }
+        ring.last += 1;
+        ring.expires_at = now + ttl;
+        let data: Arc<[u8]> = Arc::from(data);
+        ring.entries.push_back((ring.last, Arc::clone(&data)));
+        while ring.entries.len() > retain.max(1) {
+            ring.entries.pop_front();
+        }
+        let entry = LogEntry {
+            epoch: ring.epoch.clone(),
+            offset: ring.last,
+            data,
+        };
+        if let Some((full, name)) = channel {
+            self.publish(full, Message::new(name, &entry.encode()));
+        }
+        entry
+    }
+
+    /// The ring's position, its oldest retained offset and the entries after `since`.
+    pub(crate) fn log_read(
+        &self,
+        log: &str,
+        since: u64,
+        ttl: Duration,
+    ) -> (LogPosition, u64, Vec<LogEntry>) {
+        let mut logs = guard(&self.logs);
+        let now = Instant::now();
+        let ring = logs.entry(log.to_owned()).or_insert_with(|| Ring::new(ttl));
+        if ring.expires_at <= now {
+            *ring = Ring::new(ttl);
+        }
+        let oldest = ring.entries.front().map_or(0, |(offset, _)| *offset);
+        let entries = ring
+            .entries
+            .iter()
+            .filter(|(offset, _)| *offset > since)
+            .map(|(offset, data)| LogEntry {
+                epoch: ring.epoch.clone(),
+                offset: *offset,
+                data: Arc::clone(data),
+            })
+            .collect();
+        (ring.position(), oldest, entries)
+    }
+
+    pub(crate) fn members_add(&self, set: &str, members: &[String], ttl: Duration) -> u64 {
+        let mut sets = guard(&self.sets);
+        let now = Instant::now();
+        let live = sets.entry(set.to_owned()).or_default();
+        live.retain(|_, expires| *expires > now);
+        for member in members {
+            live.insert(member.clone(), now + ttl);
+        }
+        live.len() as u64
+    }
+
+    pub(crate) fn members_remove(&self, set: &str, members: &[String]) {
+        let mut sets = guard(&self.sets);
+        if let Some(live) = sets.get_mut(set) {
+            for member in members {
+                live.remove(member);
+            }
+            if live.is_empty() {
+                sets.remove(set);
+            }
+        }
+    }
+
+    pub(crate) fn members(&self, set: &str) -> Vec<String> {
+        let sets = guard(&self.sets);
+        let now = Instant::now();
+        sets.get(set)
+            .map(|live| {
+                live.iter()
+                    .filter(|(_, expires)| **expires > now)
+                    .map(|(member, _)| member.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub(crate) async fn exists(&self, key: &str) -> bool {
@@ -311,6 +451,12 @@ impl MemoryBackend {
         });
         Subscription::new(name, rx, state)
     }
+}
+
+fn guard<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse_integer(bytes: &[u8]) -> Result<i64, CacheError> {

@@ -18,6 +18,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Script};
 use tokio::sync::mpsc;
 
 use crate::error::CacheError;
+use crate::log::{LogEntry, LogPosition, new_epoch};
 use crate::pubsub::{Message, Subscription, SubscriptionState};
 
 /// How long calls are refused after a connectivity failure before the server is tried again.
@@ -69,6 +70,79 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, mat
 return {1, new_tat - now, 0}
 ";
 
+/// Appends to a log (see `crate::log`): starts a new epoch when the log is gone, takes the next
+/// offset, trims the stream to `retain`, renews the TTL of all three keys and, when a channel is
+/// given, publishes the entry there — one script, so the channel's order is the offsets' order.
+/// KEYS: epoch, seq, stream. ARGV: new epoch, retain, ttl ms, data, channel ('' for none).
+const LOG_APPEND: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('SET', KEYS[1], epoch)
+end
+local offset = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '0-' .. offset, 'd', ARGV[4])
+local ttl = tonumber(ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. offset .. ' ' .. ARGV[4])
+end
+return {epoch, offset}
+";
+
+/// Reads a log after an offset: {epoch, last offset, oldest retained offset (0: none),
+/// offset1, data1, offset2, data2, …}. A log that does not exist is started (empty, new epoch),
+/// so every reader gets a position it can resume from later.
+/// KEYS: epoch, seq, stream. ARGV: new epoch, ttl ms, since offset.
+const LOG_READ: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('SET', KEYS[1], epoch, 'PX', ARGV[2])
+end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local oldest = 0
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  oldest = tonumber(string.sub(first[1][1], 3))
+end
+local out = {epoch, last, oldest}
+local since = tonumber(ARGV[3])
+if since < last then
+  local entries = redis.call('XRANGE', KEYS[3], '0-' .. (since + 1), '+')
+  for _, entry in ipairs(entries) do
+    table.insert(out, string.sub(entry[1], 3))
+    table.insert(out, entry[2][2])
+  end
+end
+return out
+";
+
+/// Adds members to an expiring set (a sorted set scored by expiry on the server's clock) and
+/// drops the expired ones. KEYS: set. ARGV: ttl ms, members….
+const MEMBERS_ADD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return redis.call('ZCARD', KEYS[1])
+";
+
+/// The live members of an expiring set. KEYS: set.
+const MEMBERS_LIVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+";
+
 /// Connection settings for the Redis backend.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisOptions {
@@ -83,6 +157,10 @@ struct Scripts {
     release: Script,
     extend: Script,
     gcra: Script,
+    log_append: Script,
+    log_read: Script,
+    members_add: Script,
+    members_live: Script,
 }
 
 pub(crate) struct RedisBackend {
@@ -142,6 +220,10 @@ impl RedisBackend {
                 release: Script::new(RELEASE),
                 extend: Script::new(EXTEND),
                 gcra: Script::new(GCRA),
+                log_append: Script::new(LOG_APPEND),
+                log_read: Script::new(LOG_READ),
+                members_add: Script::new(MEMBERS_ADD),
+                members_live: Script::new(MEMBERS_LIVE),
             },
             epoch: Instant::now(),
             open_until_ms: AtomicU64::new(0),
@@ -410,6 +492,120 @@ impl RedisBackend {
         .await
     }
 
+    /// `GETDEL`: the value, removed in the same step.
+    pub(crate) async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        self.call(async {
+            let mut conn = self.connection().await?;
+            Ok(redis::cmd("GETDEL").arg(key).query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    pub(crate) async fn log_append(
+        &self,
+        log: &str,
+        data: &[u8],
+        retain: usize,
+        ttl: Duration,
+        channel: Option<&str>,
+    ) -> Result<LogEntry, CacheError> {
+        self.call(async {
+            let mut conn = self.connection().await?;
+            let [epoch, seq, stream] = log_keys(log);
+            let (epoch_name, offset): (String, u64) = self
+                .scripts
+                .log_append
+                .key(epoch)
+                .key(seq)
+                .key(stream)
+                .arg(new_epoch())
+                .arg(retain.max(1))
+                .arg(millis(ttl).max(1))
+                .arg(data)
+                .arg(channel.unwrap_or(""))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(LogEntry {
+                epoch: epoch_name,
+                offset,
+                data: Arc::from(data),
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn log_read(
+        &self,
+        log: &str,
+        since: u64,
+        ttl: Duration,
+    ) -> Result<(LogPosition, u64, Vec<LogEntry>), CacheError> {
+        self.call(async {
+            let mut conn = self.connection().await?;
+            let [epoch, seq, stream] = log_keys(log);
+            let reply: Vec<redis::Value> = self
+                .scripts
+                .log_read
+                .key(epoch)
+                .key(seq)
+                .key(stream)
+                .arg(new_epoch())
+                .arg(millis(ttl).max(1))
+                .arg(since)
+                .invoke_async(&mut conn)
+                .await?;
+            parse_log_read(reply)
+        })
+        .await
+    }
+
+    pub(crate) async fn members_add(
+        &self,
+        set: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<u64, CacheError> {
+        self.call(async {
+            let mut conn = self.connection().await?;
+            let mut invocation = self.scripts.members_add.key(set);
+            invocation.arg(millis(ttl).max(1));
+            for member in members {
+                invocation.arg(member);
+            }
+            Ok(invocation.invoke_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    pub(crate) async fn members_remove(
+        &self,
+        set: &str,
+        members: &[String],
+    ) -> Result<(), CacheError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.call(async {
+            let mut conn = self.connection().await?;
+            let _: u64 = conn.zrem(set, members).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn members(&self, set: &str) -> Result<Vec<String>, CacheError> {
+        self.call(async {
+            let mut conn = self.connection().await?;
+            Ok(self
+                .scripts
+                .members_live
+                .key(set)
+                .invoke_async(&mut conn)
+                .await?)
+        })
+        .await
+    }
+
     pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, CacheError> {
         self.call(async {
             let mut conn = self.connection().await?;
@@ -476,6 +672,43 @@ impl RedisBackend {
         });
         Ok(Subscription::new(name, rx, state))
     }
+}
+
+/// The three keys of a log: inside the log's namespace, with the log's name again as a hash tag
+/// so a cluster keeps them in one slot.
+fn log_keys(log: &str) -> [String; 3] {
+    ["epoch", "seq", "log"].map(|part| format!("{log}:{{{log}}}:{part}"))
+}
+
+fn parse_log_read(
+    reply: Vec<redis::Value>,
+) -> Result<(LogPosition, u64, Vec<LogEntry>), CacheError> {
+    fn value<T: redis::FromRedisValue>(v: redis::Value) -> Result<T, CacheError> {
+        redis::from_redis_value(v).map_err(|e| CacheError::Command(e.to_string()))
+    }
+    let malformed = || CacheError::Command("unexpected log reply".to_owned());
+    let mut values = reply.into_iter();
+    let epoch: String = value(values.next().ok_or_else(malformed)?)?;
+    let last: u64 = value(values.next().ok_or_else(malformed)?)?;
+    let oldest: u64 = value(values.next().ok_or_else(malformed)?)?;
+    let mut entries = Vec::new();
+    while let Some(offset) = values.next() {
+        let offset: u64 = value(offset)?;
+        let data: Vec<u8> = value(values.next().ok_or_else(malformed)?)?;
+        entries.push(LogEntry {
+            epoch: epoch.clone(),
+            offset,
+            data: Arc::from(data),
+        });
+    }
+    Ok((
+        LogPosition {
+            epoch,
+            offset: last,
+        },
+        oldest,
+        entries,
+    ))
 }
 
 /// Retries with capped exponential backoff until the channel is subscribed again.

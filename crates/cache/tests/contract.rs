@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use sovereign_cache::{BackendKind, Cache, CacheConfig, Quota, RateKey, RateLimiter};
+use sovereign_cache::{BackendKind, Cache, CacheConfig, Quota, RateKey, RateLimiter, Replay};
 
 fn memory_cache(test: &str) -> Cache {
     Cache::new(&CacheConfig {
@@ -75,6 +75,10 @@ contract!(
     a_slow_subscriber_loses_messages_instead_of_blocking,
     rate_limiter_admits_a_burst_then_refuses_with_a_retry_time,
     health_reports_the_backend,
+    take_hands_a_value_to_exactly_one_caller,
+    logs_number_entries_publish_them_in_order_and_replay_what_was_missed,
+    a_log_that_expired_starts_a_new_epoch,
+    expiring_sets_hold_members_until_removed_or_expired,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -495,4 +499,150 @@ async fn health_reports_the_backend(cache: Cache) {
     let health = cache.health().await.unwrap();
     assert_eq!(health.backend, cache.backend());
     assert!(health.latency < Duration::from_secs(2));
+}
+
+async fn take_hands_a_value_to_exactly_one_caller(cache: Cache) {
+    cache
+        .set("ticket", &"secret", Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let takers = (0..8).map(|_| {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.take::<String>("ticket").await.unwrap() })
+    });
+    let mut won = 0;
+    for taker in takers {
+        if let Some(value) = taker.await.unwrap() {
+            assert_eq!(value, "secret");
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one concurrent taker gets the value");
+    assert!(!cache.exists("ticket").await.unwrap());
+}
+
+async fn logs_number_entries_publish_them_in_order_and_replay_what_was_missed(cache: Cache) {
+    let ttl = Duration::from_secs(60);
+    let start = cache.log_position("chat", ttl).await.unwrap();
+    assert_eq!(start.offset, 0, "a new log starts empty");
+    let mut bus = cache.subscribe("bus").await.unwrap();
+    let mut written = Vec::new();
+    for n in 1..=5_u64 {
+        let entry = cache
+            .log_append("chat", format!("m{n}").as_bytes(), 3, ttl, Some("bus"))
+            .await
+            .unwrap();
+        assert_eq!(entry.offset, n);
+        assert_eq!(
+            entry.epoch, start.epoch,
+            "appends keep the epoch the reader saw"
+        );
+        written.push(entry);
+    }
+    for expected in &written {
+        let message = tokio::time::timeout(Duration::from_secs(5), bus.next_message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            sovereign_cache::LogEntry::decode(message.payload()).as_ref(),
+            Some(expected)
+        );
+    }
+    // Only the newest 3 are retained: from offset 2 the log covers 3, 4, 5; from 1 it does not.
+    match cache
+        .log_replay("chat", &start.epoch, 2, ttl)
+        .await
+        .unwrap()
+    {
+        Replay::Complete { entries, position } => {
+            assert_eq!(entries, written[2..].to_vec());
+            assert_eq!(position.offset, 5);
+        }
+        gap @ Replay::Gap { .. } => panic!("expected a complete replay, got {gap:?}"),
+    }
+    assert!(matches!(
+        cache.log_replay("chat", &start.epoch, 1, ttl).await.unwrap(),
+        Replay::Gap { position } if position.offset == 5
+    ));
+    // Up to date: complete and empty. Another epoch: a gap.
+    assert!(matches!(
+        cache.log_replay("chat", &start.epoch, 5, ttl).await.unwrap(),
+        Replay::Complete { entries, .. } if entries.is_empty()
+    ));
+    assert!(matches!(
+        cache
+            .log_replay("chat", "0000000000000000", 4, ttl)
+            .await
+            .unwrap(),
+        Replay::Gap { .. }
+    ));
+}
+
+async fn a_log_that_expired_starts_a_new_epoch(cache: Cache) {
+    let ttl = Duration::from_millis(200);
+    let first = cache
+        .log_append("short", b"a", 10, ttl, None)
+        .await
+        .unwrap();
+    assert_eq!(first.offset, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Poll the observable state (not a fixed sleep): the log is gone once its TTL has passed.
+    loop {
+        let position = cache
+            .log_position("short", Duration::from_millis(1))
+            .await
+            .unwrap();
+        if position.epoch != first.epoch {
+            assert_eq!(position.offset, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let next = cache
+        .log_append("short", b"b", 10, ttl, None)
+        .await
+        .unwrap();
+    assert_eq!(next.offset, 1);
+    assert_ne!(next.epoch, first.epoch);
+    assert!(matches!(
+        cache
+            .log_replay("short", &first.epoch, 1, ttl)
+            .await
+            .unwrap(),
+        Replay::Gap { .. }
+    ));
+}
+
+async fn expiring_sets_hold_members_until_removed_or_expired(cache: Cache) {
+    let long = Duration::from_secs(60);
+    let members = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        cache
+            .members_add("room", &members(&["a", "b"]), long)
+            .await
+            .unwrap(),
+        2
+    );
+    cache
+        .members_add("room", &members(&["c"]), Duration::from_millis(100))
+        .await
+        .unwrap();
+    cache
+        .members_remove("room", &members(&["b"]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut live = cache.members("room").await.unwrap();
+        live.sort();
+        if live == members(&["a"]) {
+            break;
+        }
+        assert_eq!(live, members(&["a", "c"]), "only c may still be expiring");
+        assert!(Instant::now() < deadline, "c never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cache.members("elsewhere").await.unwrap().is_empty());
 }
