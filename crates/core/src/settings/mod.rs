@@ -461,6 +461,97 @@ spec!(
     "Time limit of one index build."
 );
 spec!(
+    REALTIME_HISTORY_SIZE,
+    "REALTIME_HISTORY_SIZE",
+    Value("100"),
+    "Messages each realtime channel keeps, so a client that reconnects gets what it missed."
+);
+spec!(
+    REALTIME_HISTORY_TTL_SECONDS,
+    "REALTIME_HISTORY_TTL_SECONDS",
+    Value("3600"),
+    "How long a channel's history lives after its last message."
+);
+spec!(
+    REALTIME_MAX_SUBSCRIPTIONS,
+    "REALTIME_MAX_SUBSCRIPTIONS",
+    Value("100"),
+    "Channels one websocket connection may subscribe to."
+);
+spec!(
+    REALTIME_MAX_CONNECTIONS_PER_USER,
+    "REALTIME_MAX_CONNECTIONS_PER_USER",
+    Value("20"),
+    "Websocket connections one user may hold on one instance."
+);
+spec!(
+    REALTIME_MAX_MESSAGE_BYTES,
+    "REALTIME_MAX_MESSAGE_BYTES",
+    Value("16384"),
+    "Largest payload of a realtime message, in bytes of JSON."
+);
+spec!(
+    REALTIME_MAX_FRAME_BYTES,
+    "REALTIME_MAX_FRAME_BYTES",
+    Value("65536"),
+    "Largest websocket frame (and message, continuations included) a client may send; a larger one closes the connection with 1009."
+);
+spec!(
+    REALTIME_OUTBOUND_QUEUE,
+    "REALTIME_OUTBOUND_QUEUE",
+    Value("256"),
+    "Frames queued for one connection; a client that falls this far behind is disconnected (close code 4008)."
+);
+spec!(
+    RATE_LIMIT_REALTIME_PUBLISH,
+    "RATE_LIMIT_REALTIME_PUBLISH",
+    Value("20/1s"),
+    "Quota per user on publishing through a websocket."
+);
+spec!(
+    REALTIME_PING_INTERVAL_MS,
+    "REALTIME_PING_INTERVAL_MS",
+    Value("25000"),
+    "How often the server pings each websocket; below the 60 s idle timeout of common proxies."
+);
+spec!(
+    REALTIME_PONG_TIMEOUT_MS,
+    "REALTIME_PONG_TIMEOUT_MS",
+    Value("10000"),
+    "How long after a ping a pong may take before the connection is closed (code 4009)."
+);
+spec!(
+    REALTIME_PRESENCE_TTL_SECONDS,
+    "REALTIME_PRESENCE_TTL_SECONDS",
+    Value("30"),
+    "How long a presence entry outlives an instance that stopped renewing it (a crash)."
+);
+spec!(
+    REALTIME_RECHECK_SECONDS,
+    "REALTIME_RECHECK_SECONDS",
+    Value("300"),
+    "How often every websocket's credential is checked against the database even without a revocation message."
+);
+spec!(
+    REALTIME_TICKET_TTL_SECONDS,
+    "REALTIME_TICKET_TTL_SECONDS",
+    Value("30"),
+    "Lifetime of a single-use websocket ticket."
+);
+spec!(
+    METRICS_ADDR,
+    "METRICS_ADDR",
+    Value("127.0.0.1:9464"),
+    "Address of the Prometheus `/metrics` listener, apart from the API; `off` disables it. Outside loopback it needs `METRICS_TOKEN`."
+);
+spec!(
+    METRICS_TOKEN,
+    "METRICS_TOKEN",
+    Unset,
+    "Bearer token `/metrics` requires when set (required when `METRICS_ADDR` is not a loopback address).",
+    secret
+);
+spec!(
     DOCS_ENABLED,
     "DOCS_ENABLED",
     Computed("`true`, except in production"),
@@ -568,7 +659,44 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub features: FeatureFlags,
     pub vector: VectorSettings,
+    pub realtime: RealtimeSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
+}
+
+/// Websocket channels.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub max_subscriptions: usize,
+    pub max_connections_per_user: usize,
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+    pub publish_quota: Quota,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub presence_ttl: Duration,
+    pub recheck_interval: Duration,
+    pub ticket_ttl: Duration,
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone)]
+pub struct MetricsSettings {
+    /// `None`: no metrics listener.
+    pub addr: Option<std::net::SocketAddr>,
+    pub token: Option<SecretString>,
+}
+
+impl fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -989,6 +1117,8 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
     };
 
     let vector = read_vector(r, features.vector);
+    let realtime = read_realtime(r);
+    let metrics = read_metrics(r);
     let log = read_log(r, environment, debug);
 
     Some(Settings {
@@ -1004,6 +1134,8 @@ fn read_settings(r: &mut Reader<'_>) -> Option<Settings> {
         cors,
         features,
         vector,
+        realtime,
+        metrics,
         log,
     })
 }
@@ -1078,6 +1210,69 @@ fn read_vector(r: &mut Reader<'_>, enabled: bool) -> VectorSettings {
         index_memory,
         index_timeout: Duration::from_secs(r.bounded(&VECTOR_INDEX_TIMEOUT_SECONDS, 1, 86_400)),
     }
+}
+
+fn read_realtime(r: &mut Reader<'_>) -> RealtimeSettings {
+    let ping_interval = Duration::from_millis(r.bounded(&REALTIME_PING_INTERVAL_MS, 100, 300_000));
+    if ping_interval >= Duration::from_secs(60) {
+        r.problem(
+            REALTIME_PING_INTERVAL_MS.name,
+            "pings 60 s or more apart let proxies close idle connections".to_owned(),
+            "use an interval below your proxy's read timeout (nginx: 60 s), e.g. 25000".to_owned(),
+        );
+    }
+    RealtimeSettings {
+        history_size: r.bounded(&REALTIME_HISTORY_SIZE, 1, 100_000),
+        history_ttl: Duration::from_secs(r.bounded(&REALTIME_HISTORY_TTL_SECONDS, 1, 7 * 86_400)),
+        max_subscriptions: r.bounded(&REALTIME_MAX_SUBSCRIPTIONS, 1, 10_000),
+        max_connections_per_user: r.bounded(&REALTIME_MAX_CONNECTIONS_PER_USER, 1, 100_000),
+        max_message_bytes: r.bounded(&REALTIME_MAX_MESSAGE_BYTES, 16, 1 << 20),
+        max_frame_bytes: r.bounded(&REALTIME_MAX_FRAME_BYTES, 1024, 16 << 20),
+        outbound_queue: r.bounded(&REALTIME_OUTBOUND_QUEUE, 2, 1 << 20),
+        publish_quota: r
+            .optional::<Quota>(&RATE_LIMIT_REALTIME_PUBLISH)
+            .or_else(|| Quota::new(20, Duration::from_secs(1)))
+            .unwrap_or(Quota::ONE_PER_SECOND),
+        ping_interval,
+        pong_timeout: Duration::from_millis(r.bounded(&REALTIME_PONG_TIMEOUT_MS, 100, 300_000)),
+        presence_ttl: Duration::from_secs(r.bounded(&REALTIME_PRESENCE_TTL_SECONDS, 1, 3600)),
+        recheck_interval: Duration::from_secs(r.bounded(&REALTIME_RECHECK_SECONDS, 1, 86_400)),
+        ticket_ttl: Duration::from_secs(r.bounded(&REALTIME_TICKET_TTL_SECONDS, 1, 300)),
+    }
+}
+
+fn read_metrics(r: &mut Reader<'_>) -> MetricsSettings {
+    let text: String = r.value(&METRICS_ADDR);
+    let token = r
+        .raw(&METRICS_TOKEN)
+        .filter(|t| !t.is_empty())
+        .map(|t| SecretString::from(t.to_owned()));
+    let addr = if text.eq_ignore_ascii_case("off") || text.is_empty() {
+        None
+    } else {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                r.problem(
+                    METRICS_ADDR.name,
+                    format!("`{text}` is not an address and port"),
+                    "use an address such as 127.0.0.1:9464, or `off`".to_owned(),
+                );
+                None
+            }
+        }
+    };
+    if let Some(addr) = addr
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        r.problem(
+            METRICS_ADDR.name,
+            format!("metrics on {addr} would be open to the network"),
+            "set METRICS_TOKEN, or listen on a loopback address".to_owned(),
+        );
+    }
+    MetricsSettings { addr, token }
 }
 
 fn read_server(r: &mut Reader<'_>) -> ServerSettings {
