@@ -487,13 +487,7 @@ impl Hub {
         publisher: Option<Uuid>,
         payload: &RawValue,
     ) -> Result<Position, RealtimeError> {
-        let size = payload.get().len();
-        if size > self.inner.config.max_message_bytes {
-            return Err(RealtimeError::MessageTooLarge {
-                size,
-                limit: self.inner.config.max_message_bytes,
-            });
-        }
+        self.check_size(payload)?;
         let data = serde_json::to_vec(&Envelope {
             t: tenant,
             c: channel.as_str(),
@@ -546,6 +540,15 @@ impl Hub {
             epoch: entry.epoch,
             offset: entry.offset,
         })
+    }
+
+    fn check_size(&self, payload: &RawValue) -> Result<(), RealtimeError> {
+        let size = payload.get().len();
+        let limit = self.inner.config.max_message_bytes;
+        if size > limit {
+            return Err(RealtimeError::MessageTooLarge { size, limit });
+        }
+        Ok(())
     }
 
     /// A message from a bus: fan it out to this instance's subscribers of its channel.
@@ -1074,9 +1077,10 @@ impl Connection {
                         self.shared.push(frame);
                     }
                 }
+                // Buffered messages at or before the position were replayed (or, after a gap,
+                // are older than where the client was told to start).
                 for (epoch, offset, frame) in pending {
-                    let already_sent = *epoch == *position.epoch && offset <= position.offset;
-                    if !(recovered && already_sent) {
+                    if *epoch != *position.epoch || offset > position.offset {
                         self.shared.push(frame);
                     }
                 }
@@ -1120,6 +1124,7 @@ impl Connection {
         let channel = Channel::parse(name)?;
         let identity = self.shared.identity();
         authorize(&identity, &channel, Action::Publish)?;
+        self.hub.check_size(payload)?;
         let user = identity.user.to_string();
         let decision = self
             .hub
