@@ -24,6 +24,8 @@ pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct CurrentUser {
     pub principal: Principal,
     pub tenant: Tenant,
+    /// When the credential expires by itself (the access token's `exp`, an API key's expiry).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl CurrentUser {
@@ -38,7 +40,7 @@ impl CurrentUser {
 pub struct MaybeUser(pub Option<CurrentUser>);
 
 /// The credential a request presents, if any.
-fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -97,6 +99,7 @@ async fn authenticate(
         .await
         .map_err(|e| challenge(e.into()))?;
     let principal = authenticated.principal;
+    let expires_at = authenticated.expires_at;
     principal.require_scope(scope)?;
     let multi_tenant = state.settings.features.multi_tenant;
     let home = authenticated.tenant;
@@ -134,7 +137,11 @@ async fn authenticate(
         }
     };
 
-    Ok(CurrentUser { principal, tenant })
+    Ok(CurrentUser {
+        principal,
+        tenant,
+        expires_at,
+    })
 }
 
 fn extract(
@@ -182,7 +189,7 @@ impl FromRequest for Reader {
     }
 }
 
-fn required(
+pub(crate) fn required(
     req: &HttpRequest,
     scope: Scope,
 ) -> LocalBoxFuture<'static, Result<CurrentUser, ApiError>> {

@@ -36,6 +36,7 @@ pub(crate) async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    crate::metrics::request_started();
     let id = request_id::accept(req.headers()).unwrap_or_else(request_id::generate);
     let edge = req.app_data::<web::Data<EdgeConfig>>().cloned();
     let client = match &edge {
@@ -114,6 +115,7 @@ pub(crate) async fn request_context(
         Ok(res) => res.status(),
         Err(err) => err.as_response_error().status_code(),
     };
+    crate::metrics::request_finished(route.as_deref(), &method, status, started.elapsed());
     tracing::info!(
         parent: &span,
         method = %method,

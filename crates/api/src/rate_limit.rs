@@ -86,6 +86,7 @@ pub(crate) async fn rate_limit(
             .check(policy, RateKey::Ip(client.ip), quota)
             .await;
         if !decision.allowed {
+            metrics::counter!("sovereign_rate_limited_total", "policy" => policy).increment(1);
             tracing::info!(
                 client_ip = %client.ip,
                 policy,

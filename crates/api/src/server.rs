@@ -16,6 +16,7 @@ use sovereign_cache::{Cache, CacheConfig, CacheError, RateLimiter};
 use sovereign_core::settings::CorsSettings;
 use sovereign_core::{Environment, ErrorKind, Settings};
 use sovereign_db::{Db, DbError, PoolConfig};
+use sovereign_realtime::{Hub, HubConfig};
 use sovereign_tenancy::TenantAdmin;
 use sovereign_vector::{EmbedError, VectorConfig, Vectors};
 use utoipa_actix_web::AppExt;
@@ -68,6 +69,8 @@ pub enum StartError {
 pub struct Application {
     server: Server,
     port: u16,
+    hub: Option<Hub>,
+    metrics: Option<(Server, u16)>,
 }
 
 impl Application {
@@ -145,6 +148,18 @@ impl Application {
         } else {
             None
         };
+        let hub = if settings.features.websockets {
+            Some(
+                Hub::start(
+                    &cache,
+                    Arc::clone(&limiter),
+                    HubConfig::from_settings(&settings.realtime),
+                )
+                .await,
+            )
+        } else {
+            None
+        };
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
             production: settings.environment == Environment::Production,
@@ -182,6 +197,8 @@ impl Application {
             None
         };
         let known_routes = web::Data::new(known_routes);
+        crate::metrics::handle();
+        let metrics_settings = settings.metrics.clone();
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
@@ -190,7 +207,9 @@ impl Application {
             accounts,
             tenant_admin,
             vectors,
+            hub: hub.clone(),
         });
+        let state_for_metrics = state.clone();
 
         let server = HttpServer::new(move || {
             build_app(
@@ -211,7 +230,30 @@ impl Application {
         .map_err(|source| StartError::Bind { address, source })?
         .run();
         tracing::info!(port, workers, "listening");
-        Ok(Self { server, port })
+        let metrics = match metrics_settings.addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+                    address: addr.to_string(),
+                    source,
+                })?;
+                let metrics_port = listener.local_addr().map_or(0, |a| a.port());
+                let server =
+                    crate::metrics::listener(listener, state_for_metrics, metrics_settings.token)
+                        .map_err(|source| StartError::Bind {
+                        address: addr.to_string(),
+                        source,
+                    })?;
+                tracing::info!(port = metrics_port, "metrics listening");
+                Some((server, metrics_port))
+            }
+            None => None,
+        };
+        Ok(Self {
+            server,
+            port,
+            hub,
+            metrics,
+        })
     }
 
     /// The port actually bound.
@@ -228,8 +270,63 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight requests
     /// finish within `SHUTDOWN_TIMEOUT_SECONDS`.
+    ///
+    /// Websockets are closed with 1001 as soon as the signal arrives, so clients reconnect to
+    /// another instance (and recover what they miss) instead of waiting out the timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        if let Some(hub) = self.hub {
+            tokio::spawn(async move {
+                stop_signal().await;
+                tracing::info!("stopping: closing websockets");
+                hub.shutdown();
+            });
+        }
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
+        let result = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
+        result
+    }
+
+    /// The port of the `/metrics` listener, when there is one.
+    #[must_use]
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
+    /// The realtime hub, when websockets are enabled.
+    #[must_use]
+    pub fn hub(&self) -> Option<&Hub> {
+        self.hub.as_ref()
+    }
+}
+
+/// SIGTERM or SIGINT, whichever comes first (actix listens for the same signals to stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

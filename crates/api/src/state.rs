@@ -4,6 +4,7 @@ use sovereign_auth::Accounts;
 use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Settings;
 use sovereign_db::Db;
+use sovereign_realtime::Hub;
 use sovereign_tenancy::TenantAdmin;
 use sovereign_vector::Vectors;
 
@@ -21,4 +22,6 @@ pub struct AppState {
     pub tenant_admin: TenantAdmin,
     /// Vector search; `None` when `ENABLE_VECTOR` is off.
     pub vectors: Option<Vectors>,
+    /// Realtime channels; `None` when `ENABLE_WEBSOCKETS` is off.
+    pub hub: Option<Hub>,
 }

@@ -117,6 +117,9 @@ pub struct TokenPair {
 pub struct Authenticated {
     pub principal: Principal,
     pub tenant: Tenant,
+    /// When the credential stops being valid by itself: the access token's `exp`, or the API
+    /// key's expiry (`None`: a key that never expires).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A new account.
@@ -309,6 +312,7 @@ impl Accounts {
     /// Writes nothing; tells every instance (this one at once) to forget what `revocation`
     /// concerns. Called after the database change has committed.
     pub async fn announce(&self, revocation: Revocation) {
+        auth_event("revocation");
         self.inner.local.forget(revocation);
         if let Err(e) = self.inner.cache.publish(CHANNEL, &revocation).await {
             tracing::error!(error = %e, ?revocation, "cannot publish a revocation; other instances keep it for at most their entry TTL");
@@ -439,15 +443,18 @@ impl Accounts {
         let verified = self.inner.hasher.verify(password, hash.as_deref()).await?;
         let Some(row) = row.filter(|_| verified) else {
             tracing::warn!(security_event = "login_failed", %tenant, "failed sign-in");
+            auth_event("login_failed");
             return Err(AuthError::InvalidCredentials);
         };
         let user = User::try_from(row)?;
         if !user.is_active {
             tracing::warn!(security_event = "login_disabled", user_id = %user.id, "sign-in to a disabled account");
+            auth_event("login_failed");
             return Err(AuthError::AccountDisabled);
         }
         let pair = self.open_session(&user, client).await?;
         tracing::info!(security_event = "login", user_id = %user.id, session_id = %pair.session_id, "signed in");
+        auth_event("login");
         Ok(pair)
     }
 
@@ -612,6 +619,7 @@ impl Accounts {
                 expires_at,
             } => {
                 let access = self.inner.keys.issue(&user, session)?;
+                auth_event("refresh");
                 let remaining = (expires_at - Utc::now()).num_seconds().max(0);
                 Ok(TokenPair {
                     access_token: access.token,
@@ -623,6 +631,7 @@ impl Accounts {
                 })
             }
             Rotation::Reused { session, user } => {
+                auth_event("refresh_token_reused");
                 tracing::warn!(
                     security_event = "refresh_token_reused",
                     session_id = %session,
@@ -641,22 +650,68 @@ impl Accounts {
     /// Authenticates a bearer credential: an access token, or an API key (`sovak_…`). The
     /// result is a loaded, active account whose session (or key) is live right now.
     pub async fn authenticate(&self, credential: &str) -> Result<Authenticated, AuthError> {
+        self.authenticate_with(credential, true).await
+    }
+
+    /// As [`Accounts::authenticate`], but always from the database, never from this instance's
+    /// memory of verified credentials: for long-lived connections rechecking after a revocation
+    /// (whose message may not have reached the memory yet).
+    pub async fn authenticate_fresh(&self, credential: &str) -> Result<Authenticated, AuthError> {
+        self.authenticate_with(credential, false).await
+    }
+
+    async fn authenticate_with(
+        &self,
+        credential: &str,
+        remembered: bool,
+    ) -> Result<Authenticated, AuthError> {
         if opaque::is_api_key(credential) {
-            return self.authenticate_api_key(credential).await;
+            return self.authenticate_api_key(credential, remembered).await;
         }
         let claims = self.inner.keys.verify(credential)?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0);
         let key = CredentialKey::Session(claims.sid);
-        if let Some(entry) = self.inner.local.get(&key).await
+        if remembered
+            && let Some(entry) = self.inner.local.get(&key).await
             && entry.principal.user.id == claims.sub
             && entry.tenant.id == claims.tenant
         {
             return Ok(Authenticated {
                 principal: entry.principal,
                 tenant: entry.tenant,
+                expires_at,
             });
         }
-        let (tenant_id, sid, sub) = (claims.tenant, claims.sid, claims.sub);
-        let row = self
+        let mut authenticated = self
+            .session_principal(claims.tenant, claims.sub, claims.sid)
+            .await?;
+        authenticated.expires_at = expires_at;
+        self.inner
+            .local
+            .remember(
+                key,
+                Entry {
+                    principal: authenticated.principal.clone(),
+                    tenant: authenticated.tenant.clone(),
+                    api_key: None,
+                    expires_at: None,
+                },
+            )
+            .await;
+        Ok(authenticated)
+    }
+
+    /// The account behind a live session, loaded from the database: for credentials that
+    /// name a session without carrying a token (a websocket ticket, a recheck). `expires_at` is
+    /// the session's own expiry.
+    pub async fn session_principal(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Authenticated, AuthError> {
+        let (tenant_id, sid, sub) = (tenant_id, session_id, user_id);
+        let (row, session_expires) = self
             .db()
             .tenant_transaction(tenant_id, |conn| {
                 async move {
@@ -668,7 +723,7 @@ impl Accounts {
                         .filter(sessions::expires_at.gt(diesel::dsl::now))
                         .filter(users::deleted_at.is_null())
                         .filter(users::is_active.eq(true))
-                        .select(UserRow::as_select())
+                        .select((UserRow::as_select(), sessions::expires_at))
                         .first(conn)
                         .await
                         .optional()
@@ -685,19 +740,11 @@ impl Accounts {
             user,
             credential: Credential::Session { id: sid },
         };
-        self.inner
-            .local
-            .remember(
-                key,
-                Entry {
-                    principal: principal.clone(),
-                    tenant: tenant.clone(),
-                    api_key: None,
-                    expires_at: None,
-                },
-            )
-            .await;
-        Ok(Authenticated { principal, tenant })
+        Ok(Authenticated {
+            principal,
+            tenant,
+            expires_at: Some(session_expires),
+        })
     }
 
     pub(crate) async fn active_tenant(&self, id: Uuid) -> Result<Tenant, AuthError> {
@@ -1230,4 +1277,9 @@ pub(crate) async fn revoke_keys_of(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Counts a security event for the metrics (`sovereign_auth_events_total{event}`).
+fn auth_event(event: &'static str) {
+    metrics::counter!("sovereign_auth_events_total", "event" => event).increment(1);
 }

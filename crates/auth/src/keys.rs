@@ -183,15 +183,21 @@ impl Accounts {
         Ok(())
     }
 
-    pub(crate) async fn authenticate_api_key(&self, key: &str) -> Result<Authenticated, AuthError> {
+    pub(crate) async fn authenticate_api_key(
+        &self,
+        key: &str,
+        remembered: bool,
+    ) -> Result<Authenticated, AuthError> {
         let (tenant_id, digest) =
             opaque::parse(Kind::ApiKey, key).ok_or(AuthError::InvalidToken("not an API key"))?;
-        if let Some(entry) = self.remembered_key(digest).await
+        if remembered
+            && let Some(entry) = self.remembered_key(digest).await
             && entry.expires_at.is_none_or(|at| at > Utc::now())
         {
             return Ok(Authenticated {
                 principal: entry.principal,
                 tenant: entry.tenant,
+                expires_at: entry.expires_at,
             });
         }
         let found = self
@@ -251,6 +257,10 @@ impl Accounts {
             },
         )
         .await;
-        Ok(Authenticated { principal, tenant })
+        Ok(Authenticated {
+            principal,
+            tenant,
+            expires_at,
+        })
     }
 }

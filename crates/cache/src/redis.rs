@@ -271,11 +271,20 @@ impl RedisBackend {
         operation: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
         if self.now_ms() < self.open_until_ms.load(Ordering::Relaxed) {
+            metrics::counter!("sovereign_cache_operations_total", "outcome" => "short_circuited")
+                .increment(1);
             return Err(CacheError::Unavailable(
                 "failed moments ago; not retried until the cooldown ends".to_owned(),
             ));
         }
-        self.bounded(operation).await
+        let result = self.bounded(operation).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_connectivity() => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::counter!("sovereign_cache_operations_total", "outcome" => outcome).increment(1);
+        result
     }
 
     async fn bounded<T>(

@@ -17,7 +17,7 @@ pub mod schema;
 
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 pub use error::DbError;
-pub use pool::{Conn, Db, PoolConfig, RoleReport};
+pub use pool::{Conn, Db, PoolConfig, PoolStatus, RoleReport};
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 
 /// Name of the group role the server's login role must belong to. Migrations grant it the

@@ -45,6 +45,18 @@ impl From<&DatabaseSettings> for PoolConfig {
     }
 }
 
+/// A snapshot of the pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Of those, idle.
+    pub available: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
 /// The database handle: a connection pool with bounded waits. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -117,9 +129,25 @@ impl Db {
         Self::new(&settings.url, PoolConfig::from(settings))
     }
 
+    /// The pool's size now: (open connections, idle ones, tasks waiting for one).
+    #[must_use]
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+
     /// A connection from the pool, within the wait and connect timeouts.
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        self.pool.get().await.map_err(|e| {
+        let started = Instant::now();
+        let conn = self.pool.get().await;
+        metrics::histogram!("sovereign_db_pool_acquire_seconds")
+            .record(started.elapsed().as_secs_f64());
+        conn.map_err(|e| {
             use ::deadpool::managed::{PoolError, TimeoutType};
             let why = match &e {
                 PoolError::Timeout(TimeoutType::Wait) => "no free connection in time".to_owned(),

@@ -29,7 +29,7 @@ pub struct Position {
 /// What a client sends. Parsed with [`ClientFrame::parse`].
 #[derive(Debug)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = ClientFrame))]
+#[cfg_attr(feature = "openapi", serde(tag = "type", rename_all = "snake_case"))]
 pub enum ClientFrame {
     /// Start receiving a channel's messages; with `since`, first replay what was missed.
     Subscribe {

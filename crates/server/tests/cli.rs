@@ -24,6 +24,8 @@ fn sovereign(vars: &[(&str, &str)]) -> Command {
     c.env_clear()
         .current_dir(std::env::temp_dir())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // Tests run side by side: no fixed metrics port.
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .envs(vars.iter().copied());
     c
 }
@@ -549,4 +551,114 @@ async fn outside_development_mail_without_smtp_is_dropped_and_its_tokens_never_l
         !text.contains("token=") && !text.contains("sovev_"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_with_1001_and_the_ticket_never_reaches_the_log() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let db = TestDatabase::migrated().await;
+    let mut served = Served::start(&[
+        ("DATABASE_URL", db.url().expose()),
+        ("PORT", "0"),
+        ("WORKERS", "1"),
+        ("LOG_FORMAT", "json"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "20"),
+        ("BCRYPT_COST", "4"),
+        ("BACKEND_CORS_ORIGINS", "https://app.example.com"),
+        ("METRICS_ADDR", "off"),
+    ]);
+    let listening = served.wait_for("listening", |l| l["message"] == "listening");
+    let port = listening["port"].as_u64().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let account = serde_json::json!({
+        "email": "sigterm@example.com",
+        "password": "correct horse battery staple",
+        "full_name": "Sig Term",
+    });
+    let registered = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 202);
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": account["email"], "password": account["password"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let ticket: Value = client
+        .post(format!("{base}/api/v1/realtime/ticket"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+
+    let mut request = format!("ws://127.0.0.1:{port}/api/v1/ws?ticket={ticket}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-request-id", "ws-sigterm-1".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let welcome = socket.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"));
+
+    // The handshake's log line names the route, never the ticket.
+    let line = served.wait_for("the handshake", |l| {
+        l["message"] == "request completed" && l["span"]["request_id"] == "ws-sigterm-1"
+    });
+    assert_eq!(line["route"], "/api/v1/ws");
+    assert!(!line.to_string().contains(&ticket), "{line}");
+
+    let mut child = served.child.take().unwrap();
+    let pid = child.id().to_string();
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a close frame within 10 s of SIGTERM")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.expect("a close code"),
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1001);
+    // Long before the 20 s shutdown timeout: the socket did not hold the shutdown up.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let exited = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the server exits after SIGTERM");
+    assert!(exited.unwrap().unwrap().success());
 }

@@ -348,6 +348,15 @@ fn bind_all(
 }
 
 impl Vectors {
+    /// Embeds `texts`, timing the embedder for the metrics.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, VectorError> {
+        let started = Instant::now();
+        let result = self.embedder.embed(texts).await;
+        metrics::histogram!("sovereign_embedder_duration_seconds", "embedder" => self.embedder.name())
+            .record(started.elapsed().as_secs_f64());
+        Ok(result?)
+    }
+
     pub fn new(db: Db, embedder: Arc<dyn Embedder>, config: VectorConfig) -> Self {
         Self {
             db,
@@ -663,7 +672,7 @@ impl Vectors {
         if !texts.is_empty() {
             self.check_embedder(&target)?;
             let inputs: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
-            let vectors = self.embedder.embed(&inputs).await?;
+            let vectors = self.embed(&inputs).await?;
             for ((row, _), mut v) in texts.into_iter().zip(vectors) {
                 if target.collection.distance == Distance::Cosine {
                     normalize(&mut v);
@@ -1109,7 +1118,6 @@ impl Vectors {
                 }
                 self.check_embedder(target)?;
                 let mut v = self
-                    .embedder
                     .embed(std::slice::from_ref(&text))
                     .await?
                     .pop()

@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth;
 pub(crate) mod dto;
+mod realtime;
 mod system;
 mod tenants;
 mod users;
@@ -65,5 +66,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(vector::merge_payload)
         .service(vector::overwrite_payload)
         .service(vector::search)
-        .service(vector::recommend);
+        .service(vector::recommend)
+        .service(realtime::create_ticket)
+        .service(realtime::publish)
+        .service(realtime::connect);
 }

@@ -125,8 +125,9 @@ pub enum ReadyStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub status: ReadyStatus,
-    /// Each dependency by name (`database`, `cache`, and `vector` when vector search is on:
-    /// pgvector's version in `backend`, with the embedder).
+    /// Each dependency by name (`database`, `cache`, `vector` when vector search is on:
+    /// pgvector's version in `backend`, with the embedder; `realtime` when websockets are on:
+    /// whether messages cross instances, and the open connections).
     pub checks: BTreeMap<String, DependencyCheck>,
 }
 
@@ -181,6 +182,30 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
             DependencyCheck::failed(CheckStatus::Down, None, &e)
         }
     });
+    // Realtime: degraded while messages cannot cross instances (the shared cache fails).
+    let realtime = state.hub.as_ref().map(|hub| {
+        let status = hub.status();
+        let crossing = status.fanout == "redis";
+        let degraded = status.degraded || (crossing && cache.status != CheckStatus::Ok);
+        DependencyCheck {
+            status: if degraded {
+                CheckStatus::Degraded
+            } else {
+                CheckStatus::Ok
+            },
+            backend: Some(format!(
+                "fan-out {}; {} connections",
+                if crossing && !degraded {
+                    "redis"
+                } else {
+                    "local"
+                },
+                status.connections
+            )),
+            latency_ms: None,
+            error: degraded.then(|| "realtime_local_only".to_owned()),
+        }
+    });
     let ready = database.status == CheckStatus::Ok
         && vector.as_ref().is_none_or(|v| v.status == CheckStatus::Ok);
     let mut checks = BTreeMap::new();
@@ -188,6 +213,9 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     checks.insert("cache".to_owned(), cache);
     if let Some(vector) = vector {
         checks.insert("vector".to_owned(), vector);
+    }
+    if let Some(realtime) = realtime {
+        checks.insert("realtime".to_owned(), realtime);
     }
     let report = Readiness {
         status: if ready {

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:<port>` of the `/metrics` listener, when there is one.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db: Option<TestDatabase>,
     /// Every mail the server sent.
@@ -61,6 +63,7 @@ pub fn settings(database_url: &str, vars: &[(&str, &str)]) -> Settings {
         ("DATABASE_URL", database_url),
         ("PORT", "0"),
         ("WORKERS", "1"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
     ];
     all.extend_from_slice(vars);
     Settings::from_vars(all.iter().copied())
@@ -111,10 +114,14 @@ impl TestApp {
             .await
             .expect("the server builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         Self {
             address,
+            metrics_address,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

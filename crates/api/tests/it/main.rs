@@ -18,6 +18,8 @@ mod health;
 mod jwks;
 mod keys;
 mod mail;
+mod metrics;
+mod realtime;
 mod revocation;
 mod shutdown;
 mod tenancy;
