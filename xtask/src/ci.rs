@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{generated, pg, python, redis};
+use crate::{deploy, generated, pg, python, redis};
 
 /// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
 /// project-local cluster (started, and pgvector installed, when needed).
@@ -34,6 +34,7 @@ pub fn run() -> Result<(), String> {
     let redis = step("redis", redis::for_tests)?;
     let python = step("python tools", python::for_tests)?;
     let model = step("embedding model", python::model_dir)?;
+    let nginx = step("nginx", deploy::nginx)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
     step("tests", || {
@@ -55,8 +56,13 @@ pub fn run() -> Result<(), String> {
                 .env("TEST_REDIS_URL", &redis.url)
                 .env("TEST_PYTHON", &python)
                 .env("TEST_MODEL_DIR", &model)
+                .env("TEST_NGINX", &nginx)
                 .env("RUST_BACKTRACE", "1"),
         )
+    })?;
+    step("deployment artefacts", || {
+        run::run(cargo().args(["build", "--locked", "-p", "sovereign"]))?;
+        deploy::check(&target_dir().join("debug").join("sovereign"))
     })?;
     step("doc tests", || {
         run::run(
@@ -76,4 +82,9 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Strin
     let result = f().map_err(|e| format!("{name}: {e}"));
     println!("<== {name} ({:.1?})", started.elapsed());
     result
+}
+
+/// Where cargo puts build output.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| run::root().join("target"), Into::into)
 }

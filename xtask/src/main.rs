@@ -3,8 +3,10 @@
 
 mod bench;
 mod ci;
+mod deploy;
 mod dev;
 mod generated;
+mod nginx_conf;
 mod pg;
 mod python;
 mod redis;

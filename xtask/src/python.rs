@@ -80,7 +80,7 @@ fn data_file((requirement, inside): (&str, &str)) -> Result<PathBuf, String> {
     }
 }
 
-fn pip_install(python: &std::path::Path, args: &[&str]) -> Result<(), String> {
+pub fn pip_install(python: &std::path::Path, args: &[&str]) -> Result<(), String> {
     run::run(
         run::cmd(python)
             .args([

@@ -12,6 +12,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 mod fallback;
+pub mod healthcheck;
 pub mod metrics;
 mod middleware;
 pub mod openapi;

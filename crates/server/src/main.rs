@@ -63,6 +63,19 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI document (JSON) on standard output.
     Openapi,
+    /// Exit 0 when the server on this machine answers `/health` (for container health checks;
+    /// the image has no curl).
+    Healthcheck {
+        /// The server's port.
+        #[arg(long, env = "PORT", default_value_t = 8000)]
+        port: u16,
+        /// The path to ask.
+        #[arg(long, default_value = "/health")]
+        path: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +125,14 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Openapi => write_out(&sovereign_api::openapi::document_json()),
         Command::CheckConfig => check_config(),
+        Command::Healthcheck {
+            port,
+            path,
+            timeout,
+        } => {
+            sovereign_api::healthcheck::probe(port, &path, std::time::Duration::from_secs(timeout))
+                .map_err(|why| format!("unhealthy: {why}"))
+        }
         Command::Serve => match load() {
             Ok((settings, _log)) => serve(settings).await,
             Err(code) => return code,

@@ -19,6 +19,7 @@ mod jwks;
 mod keys;
 mod mail;
 mod metrics;
+mod nginx;
 mod realtime;
 mod revocation;
 mod shutdown;
