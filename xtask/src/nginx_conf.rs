@@ -77,13 +77,16 @@ pub fn main_conf(dir: &Path, site: &Path) -> String {
     )
 }
 
-/// `openssl req` arguments for a one-day self-signed certificate for localhost and 127.0.0.1.
+/// `openssl req` arguments for a one-day self-signed P-256 certificate for localhost and
+/// 127.0.0.1.
 pub fn self_signed_args(cert: &Path, key: &Path) -> Vec<String> {
     [
         "req",
         "-x509",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-days",
         "1",

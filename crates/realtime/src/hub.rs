@@ -1207,6 +1207,7 @@ async fn listen(
             if hub.strong_count() == 0 {
                 return;
             }
+            let first_attempt = attempt.is_some();
             let subscribed = match attempt.take() {
                 Some(result) => result,
                 None => cache.subscribe(channel).await,
@@ -1214,13 +1215,19 @@ async fn listen(
             match subscribed {
                 Ok(mut subscription) => {
                     backoff = Duration::from_millis(100);
-                    let mut dropped = subscription.dropped();
+                    if channel == REVOCATIONS && !first_attempt {
+                        // Subscribed again after a failure: revocations may have been missed.
+                        recheck_all(&hub);
+                    }
+                    let mut gaps = (subscription.dropped(), subscription.resubscribed());
                     while let Some(message) = subscription.next_message().await {
                         let Some(inner) = hub.upgrade() else { return };
                         let hub = Hub { inner };
-                        if channel == REVOCATIONS && subscription.dropped() != dropped {
-                            // Revocations may have been missed: check everyone.
-                            dropped = subscription.dropped();
+                        let now = (subscription.dropped(), subscription.resubscribed());
+                        if channel == REVOCATIONS && now != gaps {
+                            // Messages were dropped, or the connection was lost and made again:
+                            // revocations may have been missed, so check everyone.
+                            gaps = now;
                             hub.recheck_where(|_| true);
                         }
                         handle(&hub, &message);
@@ -1234,6 +1241,12 @@ async fn listen(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
+}
+
+fn recheck_all(hub: &std::sync::Weak<Inner>) {
+    if let Some(inner) = hub.upgrade() {
+        Hub { inner }.recheck_where(|_| true);
+    }
 }
 
 type Tick = fn(Hub) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
