@@ -311,6 +311,9 @@ struct Inner {
     instance: Uuid,
     next_id: AtomicU64,
     channels: RwLock<HashMap<Key, HashMap<u64, Arc<Subscriber>>>>,
+    /// Connections that asked for a channel's join and leave events (a subset of `channels`,
+    /// kept apart so an event costs its listeners, not the channel's size).
+    presence_listeners: RwLock<HashMap<Key, HashMap<u64, Arc<ConnShared>>>>,
     connections: Mutex<HashMap<u64, Arc<ConnShared>>>,
     per_user: Mutex<HashMap<Uuid, usize>>,
     closing: AtomicBool,
@@ -361,6 +364,7 @@ impl Hub {
                 instance: Uuid::new_v4(),
                 next_id: AtomicU64::new(1),
                 channels: RwLock::new(HashMap::new()),
+                presence_listeners: RwLock::new(HashMap::new()),
                 connections: Mutex::new(HashMap::new()),
                 per_user: Mutex::new(HashMap::new()),
                 closing: AtomicBool::new(false),
@@ -574,6 +578,9 @@ impl Hub {
         let Ok(note) = serde_json::from_slice::<PresenceNote<'_>>(payload) else {
             return;
         };
+        if read(&self.inner.presence_listeners).is_empty() {
+            return;
+        }
         let frame: Arc<str> = Arc::from(
             ServerFrame::Presence {
                 channel: note.c,
@@ -583,10 +590,10 @@ impl Hub {
             .to_text(),
         );
         let key = (note.t, Arc::from(note.c));
-        let channels = read(&self.inner.channels);
-        if let Some(subscribers) = channels.get(&key) {
-            for subscriber in subscribers.values() {
-                subscriber.conn.push(Arc::clone(&frame));
+        let listeners = read(&self.inner.presence_listeners);
+        if let Some(listeners) = listeners.get(&key) {
+            for conn in listeners.values() {
+                conn.push(Arc::clone(&frame));
             }
         }
     }
@@ -835,11 +842,35 @@ impl Hub {
 
     fn remove_subscriber(&self, tenant: Uuid, channel: &Channel, id: u64) {
         let key = (tenant, channel.shared_name());
-        let mut channels = write(&self.inner.channels);
-        if let Some(subscribers) = channels.get_mut(&key) {
-            subscribers.remove(&id);
-            if subscribers.is_empty() {
-                channels.remove(&key);
+        {
+            let mut channels = write(&self.inner.channels);
+            if let Some(subscribers) = channels.get_mut(&key) {
+                subscribers.remove(&id);
+                if subscribers.is_empty() {
+                    channels.remove(&key);
+                }
+            }
+        }
+        self.set_presence_listener(key, &None, id);
+    }
+
+    /// Adds (`Some`) or removes (`None`) a connection from a channel's presence listeners.
+    fn set_presence_listener(&self, key: Key, conn: &Option<Arc<ConnShared>>, id: u64) {
+        let mut listeners = write(&self.inner.presence_listeners);
+        match conn {
+            Some(conn) => {
+                listeners
+                    .entry(key)
+                    .or_default()
+                    .insert(id, Arc::clone(conn));
+            }
+            None => {
+                if let Some(of_channel) = listeners.get_mut(&key) {
+                    of_channel.remove(&id);
+                    if of_channel.is_empty() {
+                        listeners.remove(&key);
+                    }
+                }
             }
         }
     }
@@ -923,8 +954,9 @@ impl Connection {
     }
 
     /// The transport's answer to a [`Refresh`]: the identity the new token proves, if valid.
-    /// It must be the same account, tenant and role.
-    pub fn refreshed(&self, id: Option<&RequestId>, verified: Option<Identity>) {
+    /// It must be the same account, tenant and role. Returns whether it was accepted (the
+    /// transport then rechecks with the new token).
+    pub fn refreshed(&self, id: Option<&RequestId>, verified: Option<Identity>) -> bool {
         let mut identity = lock(&self.shared.identity);
         match verified {
             Some(new)
@@ -938,6 +970,7 @@ impl Connection {
                 self.shared.push(Arc::from(
                     serde_json::json!({"type": "ack", "id": id, "expires_at": expires}).to_string(),
                 ));
+                true
             }
             _ => {
                 drop(identity);
@@ -947,6 +980,7 @@ impl Connection {
                     message: "the token is not a valid access token of this connection's account",
                     retry_after_ms: None,
                 });
+                false
             }
         }
     }
@@ -968,8 +1002,14 @@ impl Connection {
             }
         };
         match frame {
-            ClientFrame::Subscribe { id, channel, since } => {
-                if let Err(e) = self.subscribe(id.as_ref(), &channel, since).await {
+            ClientFrame::Subscribe {
+                id,
+                channel,
+                since,
+                presence,
+            } => {
+                let presence = presence.unwrap_or(false);
+                if let Err(e) = self.subscribe(id.as_ref(), &channel, since, presence).await {
                     self.shared.push_error(id.as_ref(), &e);
                 }
             }
@@ -1016,6 +1056,7 @@ impl Connection {
         id: Option<&RequestId>,
         name: &str,
         since: Option<Position>,
+        presence: bool,
     ) -> Result<(), RealtimeError> {
         let channel = Channel::parse(name)?;
         let identity = self.shared.identity();
@@ -1041,9 +1082,14 @@ impl Connection {
             buffer: Mutex::new(since.is_some().then(Vec::new)),
         });
         write(&hub.inner.channels)
-            .entry(key)
+            .entry(key.clone())
             .or_default()
             .insert(self.shared.id, Arc::clone(&subscriber));
+        hub.set_presence_listener(
+            key,
+            &presence.then(|| Arc::clone(&self.shared)),
+            self.shared.id,
+        );
 
         match since {
             None => {

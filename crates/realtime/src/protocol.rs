@@ -31,11 +31,13 @@ pub struct Position {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", serde(tag = "type", rename_all = "snake_case"))]
 pub enum ClientFrame {
-    /// Start receiving a channel's messages; with `since`, first replay what was missed.
+    /// Start receiving a channel's messages; with `since`, first replay what was missed; with
+    /// `presence: true`, also the channel's `presence` join and leave events.
     Subscribe {
         id: Option<RequestId>,
         channel: String,
         since: Option<Position>,
+        presence: Option<bool>,
     },
     /// Stop receiving a channel's messages.
     Unsubscribe {
@@ -76,6 +78,7 @@ struct FlatFrame<'a> {
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
     token: Option<String>,
+    presence: Option<bool>,
 }
 
 impl ClientFrame {
@@ -84,7 +87,7 @@ impl ClientFrame {
         let flat: FlatFrame<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let kind = flat.kind.as_str();
         let allowed: &[&str] = match kind {
-            "subscribe" => &["channel", "since"],
+            "subscribe" => &["channel", "since", "presence"],
             "unsubscribe" | "presence" => &["channel"],
             "publish" => &["channel", "payload"],
             "refresh" => &["token"],
@@ -96,6 +99,7 @@ impl ClientFrame {
             ("since", flat.since.is_some()),
             ("payload", flat.payload.is_some()),
             ("token", flat.token.is_some()),
+            ("presence", flat.presence.is_some()),
         ];
         if let Some((field, _)) = present.iter().find(|(f, p)| *p && !allowed.contains(f)) {
             return Err(format!(
@@ -111,6 +115,7 @@ impl ClientFrame {
                 id,
                 channel: required(flat.channel, "channel")?,
                 since: flat.since,
+                presence: flat.presence,
             },
             "unsubscribe" => Self::Unsubscribe {
                 id,
@@ -207,7 +212,7 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
-    /// Someone joined or left a subscribed channel.
+    /// Someone joined or left a channel subscribed with `presence: true`.
     Presence {
         channel: &'a str,
         event: PresenceEvent,

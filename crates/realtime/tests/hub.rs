@@ -297,7 +297,11 @@ async fn presence_is_shared_across_instances_with_join_and_leave_events() {
     let alice = identity(tenant, Role::User);
     let bob = identity(tenant, Role::User);
     let mut alice_one = Client::connect(&one, alice).await;
-    alice_one.subscribe("public:room").await;
+    // Alice asks for join and leave events; Bob does not.
+    alice_one
+        .send(serde_json::json!({"type": "subscribe", "channel": "public:room", "presence": true}))
+        .await;
+    alice_one.next_of("ack").await;
     let mut bob_two = Client::connect(&two, bob).await;
     bob_two.subscribe("public:room").await;
     let mut alice_two = Client::connect(&two, alice).await;
@@ -323,6 +327,11 @@ async fn presence_is_shared_across_instances_with_join_and_leave_events() {
     ];
     expected.sort_by_key(|u| u["user"].as_str().unwrap().to_owned());
     assert_eq!(users, expected);
+
+    // Bob, who did not ask for them, gets no presence events: the next frame he sees is a message.
+    publish(&one, tenant, "public:room", serde_json::json!("hello")).await;
+    let frame = bob_two.next().await;
+    assert_eq!(frame["type"], "message", "{frame}");
 
     // Bob leaves: instance one hears of it, and he is gone from the state.
     drop(bob_two);

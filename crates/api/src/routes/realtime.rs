@@ -335,7 +335,10 @@ impl Transport {
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         if let Some(refresh) = self.connection.handle_text(&text).await {
                             let verified = self.verify_refresh(&refresh.token).await;
-                            self.connection.refreshed(refresh.id.as_ref(), verified);
+                            if self.connection.refreshed(refresh.id.as_ref(), verified) {
+                                // Later rechecks prove the connection with the new token.
+                                self.proof = Proof::Bearer(refresh.token);
+                            }
                         }
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => break Some(Close::UNSUPPORTED_DATA),
