@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const CHANNEL: &str = "public:bench";
 /// Histogram resolution: 100 µs buckets up to 10 s.
@@ -156,9 +157,15 @@ async fn connect(port: u16, token: &str, histogram: Arc<Histogram>) -> Result<()
         "authorization",
         format!("Bearer {token}").parse().map_err(|_| "bad token")?,
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    // Small buffers: tungstenite's defaults (128 KiB each way) would cost the client gigabytes
+    // and a large buffer per read across 10,000 sockets.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
     socket
         .send(Message::text(format!(
             r#"{{"type":"subscribe","channel":"{CHANNEL}"}}"#

@@ -178,6 +178,9 @@ fn render(state: &AppState) -> String {
     });
     if let Some(hub) = &state.hub {
         metrics::gauge!("sovereign_ws_connections").set(hub.connections() as f64);
+        let (frames_in, frames_out) = sovereign_realtime::frame_counts();
+        metrics::counter!("sovereign_ws_messages_in_total").absolute(frames_in);
+        metrics::counter!("sovereign_ws_messages_out_total").absolute(frames_out);
     }
     let handle = handle();
     handle.run_upkeep();

@@ -31,6 +31,25 @@ use crate::protocol::{
     ClientFrame, Position, PresenceEvent, PresenceUser, RequestId, ServerFrame, close,
 };
 
+/// A text frame: cheap to clone (shared bytes), so one message is serialised once for all its
+/// receivers and handed to the socket without a copy.
+pub type Frame = bytestring::ByteString;
+
+/// Frames received from and queued to clients by every hub of the process: counted in
+/// process-wide atomics rather than through the metrics registry on each of the thousands of
+/// deliveries a message can cause (see [`frame_counts`]).
+static FRAMES_IN: AtomicU64 = AtomicU64::new(0);
+static FRAMES_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// (frames received from clients, frames queued to clients) since the process started.
+#[must_use]
+pub fn frame_counts() -> (u64, u64) {
+    (
+        FRAMES_IN.load(Ordering::Relaxed),
+        FRAMES_OUT.load(Ordering::Relaxed),
+    )
+}
+
 /// The bus every message travels on, in the cache's `rt` namespace.
 const BUS: &str = "bus";
 /// The bus presence events travel on.
@@ -170,7 +189,7 @@ impl Close {
 #[derive(Debug)]
 pub enum Event {
     /// Send this text frame.
-    Send(Arc<str>),
+    Send(Frame),
     /// Close with this code.
     Close(Close),
     /// Check the credential again (a revocation concerned it) and report with
@@ -216,7 +235,7 @@ struct ConnShared {
     id: u64,
     uuid: Uuid,
     identity: Mutex<Identity>,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Frame>,
     signals: Mutex<Signals>,
     notify: Notify,
     /// Channel name → channel, for this connection.
@@ -229,9 +248,11 @@ impl ConnShared {
     }
 
     /// Queues a frame without waiting; a full queue closes the connection as a slow consumer.
-    fn push(&self, frame: Arc<str>) {
+    fn push(&self, frame: Frame) {
         match self.tx.try_send(frame) {
-            Ok(()) => metrics::counter!("sovereign_ws_messages_out_total").increment(1),
+            Ok(()) => {
+                FRAMES_OUT.fetch_add(1, Ordering::Relaxed);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.signal_close(Close::SLOW_CONSUMER) {
                     metrics::counter!("sovereign_ws_slow_consumers_total").increment(1);
@@ -243,7 +264,7 @@ impl ConnShared {
     }
 
     fn push_frame(&self, frame: &ServerFrame<'_>) {
-        self.push(Arc::from(frame.to_text()));
+        self.push(Frame::from(frame.to_text()));
     }
 
     fn push_error(&self, id: Option<&RequestId>, error: &RealtimeError) {
@@ -281,7 +302,7 @@ impl ConnShared {
 }
 
 /// A message that arrived while its subscriber was recovering: epoch, offset, frame.
-type Pending = (Arc<str>, u64, Arc<str>);
+type Pending = (Arc<str>, u64, Frame);
 
 /// A subscription: live, or buffering new messages while missed ones are replayed.
 struct Subscriber {
@@ -291,11 +312,11 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn deliver(&self, epoch: &Arc<str>, offset: u64, frame: &Arc<str>) {
+    fn deliver(&self, epoch: &Arc<str>, offset: u64, frame: &Frame) {
         let mut buffer = lock(&self.buffer);
         match buffer.as_mut() {
-            Some(pending) => pending.push((Arc::clone(epoch), offset, Arc::clone(frame))),
-            None => self.conn.push(Arc::clone(frame)),
+            Some(pending) => pending.push((Arc::clone(epoch), offset, frame.clone())),
+            None => self.conn.push(frame.clone()),
         }
     }
 }
@@ -581,7 +602,7 @@ impl Hub {
         if read(&self.inner.presence_listeners).is_empty() {
             return;
         }
-        let frame: Arc<str> = Arc::from(
+        let frame = Frame::from(
             ServerFrame::Presence {
                 channel: note.c,
                 event: note.e,
@@ -593,7 +614,7 @@ impl Hub {
         let listeners = read(&self.inner.presence_listeners);
         if let Some(listeners) = listeners.get(&key) {
             for conn in listeners.values() {
-                conn.push(Arc::clone(&frame));
+                conn.push(frame.clone());
             }
         }
     }
@@ -880,7 +901,7 @@ impl Hub {
 pub struct Connection {
     hub: Hub,
     shared: Arc<ConnShared>,
-    rx: mpsc::Receiver<Arc<str>>,
+    rx: mpsc::Receiver<Frame>,
     invalid_frames: u32,
 }
 
@@ -967,7 +988,7 @@ impl Connection {
                 *identity = new;
                 let expires = identity.expires_at.map(|at| at.timestamp());
                 drop(identity);
-                self.shared.push(Arc::from(
+                self.shared.push(Frame::from(
                     serde_json::json!({"type": "ack", "id": id, "expires_at": expires}).to_string(),
                 ));
                 true
@@ -988,7 +1009,7 @@ impl Connection {
     /// Handles one text frame from the client. Replies are queued on this connection; a
     /// `refresh` is handed back for the transport to verify.
     pub async fn handle_text(&mut self, text: &str) -> Option<Refresh> {
-        metrics::counter!("sovereign_ws_messages_in_total").increment(1);
+        FRAMES_IN.fetch_add(1, Ordering::Relaxed);
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -1224,7 +1245,7 @@ fn gap_unknown() -> Replay {
 }
 
 /// The channel key and the `message` frame of a history entry.
-fn message_frame(entry: &LogEntry) -> Option<(Key, Arc<str>)> {
+fn message_frame(entry: &LogEntry) -> Option<(Key, Frame)> {
     let envelope: Envelope<'_> = serde_json::from_slice(&entry.data).ok()?;
     let frame = ServerFrame::Message {
         channel: envelope.c,
@@ -1234,7 +1255,7 @@ fn message_frame(entry: &LogEntry) -> Option<(Key, Arc<str>)> {
         payload: envelope.d,
     }
     .to_text();
-    Some(((envelope.t, Arc::from(envelope.c)), Arc::from(frame)))
+    Some(((envelope.t, Arc::from(envelope.c)), Frame::from(frame)))
 }
 
 /// Subscribes to `channel` of `cache` now, then handles its messages in the background for as

@@ -9,6 +9,7 @@ mod ticket;
 pub use channel::{Action, Channel, Kind, authorize, authorize_server_publish};
 pub use error::RealtimeError;
 pub use hub::{
-    Close, Connection, CredentialRef, Event, Hub, HubConfig, HubStatus, Identity, Refresh,
+    Close, Connection, CredentialRef, Event, Frame, Hub, HubConfig, HubStatus, Identity, Refresh,
+    frame_counts,
 };
 pub use ticket::{TicketClaims, Tickets};

@@ -313,15 +313,19 @@ struct Transport {
 
 impl Transport {
     async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
-        let mut next_ping = Instant::now() + self.ping_interval;
-        let mut pong_due: Option<Instant> = None;
+        // Timers live across iterations and are reset, not re-created for every frame.
         let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+        let ping = tokio::time::sleep(self.ping_interval);
+        let pong = tokio::time::sleep_until(far);
+        let mut expires_at = self.connection.identity().expires_at;
+        let expiry = tokio::time::sleep_until(expiry(expires_at).unwrap_or(far));
+        tokio::pin!(ping, pong, expiry);
+        let mut awaiting_pong = false;
         let close = loop {
-            let expires = expiry(self.connection.identity().expires_at).unwrap_or(far);
             tokio::select! {
                 event = self.connection.next_event() => match event {
-                    Event::Send(text) => {
-                        if self.session.text(&*text).await.is_err() {
+                    Event::Send(frame) => {
+                        if self.session.text(frame).await.is_err() {
                             break None;
                         }
                     }
@@ -338,6 +342,11 @@ impl Transport {
                             if self.connection.refreshed(refresh.id.as_ref(), verified) {
                                 // Later rechecks prove the connection with the new token.
                                 self.proof = Proof::Bearer(refresh.token);
+                                let renewed = self.connection.identity().expires_at;
+                                if renewed != expires_at {
+                                    expires_at = renewed;
+                                    expiry.as_mut().reset(self::expiry(expires_at).unwrap_or(far));
+                                }
                             }
                         }
                     }
@@ -347,7 +356,7 @@ impl Transport {
                             break None;
                         }
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => pong_due = None,
+                    Some(Ok(AggregatedMessage::Pong(_))) => awaiting_pong = false,
                     Some(Ok(AggregatedMessage::Close(_))) | None => break None,
                     Some(Err(ProtocolError::Overflow)) => break Some(Close::MESSAGE_TOO_BIG),
                     Some(Err(e)) => {
@@ -355,19 +364,18 @@ impl Transport {
                         break Some(Close::PROTOCOL_VIOLATION);
                     }
                 },
-                () = tokio::time::sleep_until(next_ping) => {
-                    next_ping = Instant::now() + self.ping_interval;
-                    if pong_due.is_none() {
-                        pong_due = Some(Instant::now() + self.pong_timeout);
+                () = &mut ping => {
+                    ping.as_mut().reset(Instant::now() + self.ping_interval);
+                    if !awaiting_pong {
+                        awaiting_pong = true;
+                        pong.as_mut().reset(Instant::now() + self.pong_timeout);
                     }
                     if self.session.ping(b"").await.is_err() {
                         break None;
                     }
                 }
-                () = tokio::time::sleep_until(pong_due.unwrap_or(far)), if pong_due.is_some() => {
-                    break Some(Close::HEARTBEAT_TIMEOUT);
-                }
-                () = tokio::time::sleep_until(expires) => break Some(Close::TOKEN_EXPIRED),
+                () = &mut pong, if awaiting_pong => break Some(Close::HEARTBEAT_TIMEOUT),
+                () = &mut expiry => break Some(Close::TOKEN_EXPIRED),
             }
         };
         if let Some(reason) = close {
