@@ -114,6 +114,8 @@ async fn the_scrape_parses_has_every_family_and_histograms_are_histograms() {
         "sovereign_cache_degraded",
         "sovereign_auth_events_total",
         "sovereign_ws_connections",
+        "sovereign_ws_messages_in_total",
+        "sovereign_ws_messages_out_total",
         "sovereign_ws_published_total",
         "sovereign_embedder_duration_seconds",
         "sovereign_build_info",

@@ -342,6 +342,30 @@ async fn messages_flow_from_sockets_and_from_backends() {
     assert_eq!(message["payload"]["note"], "for you");
     assert!(message["publisher"].is_null());
 
+    // A backend with an admin API key that may write publishes too.
+    let key = app
+        .post_json(
+            "/api/v1/api-keys",
+            Some(&admin.access),
+            json!({"name": "backend", "role": "admin", "scopes": ["read", "write"]}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let from_backend = app
+        .post_json(
+            "/api/v1/realtime/publish",
+            Some(&key),
+            json!({"channel": "public:news", "payload": "from a backend"}),
+        )
+        .await;
+    assert_eq!(from_backend.status(), 202);
+    assert_eq!(next(&mut reader).await["payload"], "from a backend");
+
     // Bad requests to the publishing route are problems with their codes.
     let bad = app
         .post_json(
@@ -553,4 +577,61 @@ async fn logout_and_role_changes_close_sockets_on_the_other_instance_within_a_se
     assert_eq!(renamed.status(), 200);
     send(&mut kept, json!({"type": "ping", "id": "after"})).await;
     assert_eq!(next(&mut kept).await["id"], "after");
+}
+
+/// The login token re-signed (with the server's key) to expire `seconds` from now: the shortest
+/// configurable lifetime is a minute.
+fn expiring_in(token: &str, secret: &str, seconds: i64) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"] = json!(chrono::Utc::now().timestamp() + seconds);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_expiring_access_token_closes_its_socket_unless_refreshed_in_time() {
+    let secret = "a test key for expiring tokens, 32+ bytes long";
+    let mut all = vars();
+    all.push(("SECRET_KEY", secret));
+    let app = TestApp::spawn_with(&all, None).await;
+    let tokens = app.signup("ws-expiring@example.com").await;
+    let short = expiring_in(&tokens.access, secret, 2);
+    // The forged-by-us token is a valid one: the API accepts it.
+    assert_eq!(app.get_auth("/api/v1/users/me", &short).await.status(), 200);
+
+    let mut lapsing = open_bearer(&app, &short).await;
+    let mut refreshed = open_bearer(&app, &short).await;
+    let expires = welcome(&mut lapsing).await["expires_at"].as_i64().unwrap();
+    assert!(expires <= chrono::Utc::now().timestamp() + 2);
+    welcome(&mut refreshed).await;
+    send(
+        &mut refreshed,
+        json!({"type": "refresh", "id": 1, "token": tokens.access}),
+    )
+    .await;
+    let ack = next(&mut refreshed).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_i64()),
+        (Some("ack"), Some(1))
+    );
+
+    let started = Instant::now();
+    assert_eq!(closed_with(&mut lapsing).await, 4002);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The refreshed socket outlives the first token.
+    send(&mut refreshed, json!({"type": "ping", "id": "later"})).await;
+    assert_eq!(next(&mut refreshed).await["id"], "later");
 }
