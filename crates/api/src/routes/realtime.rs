@@ -331,14 +331,17 @@ impl Transport {
                     }
                     Event::Close(reason) => break Some(reason),
                     Event::Recheck => {
-                        let now = self.recheck().await;
+                        // Boxed, like every rare and deep future below: inline, the database
+                        // and cache futures they contain would make every idle socket's task
+                        // tens of kilobytes.
+                        let now = Box::pin(self.recheck()).await;
                         self.connection.rechecked(now);
                     }
                 },
                 message = stream.recv() => match message {
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        if let Some(refresh) = self.connection.handle_text(&text).await {
-                            let verified = self.verify_refresh(&refresh.token).await;
+                        if let Some(refresh) = Box::pin(self.connection.handle_text(&text)).await {
+                            let verified = Box::pin(self.verify_refresh(&refresh.token)).await;
                             if self.connection.refreshed(refresh.id.as_ref(), verified) {
                                 // Later rechecks prove the connection with the new token.
                                 self.proof = Proof::Bearer(refresh.token);
