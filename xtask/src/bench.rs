@@ -100,6 +100,39 @@ pub fn http() -> Result<(), String> {
     Ok(())
 }
 
+/// Release builds of the server and of `sovereign-api`'s `example`, and the development
+/// database migrated, with its runtime role.
+fn release_with_example(example: &str) -> Result<dev::Urls, String> {
+    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
+    run::run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "sovereign-api",
+        "--example",
+        example,
+    ]))?;
+    let urls = dev::database_urls()?;
+    migrate(&urls)?;
+    dev::ensure_dev_role()?;
+    Ok(urls)
+}
+
+/// A new superadmin for one run (`bench-<name>-<pid>@example.com`); its login body.
+fn superuser(urls: &dev::Urls, name: &str) -> Result<String, String> {
+    let email = format!("bench-{name}-{}@example.com", std::process::id());
+    let password = "correct horse battery staple";
+    run::run(
+        cmd(root().join("target/release/sovereign"))
+            .args(["create-superuser", "--email", &email])
+            .env("SUPERUSER_PASSWORD", password)
+            .env("DATABASE_URL", &urls.runtime)
+            .env("DATABASE_OWNER_URL", &urls.owner),
+    )?;
+    Ok(format!(r#"{{"email":"{email}","password":"{password}"}}"#))
+}
+
 /// Applies the migrations to the development database with the release build.
 fn migrate(urls: &dev::Urls) -> Result<(), String> {
     run::run(
@@ -544,30 +577,10 @@ pub fn vector() -> Result<(), String> {
     let glove = crate::python::glove_file()?;
     let model = crate::python::model_dir()?;
     let python = crate::python::for_tests()?;
-    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
-    run::run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "sovereign-api",
-        "--example",
-        "vector_bench",
-    ]))?;
-    let urls = dev::database_urls()?;
-    migrate(&urls)?;
-    dev::ensure_dev_role()?;
+    let urls = release_with_example("vector_bench")?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
-    let email = format!("bench-vector-{}@example.com", std::process::id());
-    let password = "correct horse battery staple";
-    run::run(
-        cmd(root().join("target/release/sovereign"))
-            .args(["create-superuser", "--email", &email])
-            .env("SUPERUSER_PASSWORD", password)
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner),
-    )?;
+    let credentials = superuser(&urls, "vector")?;
     let mut server = sovereign(&urls, port, "warn");
     server
         .env("RATE_LIMIT_ENABLED", "false")
@@ -577,7 +590,6 @@ pub fn vector() -> Result<(), String> {
         )
         .env("DATABASE_POOL_MAX_SIZE", "16");
     let _server = Server::start(&mut server, port, &log)?;
-    let credentials = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
     let token = login(port, &credentials)?;
     run::run(
         cmd(root().join("target/release/examples/vector_bench"))
@@ -601,30 +613,10 @@ pub fn vector() -> Result<(), String> {
 /// p99 under 100 ms, and each server's memory per idle connection.
 pub fn ws() -> Result<(), String> {
     let connections = std::env::var("BENCH_WS_CONNECTIONS").unwrap_or_else(|_| "10000".to_owned());
-    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
-    run::run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "sovereign-api",
-        "--example",
-        "ws_load",
-    ]))?;
-    let urls = dev::database_urls()?;
-    migrate(&urls)?;
-    dev::ensure_dev_role()?;
+    let urls = release_with_example("ws_load")?;
     let base = 18_000 + (std::process::id() % 1000) as u16;
     let (one, two) = (base, base + 1);
-    let email = format!("bench-ws-{}@example.com", std::process::id());
-    let password = "correct horse battery staple";
-    run::run(
-        cmd(root().join("target/release/sovereign"))
-            .args(["create-superuser", "--email", &email])
-            .env("SUPERUSER_PASSWORD", password)
-            .env("DATABASE_URL", &urls.runtime)
-            .env("DATABASE_OWNER_URL", &urls.owner),
-    )?;
+    let credentials = superuser(&urls, "ws")?;
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("bench-ws-{}", std::process::id());
@@ -675,7 +667,6 @@ pub fn ws() -> Result<(), String> {
         print!("{out}");
         Ok(out)
     };
-    let credentials = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
     let log = run::state_dir().join("bench-server.log");
     let single = {
         let server = Server::start(&mut server(one, false), one, &log)?;

@@ -139,6 +139,31 @@ pub struct Identity {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl Identity {
+    /// The identity of an authenticated principal acting in `tenant` (its own, or — for a
+    /// superadmin — the one it named), until `expires_at`.
+    #[must_use]
+    pub fn of(
+        principal: &sovereign_auth::Principal,
+        tenant: Uuid,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            tenant,
+            user: principal.user.id,
+            role: principal.role,
+            credential: match principal.credential {
+                sovereign_auth::Credential::Session { id } => CredentialRef::Session(id),
+                sovereign_auth::Credential::ApiKey { id, .. } => CredentialRef::ApiKey(id),
+            },
+            can_write: principal
+                .require_scope(sovereign_auth::Scope::Write)
+                .is_ok(),
+            expires_at,
+        }
+    }
+}
+
 /// How the server closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Close {
@@ -362,8 +387,8 @@ impl std::fmt::Debug for Hub {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct HubStatus {
     pub connections: usize,
-    /// `redis` when messages cross instances, `local` when they stay on this one.
-    pub fanout: &'static str,
+    /// Whether messages cross instances (a shared cache is configured).
+    pub shared: bool,
     /// True while publishing has fallen back to this instance only.
     pub degraded: bool,
 }
@@ -396,21 +421,25 @@ impl Hub {
         let weak = Arc::downgrade(&hub.inner);
         let mut buses = vec![hub.inner.shared.clone()];
         buses.extend(hub.inner.local.clone());
-        for bus in buses {
-            listen(weak.clone(), bus.clone(), BUS, |hub, message| {
-                hub.on_bus(message.payload());
-            })
-            .await;
-            listen(weak.clone(), bus, PRESENCE_BUS, |hub, message| {
-                hub.on_presence(message.payload());
-            })
-            .await;
-        }
-        listen(weak.clone(), cache.clone(), REVOCATIONS, |hub, message| {
+        let on_bus: Handler = |hub, message| hub.on_bus(message.payload());
+        let on_presence: Handler = |hub, message| hub.on_presence(message.payload());
+        let on_revocation: Handler = |hub, message| {
             if let Ok(revocation) = message.decode::<Revocation>() {
                 hub.on_revocation(revocation);
             }
-        })
+        };
+        let mut listeners = vec![(cache.clone(), REVOCATIONS, on_revocation)];
+        for bus in buses {
+            listeners.push((bus.clone(), BUS, on_bus));
+            listeners.push((bus, PRESENCE_BUS, on_presence));
+        }
+        // Subscribed together: with the cache down, start-up waits one connect timeout, not one
+        // per subscription.
+        futures_util::future::join_all(
+            listeners
+                .into_iter()
+                .map(|(cache, channel, handle)| listen(weak.clone(), cache, channel, handle)),
+        )
         .await;
         spawn_periodic(weak.clone(), hub.inner.config.presence_ttl / 3, |hub| {
             Box::pin(async move { hub.renew_presence().await })
@@ -438,11 +467,7 @@ impl Hub {
     pub fn status(&self) -> HubStatus {
         HubStatus {
             connections: self.connections(),
-            fanout: if self.inner.local.is_some() {
-                "redis"
-            } else {
-                "local"
-            },
+            shared: self.inner.local.is_some(),
             degraded: self.inner.falling_back.load(Ordering::Relaxed),
         }
     }
@@ -1258,14 +1283,12 @@ fn message_frame(entry: &LogEntry) -> Option<(Key, Frame)> {
     Some(((envelope.t, Arc::from(envelope.c)), Frame::from(frame)))
 }
 
+/// What a listener does with each message of its channel.
+type Handler = fn(&Hub, &sovereign_cache::Message);
+
 /// Subscribes to `channel` of `cache` now, then handles its messages in the background for as
 /// long as the hub lives, subscribing again with backoff when the subscription fails or ends.
-async fn listen(
-    hub: std::sync::Weak<Inner>,
-    cache: Cache,
-    channel: &'static str,
-    handle: fn(&Hub, &sovereign_cache::Message),
-) {
+async fn listen(hub: std::sync::Weak<Inner>, cache: Cache, channel: &'static str, handle: Handler) {
     let first = cache.subscribe(channel).await;
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sovereign_auth::{Accounts, AuthError, Credential, Scope};
 use sovereign_realtime::{
-    Channel, Close, Connection, CredentialRef, Event, Hub, Identity, TicketClaims, Tickets,
+    Channel, Close, Connection, Event, Hub, Identity, TicketClaims, Tickets,
     authorize_server_publish,
 };
 use tokio::time::Instant;
@@ -51,17 +51,7 @@ enum Proof {
 }
 
 fn identity_of(user: &CurrentUser) -> Identity {
-    Identity {
-        tenant: user.tenant.id,
-        user: user.principal.user.id,
-        role: user.principal.role,
-        credential: match &user.principal.credential {
-            Credential::Session { id } => CredentialRef::Session(*id),
-            Credential::ApiKey { id, .. } => CredentialRef::ApiKey(*id),
-        },
-        can_write: user.principal.require_scope(Scope::Write).is_ok(),
-        expires_at: user.expires_at,
-    }
+    Identity::of(&user.principal, user.tenant.id, user.expires_at)
 }
 
 /// A single-use websocket ticket.
@@ -215,14 +205,11 @@ pub(super) async fn connect(
                 .session_principal(claims.tenant, claims.user, claims.session)
                 .await
                 .map_err(|_| invalid_ticket())?;
-            let identity = Identity {
-                tenant: authenticated.tenant.id,
-                user: authenticated.principal.user.id,
-                role: authenticated.principal.role,
-                credential: CredentialRef::Session(claims.session),
-                can_write: true,
-                expires_at: claims.expires_at,
-            };
+            let identity = Identity::of(
+                &authenticated.principal,
+                authenticated.tenant.id,
+                claims.expires_at,
+            );
             (identity, Proof::Session(claims))
         }
     };
@@ -422,19 +409,19 @@ impl Transport {
         }
     }
 
+    /// The identity a new access token proves (API keys are not refreshed).
     async fn verify_refresh(&self, token: &str) -> Option<Identity> {
-        let current = self.connection.identity();
         let authenticated = self.accounts.authenticate(token).await.ok()?;
-        let Credential::Session { id } = authenticated.principal.credential else {
-            return None;
-        };
-        Some(Identity {
-            tenant: authenticated.tenant.id,
-            user: authenticated.principal.user.id,
-            role: authenticated.principal.role,
-            credential: CredentialRef::Session(id),
-            can_write: current.can_write,
-            expires_at: authenticated.expires_at,
+        matches!(
+            authenticated.principal.credential,
+            Credential::Session { .. }
+        )
+        .then(|| {
+            Identity::of(
+                &authenticated.principal,
+                authenticated.tenant.id,
+                authenticated.expires_at,
+            )
         })
     }
 }

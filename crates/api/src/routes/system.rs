@@ -185,7 +185,7 @@ pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     // Realtime: degraded while messages cannot cross instances (the shared cache fails).
     let realtime = state.hub.as_ref().map(|hub| {
         let status = hub.status();
-        let crossing = status.fanout == "redis";
+        let crossing = status.shared;
         let degraded = status.degraded || (crossing && cache.status != CheckStatus::Ok);
         DependencyCheck {
             status: if degraded {

@@ -101,6 +101,13 @@ async fn closed_with(socket: &mut Socket) -> u16 {
     }
 }
 
+/// The server closes `socket` with `code` less than a second after `started`.
+async fn closes_within_a_second(socket: &mut Socket, started: Instant, code: u16) {
+    assert_eq!(closed_with(socket).await, code);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
 async fn welcome(socket: &mut Socket) -> Value {
     let frame = next(socket).await;
     assert_eq!(frame["type"], "welcome", "{frame}");
@@ -155,6 +162,14 @@ async fn handshakes_without_valid_credentials_or_from_other_origins_are_refused(
         (status, body["code"].as_str()),
         (401, Some("invalid_token"))
     );
+
+    // The right credentials on a request that is not a websocket handshake.
+    crate::common::expect_problem(
+        app.get_auth("/api/v1/ws", &tokens.access).await,
+        400,
+        "not_a_websocket",
+    )
+    .await;
 
     // A valid token from a page of another origin.
     let bearer = format!("Bearer {}", tokens.access);
@@ -532,12 +547,7 @@ async fn logout_and_role_changes_close_sockets_on_the_other_instance_within_a_se
         )
         .await;
     assert_eq!(out.status(), 204);
-    assert_eq!(closed_with(&mut on_b).await, 4001);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    closes_within_a_second(&mut on_b, started, 4001).await;
 
     // A role change made on A revokes the account's sessions, so their sockets on B close.
     let fresh = a.login("ws-rev@example.com").await;
@@ -554,12 +564,7 @@ async fn logout_and_role_changes_close_sockets_on_the_other_instance_within_a_se
         )
         .await;
     assert_eq!(changed.status(), 200, "{}", changed.text().await.unwrap());
-    assert_eq!(closed_with(&mut again).await, 4001);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    closes_within_a_second(&mut again, started, 4001).await;
 
     // A profile change keeps the socket open.
     let other = a.login("ws-rev@example.com").await;
