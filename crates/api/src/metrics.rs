@@ -118,9 +118,18 @@ fn describe() {
     );
 }
 
+/// The in-flight gauge, looked up once: it changes twice per request.
+fn in_flight() -> &'static metrics::Gauge {
+    static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| {
+        handle();
+        metrics::gauge!("sovereign_http_requests_in_flight")
+    })
+}
+
 /// A request is starting.
 pub(crate) fn request_started() {
-    metrics::gauge!("sovereign_http_requests_in_flight").increment(1.0);
+    in_flight().increment(1.0);
 }
 
 /// A request finished: counted and timed by route template (or `unmatched`), method (or
@@ -131,7 +140,7 @@ pub(crate) fn request_finished(
     status: StatusCode,
     took: Duration,
 ) {
-    metrics::gauge!("sovereign_http_requests_in_flight").decrement(1.0);
+    in_flight().decrement(1.0);
     let route = route.unwrap_or("unmatched").to_owned();
     let method = match *method {
         Method::GET => "GET",
