@@ -94,6 +94,26 @@ impl TestApp {
         Self::start(settings(db.url().expose(), &test_vars(db, vars)), None).await
     }
 
+    /// Two servers sharing one database, the machine's Redis (under a prefix of their own) and
+    /// a signing key: two instances of one deployment.
+    pub async fn pair(test: &str, vars: &[(&str, &str)]) -> (Self, Self) {
+        let url = sovereign_test_redis::shared_url();
+        let prefix = sovereign_test_redis::unique_prefix(test);
+        let mut all = vec![
+            ("REDIS_URL", url.as_str()),
+            ("CACHE_PREFIX", prefix.as_str()),
+            // Both must sign and verify with one key (development otherwise picks a random one).
+            (
+                "SECRET_KEY",
+                "a shared test key that is at least 32 bytes long, 9f3c",
+            ),
+        ];
+        all.extend_from_slice(vars);
+        let a = Self::spawn_with(&all, None).await;
+        let b = a.sibling(&all).await;
+        (a, b)
+    }
+
     /// The server with `DATABASE_URL` pointing at a port where nothing listens.
     pub async fn spawn_without_database(routes: Option<RouteHook>) -> Self {
         let port = closed_port();

@@ -496,20 +496,7 @@ async fn oversize_frames_binary_frames_and_silent_clients_are_closed_with_their_
 }
 
 async fn pair() -> (TestApp, TestApp) {
-    let url = sovereign_test_redis::shared_url();
-    let prefix = sovereign_test_redis::unique_prefix("ws-revocation");
-    let vars = [
-        ("REDIS_URL", url.as_str()),
-        ("CACHE_PREFIX", prefix.as_str()),
-        (
-            "SECRET_KEY",
-            "a shared test key that is at least 32 bytes long, 9f3c",
-        ),
-        ("BACKEND_CORS_ORIGINS", ORIGIN),
-    ];
-    let a = TestApp::spawn_with(&vars, None).await;
-    let b = a.sibling(&vars).await;
-    (a, b)
+    TestApp::pair("ws-revocation", &[("BACKEND_CORS_ORIGINS", ORIGIN)]).await
 }
 
 #[tokio::test]

@@ -8,20 +8,7 @@ use serde_json::{Value, json};
 use crate::common::{PASSWORD, TestApp, Tokens, expect_problem};
 
 async fn pair() -> (TestApp, TestApp) {
-    let url = sovereign_test_redis::shared_url();
-    let prefix = sovereign_test_redis::unique_prefix("revocation");
-    let vars = [
-        ("REDIS_URL", url.as_str()),
-        ("CACHE_PREFIX", prefix.as_str()),
-        // Both must sign and verify with one key (development otherwise picks a random one).
-        (
-            "SECRET_KEY",
-            "a shared test key that is at least 32 bytes long, 9f3c",
-        ),
-    ];
-    let a = TestApp::spawn_with(&vars, None).await;
-    let b = a.sibling(&vars).await;
-    (a, b)
+    TestApp::pair("revocation", &[]).await
 }
 
 /// Authenticates twice on `b`, so it answers from its memory.
