@@ -101,7 +101,7 @@ async fn authenticate(
     let principal = authenticated.principal;
     let expires_at = authenticated.expires_at;
     principal.require_scope(scope)?;
-    let multi_tenant = state.settings.features.multi_tenant;
+    let multi_tenant = state.settings.tenancy.multi_tenant;
     let home = authenticated.tenant;
     let tenant = match tenant_header.as_deref() {
         // Only a superadmin may act in another tenant, by naming it.

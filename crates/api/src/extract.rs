@@ -20,25 +20,14 @@ use sovereign_core::{ErrorKind, FieldError};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::ApiError;
+use crate::settings::ServerSettings;
+use crate::state::AppState;
 
-/// Request body limits, from settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyLimits {
-    /// Largest JSON body, in bytes.
-    pub json: usize,
-    /// Largest JSON body of the bulk routes ([`BulkJson`]: vector upserts), in bytes.
-    pub bulk_json: usize,
-    /// Largest other body (forms, raw bytes), in bytes.
-    pub payload: usize,
-}
-
-impl Default for BodyLimits {
-    fn default() -> Self {
-        Self {
-            json: 1 << 20,
-            bulk_json: 32 << 20,
-            payload: 2 << 20,
-        }
+/// A body limit from the server's settings (their documented defaults outside an application).
+fn server_settings(req: &HttpRequest, limit: impl Fn(&ServerSettings) -> usize) -> usize {
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => limit(&state.settings.server),
+        None => limit(&ServerSettings::default()),
     }
 }
 
@@ -57,9 +46,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<BodyLimits>>()
-            .map_or_else(|| BodyLimits::default().json, |l| l.json);
+        let limit = server_settings(req, |s| s.json_limit);
         let body = read_json::<T>(req, payload, limit);
         Box::pin(async move { body.await.map(Json) })
     }
@@ -80,9 +67,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for BulkJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<BodyLimits>>()
-            .map_or_else(|| BodyLimits::default().bulk_json, |l| l.bulk_json);
+        let limit = server_settings(req, |s| s.bulk_json_limit);
         let body = read_json::<T>(req, payload, limit);
         Box::pin(async move { body.await.map(BulkJson) })
     }

@@ -20,10 +20,14 @@ mod rate_limit;
 pub mod request_id;
 mod routes;
 mod server;
+pub mod services;
+pub mod settings;
 mod state;
 pub mod tenant;
 
 pub use docs::OPENAPI_PATH;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use server::{Application, BuildOptions, RouteHook, StartError};
+pub use services::Services;
+pub use settings::Settings;
 pub use state::AppState;

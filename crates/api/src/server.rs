@@ -11,20 +11,19 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
-use sovereign_auth::{Accounts, AuthError, Mailer};
-use sovereign_cache::{Cache, CacheConfig, CacheError, RateLimiter};
-use sovereign_core::settings::CorsSettings;
-use sovereign_core::{Environment, ErrorKind, Settings};
-use sovereign_db::{Db, DbError, PoolConfig};
-use sovereign_realtime::{Hub, HubConfig};
-use sovereign_tenancy::TenantAdmin;
-use sovereign_vector::{EmbedError, VectorConfig, Vectors};
+use sovereign_auth::{AuthError, Mailer};
+use sovereign_cache::CacheError;
+use sovereign_core::ErrorKind;
+use sovereign_db::DbError;
+use sovereign_realtime::Hub;
+use sovereign_vector::EmbedError;
 use utoipa_actix_web::AppExt;
 
 use crate::edge::EdgeConfig;
 use crate::error::ApiError;
-use crate::extract::BodyLimits;
 use crate::fallback::{KnownRoutes, fallback};
+use crate::services::Services;
+use crate::settings::{CorsSettings, Settings};
 use crate::state::AppState;
 use crate::{docs, middleware, openapi, rate_limit, routes};
 
@@ -98,71 +97,11 @@ impl Application {
     /// Like [`Application::build`], with [`BuildOptions`].
     pub async fn build_with(settings: Settings, options: BuildOptions) -> Result<Self, StartError> {
         let extra_routes = options.routes;
-        let db = Db::from_settings(&settings.database)?;
-        check_runtime_role(&db, settings.environment).await?;
-        let cache = Cache::new(&CacheConfig::from_settings(&settings.cache))?;
-        match cache.health().await {
-            Ok(health) => tracing::info!(backend = health.backend.as_str(), "cache ready"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cache unreachable at start-up; serving degraded, /ready reports it");
-            }
-        }
-        let limiter = Arc::new(RateLimiter::new(
-            &cache,
-            settings.rate_limit.fallback_divisor,
-        ));
-        let mailer = match options.mailer {
-            Some(mailer) => mailer,
-            None => sovereign_auth::mailer::from_settings(
-                &settings.mail,
-                settings.environment.is_development(),
-            )?,
-        };
-        let accounts = Accounts::from_settings(
-            &settings,
-            db.clone(),
-            cache.clone(),
-            settings.rate_limit.enabled.then(|| Arc::clone(&limiter)),
-            mailer,
-        )
-        .await?;
-        let tenant_admin = TenantAdmin::new(Db::new(
-            &settings.database.admin_url,
-            PoolConfig {
-                max_size: 2,
-                ..PoolConfig::from(&settings.database)
-            },
-        )?);
-        let vectors = if settings.features.vector {
-            let embedder = sovereign_vector::embed::from_settings(&settings.vector)?;
-            tracing::info!(
-                embedder = embedder.name(),
-                dimension = embedder.dimension(),
-                "vector search enabled"
-            );
-            Some(Vectors::new(
-                db.clone(),
-                embedder,
-                VectorConfig::from(&settings.vector),
-            ))
-        } else {
-            None
-        };
-        let hub = if settings.features.websockets {
-            Some(
-                Hub::start(
-                    &cache,
-                    Arc::clone(&limiter),
-                    HubConfig::from_settings(&settings.realtime),
-                )
-                .await,
-            )
-        } else {
-            None
-        };
+        let services = Services::start(&settings, options.mailer).await?;
+        let hub = services.hub.clone();
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
-            production: settings.environment == Environment::Production,
+            production: settings.environment.is_production(),
         });
         let cors = settings.cors.clone();
 
@@ -179,16 +118,12 @@ impl Application {
             })?
             .port();
 
-        let limits = BodyLimits {
-            json: settings.server.json_limit,
-            bulk_json: settings.server.bulk_json_limit,
-            payload: settings.server.payload_limit,
-        };
+        let payload_limit = settings.server.payload_limit;
         let workers = settings.server.workers;
         let shutdown_secs = settings.server.shutdown_timeout.as_secs();
         let document = openapi::document();
         let mut known_routes = KnownRoutes::from_document(&document);
-        let docs = if settings.features.docs {
+        let docs = if settings.server.docs {
             known_routes.add(docs::OPENAPI_PATH, vec![Method::GET]);
             known_routes.add("/docs", vec![Method::GET]);
             known_routes.add("/docs/{_:.*}", vec![Method::GET]);
@@ -201,13 +136,7 @@ impl Application {
         let metrics_settings = settings.metrics.clone();
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
-            db,
-            cache,
-            limiter,
-            accounts,
-            tenant_admin,
-            vectors,
-            hub: hub.clone(),
+            services,
         });
         let state_for_metrics = state.clone();
 
@@ -218,7 +147,7 @@ impl Application {
                     edge: edge.clone(),
                     known_routes: known_routes.clone(),
                 },
-                limits,
+                payload_limit,
                 cors_for(&cors),
                 docs.clone(),
                 extra_routes.clone(),
@@ -339,7 +268,7 @@ struct Shared {
 
 fn build_app(
     shared: Shared,
-    limits: BodyLimits,
+    payload_limit: usize,
     cors: Cors,
     docs: Option<Bytes>,
     extra_routes: Option<RouteHook>,
@@ -356,11 +285,10 @@ fn build_app(
         .app_data(shared.state)
         .app_data(shared.edge)
         .app_data(shared.known_routes)
-        .app_data(web::Data::new(limits))
-        .app_data(web::PayloadConfig::new(limits.payload))
+        .app_data(web::PayloadConfig::new(payload_limit))
         .app_data(
             web::FormConfig::default()
-                .limit(limits.payload)
+                .limit(payload_limit)
                 .error_handler(|e, _| {
                     ApiError::of_kind(ErrorKind::BadRequest, "invalid_form", e.to_string()).into()
                 }),
@@ -431,34 +359,4 @@ fn cors_for(settings: &CorsSettings) -> Cors {
         }
     }
     cors
-}
-
-/// The runtime role must not be able to see past row-level security. Refused in production,
-/// a loud warning elsewhere; skipped (with a warning) when the database is unreachable.
-async fn check_runtime_role(db: &Db, environment: Environment) -> Result<(), StartError> {
-    match db.runtime_role().await {
-        Ok(report) if report.is_privileged() => {
-            let mut why = Vec::new();
-            if report.superuser {
-                why.push("superuser".to_owned());
-            }
-            if report.bypass_rls {
-                why.push("BYPASSRLS".to_owned());
-            }
-            if report.owned_objects > 0 {
-                why.push(format!("owns {} objects", report.owned_objects));
-            }
-            let error = StartError::PrivilegedRole {
-                role: report.role,
-                why: why.join(", "),
-            };
-            if environment == Environment::Production {
-                return Err(error);
-            }
-            tracing::warn!("{error}");
-        }
-        Ok(report) => tracing::info!(role = %report.role, "database role checked"),
-        Err(e) => tracing::warn!(error = %e, "database unreachable at start-up; /ready reports it"),
-    }
-    Ok(())
 }

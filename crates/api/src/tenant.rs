@@ -35,7 +35,7 @@ impl FromRequest for CurrentTenant {
                 credentials: None,
             };
             let tenant =
-                sovereign_tenancy::resolve(&state.db, state.settings.features.multi_tenant, claims)
+                sovereign_tenancy::resolve(&state.db, state.settings.tenancy.multi_tenant, claims)
                     .await?;
             Ok(Self(tenant))
         })

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use secrecy::SecretString;
-use sovereign_auth::{Accounts, AuthError, ClientContext, Outbox, Registration};
+use sovereign_auth::{Accounts, AuthError, AuthSettings, ClientContext, Outbox, Registration};
 use sovereign_cache::Cache;
-use sovereign_core::Settings;
-use sovereign_db::Db;
+use sovereign_core::settings::from_vars;
+use sovereign_db::{DatabaseSettings, Db};
 use sovereign_tenancy::DEFAULT_TENANT_ID;
 
 #[tokio::main]
@@ -18,12 +18,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
         "postgres://sovereign_dev:sovereign_dev@127.0.0.1:55432/sovereign".to_owned()
     });
-    let settings =
-        Settings::from_vars([("DATABASE_URL", url.as_str()), ("BCRYPT_COST", "10")])?.settings;
-    let db = Db::from_settings(&settings.database)?;
+    // Each crate reads its own settings; these two are all accounts need.
+    let database =
+        from_vars::<DatabaseSettings, _, _, _>([("DATABASE_URL", url.as_str())])?.settings;
+    let auth = from_vars::<AuthSettings, _, _, _>([("BCRYPT_COST", "10")])?.settings;
+    let db = Db::from_settings(&database)?;
     let outbox = Outbox::new();
     let accounts = Accounts::from_settings(
-        &settings,
+        &auth,
         db,
         Cache::in_memory("tour"),
         None,

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use secrecy::SecretString;
 use serde::Serialize;
-use sovereign_cache::{Cache, Quota, RateKey, RateLimiter};
-use sovereign_core::Settings;
+use sovereign_cache::{Cache, RateKey, RateLimiter};
 use sovereign_db::schema::{action_tokens, api_keys, refresh_tokens, sessions, users};
 use sovereign_db::{Db, RunQueryDsl, ScopedFutureExt};
 use sovereign_tenancy::{TenancyError, Tenant, TenantRef};
@@ -23,39 +22,14 @@ use crate::jwt::TokenKeys;
 use crate::mailer::{Email, Mailer};
 use crate::model::{Credential, Principal, Role, User, UserRow};
 use crate::opaque::{self, Kind};
-use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::password::{PasswordHasher, PasswordPolicy, context_words};
 use crate::revocation::{CHANNEL, CredentialKey, Entry, LocalCredentials, Revocation};
+use crate::settings::AuthSettings;
 
 /// Longest full name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Longest user agent kept with a session.
 const MAX_USER_AGENT_CHARS: usize = 512;
-
-/// Lifetimes, limits and links.
-#[derive(Debug, Clone)]
-pub struct AccountsConfig {
-    pub refresh_ttl: Duration,
-    pub reset_ttl: Duration,
-    pub verify_ttl: Duration,
-    /// Per account on login, refresh, password reset and verification.
-    pub account_quota: Quota,
-    /// Base URL of the web client, for mailed links.
-    pub public_url: String,
-}
-
-impl AccountsConfig {
-    #[must_use]
-    pub fn from_settings(settings: &Settings) -> Self {
-        let auth = &settings.auth;
-        Self {
-            refresh_ttl: auth.refresh_token_ttl,
-            reset_ttl: auth.password_reset_ttl,
-            verify_ttl: auth.email_verify_ttl,
-            account_quota: auth.account_quota,
-            public_url: auth.public_url.clone(),
-        }
-    }
-}
 
 /// Where a request came from, kept with the sessions it opens.
 #[derive(Debug, Clone, Default)]
@@ -140,7 +114,7 @@ pub struct AccountsParts {
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
     pub mailer: Arc<dyn Mailer>,
-    pub config: AccountsConfig,
+    pub settings: AuthSettings,
 }
 
 /// The accounts service. Cheap to clone; every clone shares one state.
@@ -157,7 +131,7 @@ pub(crate) struct Inner {
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
     pub mailer: Arc<dyn Mailer>,
-    pub config: AccountsConfig,
+    pub settings: AuthSettings,
     pub local: LocalCredentials,
 }
 
@@ -230,7 +204,7 @@ impl Accounts {
                 hasher: parts.hasher,
                 policy: parts.policy,
                 mailer: parts.mailer,
-                config: parts.config,
+                settings: parts.settings,
                 local,
             }),
         }
@@ -239,15 +213,14 @@ impl Accounts {
     /// The service as the settings describe it. Computing the dummy password hash takes one
     /// bcrypt run, off the async workers.
     pub async fn from_settings(
-        settings: &Settings,
+        settings: &AuthSettings,
         db: Db,
         cache: Cache,
         limiter: Option<Arc<RateLimiter>>,
         mailer: Arc<dyn Mailer>,
     ) -> Result<Self, AuthError> {
-        let auth = &settings.auth;
-        let keys = TokenKeys::from_settings(auth)?;
-        let (cost, concurrency) = (auth.bcrypt_cost, auth.hash_concurrency);
+        let keys = TokenKeys::from_settings(settings)?;
+        let (cost, concurrency) = (settings.bcrypt_cost, settings.hash_concurrency);
         let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cost, concurrency))
             .await
             .map_err(|e| AuthError::Hashing(e.to_string()))??;
@@ -258,10 +231,10 @@ impl Accounts {
             keys,
             hasher,
             policy: PasswordPolicy {
-                min_chars: auth.password_min_length,
+                min_chars: settings.password_min_length,
             },
             mailer,
-            config: AccountsConfig::from_settings(settings),
+            settings: settings.clone(),
         }))
     }
 
@@ -292,7 +265,7 @@ impl Accounts {
             .check(
                 "account",
                 RateKey::Account(&key),
-                self.inner.config.account_quota,
+                self.inner.settings.account_quota,
             )
             .await;
         if decision.allowed {
@@ -330,7 +303,7 @@ impl Accounts {
     }
 
     fn link(&self, page: &str, token: &str) -> String {
-        format!("{}/{page}?token={token}", self.inner.config.public_url)
+        format!("{}/{page}?token={token}", self.inner.settings.public_url)
     }
 
     // ---- Registration and sign-in ------------------------------------------------------------
@@ -340,15 +313,12 @@ impl Accounts {
     pub async fn register(&self, tenant: Uuid, input: Registration) -> Result<(), AuthError> {
         let email = normalize_email(&input.email)?;
         let full_name = normalize_name(&input.full_name, "full_name")?;
-        self.inner.policy.check(
-            secrecy::ExposeSecret::expose_secret(&input.password),
-            "password",
-            Some(&email),
-        )?;
         self.throttle("register", &format!("{tenant}:{email}"))
             .await?;
-        let hash = self.inner.hasher.hash(&input.password).await?;
-        let verify_ttl = self.inner.config.verify_ttl;
+        let hash = self
+            .hash_new(tenant, &input.password, "password", Some(&email))
+            .await?;
+        let verify_ttl = self.inner.settings.email_verify_ttl;
         let email_for_row = email.clone();
         let created = self
             .db()
@@ -463,7 +433,7 @@ impl Accounts {
         user: &User,
         client: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
-        let refresh_ttl = self.inner.config.refresh_ttl;
+        let refresh_ttl = self.inner.settings.refresh_token_ttl;
         let session = Uuid::now_v7();
         let (tenant, user_id) = (user.tenant_id, user.id);
         let refresh = opaque::mint(Kind::Refresh, tenant);
@@ -747,6 +717,44 @@ impl Accounts {
         })
     }
 
+    /// Checks a new password and hashes it, on the hashing pool, against the words the user's
+    /// context makes easy to guess: the address, and the tenant's name and slug.
+    async fn hash_new(
+        &self,
+        tenant: Uuid,
+        password: &SecretString,
+        field: &'static str,
+        email: Option<&str>,
+    ) -> Result<String, AuthError> {
+        let tenant = sovereign_tenancy::find(self.db(), &TenantRef::Id(tenant)).await?;
+        let names: Vec<&str> = tenant
+            .iter()
+            .flat_map(|t| [t.name.as_str(), t.slug.as_str()])
+            .collect();
+        let words = context_words(email, &names);
+        self.inner
+            .hasher
+            .hash_new(password, self.inner.policy, field, words)
+            .await
+    }
+
+    /// A user's address.
+    async fn email_of(&self, tenant: Uuid, user: Uuid) -> Result<String, AuthError> {
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    users::table
+                        .find(user)
+                        .select(users::email)
+                        .first(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await
+    }
+
     pub(crate) async fn active_tenant(&self, id: Uuid) -> Result<Tenant, AuthError> {
         let tenant = sovereign_tenancy::find(self.db(), &TenantRef::Id(id))
             .await?
@@ -880,11 +888,6 @@ impl Accounts {
         let session = principal.session_id()?;
         let (tenant, user) = (principal.user.tenant_id, principal.user.id);
         self.throttle("password", &user.to_string()).await?;
-        self.inner.policy.check(
-            secrecy::ExposeSecret::expose_secret(new),
-            "new_password",
-            Some(&principal.user.email),
-        )?;
         let stored: String = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -903,7 +906,9 @@ impl Accounts {
             tracing::warn!(security_event = "password_change_refused", user_id = %user, "wrong current password");
             return Err(AuthError::WrongPassword);
         }
-        let hash = self.inner.hasher.hash(new).await?;
+        let hash = self
+            .hash_new(tenant, new, "new_password", Some(&principal.user.email))
+            .await?;
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -943,7 +948,7 @@ impl Accounts {
     }
 
     async fn send_reset(&self, tenant: Uuid, email: String) -> Result<(), AuthError> {
-        let ttl = self.inner.config.reset_ttl;
+        let ttl = self.inner.settings.password_reset_ttl;
         let lookup = email.clone();
         let token = self
             .db()
@@ -987,16 +992,14 @@ impl Accounts {
     pub async fn reset_password(&self, token: &str, new: &SecretString) -> Result<(), AuthError> {
         let (tenant, digest) = opaque::parse(Kind::PasswordReset, token)
             .ok_or(AuthError::InvalidToken("not a reset token"))?;
-        self.inner.policy.check(
-            secrecy::ExposeSecret::expose_secret(new),
-            "new_password",
-            None,
-        )?;
         let user = self
             .action_token_owner(tenant, digest, Purpose::PasswordReset)
             .await?;
         self.throttle("reset", &user.to_string()).await?;
-        let hash = self.inner.hasher.hash(new).await?;
+        let email = self.email_of(tenant, user).await?;
+        let hash = self
+            .hash_new(tenant, new, "new_password", Some(&email))
+            .await?;
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -1031,7 +1034,7 @@ impl Accounts {
         if user.email_verified {
             return Ok(());
         }
-        let ttl = self.inner.config.verify_ttl;
+        let ttl = self.inner.settings.email_verify_ttl;
         let (tenant, id) = (user.tenant_id, user.id);
         let token = self
             .db()
@@ -1118,12 +1121,9 @@ impl Accounts {
     ) -> Result<User, AuthError> {
         let email = normalize_email(email)?;
         let full_name = normalize_name(full_name, "full_name")?;
-        self.inner.policy.check(
-            secrecy::ExposeSecret::expose_secret(password),
-            "password",
-            Some(&email),
-        )?;
-        let hash = self.inner.hasher.hash(password).await?;
+        let hash = self
+            .hash_new(tenant, password, "password", Some(&email))
+            .await?;
         let result = self
             .db()
             .tenant_transaction(tenant, |conn| {

@@ -12,11 +12,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::settings::AuthSettings;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sovereign_core::settings::AuthSettings;
 use uuid::Uuid;
 
 use crate::AuthError;

@@ -10,10 +10,11 @@ mod model;
 pub mod opaque;
 pub mod password;
 pub mod revocation;
+mod settings;
 
 pub use accounts::{
-    Accounts, AccountsConfig, AccountsParts, Authenticated, ClientContext, MAX_NAME_CHARS,
-    Registration, TokenPair, normalize_email,
+    Accounts, AccountsParts, Authenticated, ClientContext, MAX_NAME_CHARS, Registration, TokenPair,
+    normalize_email,
 };
 pub use admin::{UserQuery, UserSort, UserUpdate};
 pub use error::AuthError;
@@ -22,3 +23,4 @@ pub use keys::{CreatedApiKey, MAX_KEY_DAYS, NewApiKey};
 pub use mailer::{Email, LogMailer, Mailer, Outbox, SmtpMailer};
 pub use model::{ApiKeyInfo, Credential, Principal, Role, Scope, SessionInfo, User};
 pub use password::{PasswordHasher, PasswordPolicy};
+pub use settings::{AuthSettings, MIN_SECRET_KEY_BYTES, MailSettings, SmtpSettings, SmtpTls};

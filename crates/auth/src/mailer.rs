@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::settings::{MailSettings, SmtpTls};
 use futures_util::future::BoxFuture;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
-use sovereign_core::settings::{MailSettings, SmtpTls};
 
 use crate::AuthError;
 
@@ -27,20 +27,17 @@ pub trait Mailer: Send + Sync + std::fmt::Debug {
 
 /// The mailer the settings ask for: SMTP when `SMTP_HOST` is set, the log otherwise. Only in
 /// development does the log get the message bodies (their links carry tokens).
-pub fn from_settings(
-    settings: &MailSettings,
-    development: bool,
-) -> Result<Arc<dyn Mailer>, AuthError> {
+pub fn from_settings(settings: &MailSettings) -> Result<Arc<dyn Mailer>, AuthError> {
     match &settings.smtp {
         Some(_) => Ok(Arc::new(SmtpMailer::new(settings)?)),
         None => {
-            if !development {
+            if !settings.log_bodies {
                 tracing::warn!(
                     "SMTP_HOST is unset: password-reset and verification mail is not delivered"
                 );
             }
             Ok(Arc::new(LogMailer {
-                bodies: development,
+                bodies: settings.log_bodies,
             }))
         }
     }

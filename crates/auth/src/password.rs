@@ -1,8 +1,11 @@
 //! Password policy and hashing.
 //!
 //! - Policy (NIST SP 800-63B): a configurable minimum length (12 by default), up to
-//!   [`MAX_PASSWORD_CHARS`] characters, no composition rules, and an offline list of common
-//!   passwords.
+//!   [`MAX_PASSWORD_CHARS`] characters, no composition rules, an offline list of common
+//!   passwords, and a strength estimate (zxcvbn) that refuses repetitive, sequential and
+//!   keyboard-walk passwords and those built from the user's own context (the address, the
+//!   tenant's name). The estimate costs about half a millisecond of CPU, so new passwords are
+//!   checked on the hashing pool, in the same job as their hash.
 //! - bcrypt reads only 72 bytes. Passwords are first digested (SHA-256, base64: 44 bytes), so
 //!   every character counts and long passphrases work; two passwords sharing 72 bytes do not
 //!   verify for each other.
@@ -33,15 +36,22 @@ static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Length and common-password rules.
+/// The lowest zxcvbn score accepted: "safely unguessable", about 10^10 guesses, a strong
+/// defence against online attacks and a reasonable one against an offline attack on bcrypt.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// Length, common-password and strength rules.
 #[derive(Debug, Clone, Copy)]
 pub struct PasswordPolicy {
     pub min_chars: usize,
 }
 
 impl PasswordPolicy {
-    /// Checks a new password. `email` is refused as a password too.
-    pub fn check(&self, password: &str, field: &str, email: Option<&str>) -> Result<(), AuthError> {
+    /// Checks a new password. `inputs` are what the user's context makes easy to guess (the
+    /// address, the tenant's name): each is refused as the password, and counts against its
+    /// strength. The strength estimate takes up to a millisecond of CPU: off the async workers,
+    /// call [`PasswordHasher::hash_new`], which checks and hashes in one job.
+    pub fn check(&self, password: &str, field: &str, inputs: &[&str]) -> Result<(), AuthError> {
         let chars = password.chars().count();
         if chars < self.min_chars {
             return Err(AuthError::invalid(
@@ -58,15 +68,49 @@ impl PasswordPolicy {
             ));
         }
         let lowered = password.to_lowercase();
-        if COMMON.contains(lowered.as_str()) || email.is_some_and(|e| lowered == e) {
+        if COMMON.contains(lowered.as_str()) || inputs.iter().any(|i| lowered == i.to_lowercase()) {
             return Err(AuthError::invalid(
                 field,
                 "too_common",
                 "is too common or easy to guess; a few unrelated words make a strong passphrase",
             ));
         }
+        let estimate = zxcvbn::zxcvbn(password, inputs);
+        if estimate.score() < MIN_SCORE {
+            let why = estimate
+                .feedback()
+                .and_then(zxcvbn::feedback::Feedback::warning)
+                .map_or_else(String::new, |w| format!(" ({w})"));
+            return Err(AuthError::invalid(
+                field,
+                "too_weak",
+                format!(
+                    "is too easy to guess{why}; a passphrase of four or more unrelated words \
+                     is long, memorable and strong"
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+/// The words a user's context makes easy to guess: the address, its local part and domain
+/// labels, and the tenant's name and slug.
+#[must_use]
+pub fn context_words(email: Option<&str>, tenant: &[&str]) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    if let Some(email) = email {
+        words.push(email.to_owned());
+        if let Some((local, domain)) = email.split_once('@') {
+            words.push(local.to_owned());
+            words.extend(domain.split('.').map(str::to_owned));
+        }
+    }
+    words.extend(tenant.iter().map(|t| (*t).to_owned()));
+    words.retain(|w| w.chars().count() >= 3);
+    words.sort_unstable();
+    words.dedup();
+    words
 }
 
 /// bcrypt on a pool of low-priority threads, which bounds concurrent hashes.
@@ -142,6 +186,8 @@ impl PasswordHasher {
     pub fn new(cost: u32, concurrency: usize) -> Result<Self, AuthError> {
         let dummy = bcrypt::hash(prehash("sovereign dummy password"), cost)
             .map_err(|e| AuthError::Config(format!("bcrypt cost {cost}: {e}")))?;
+        // The estimator builds its dictionaries on first use (~0.1 s): now, not in a request.
+        let _ = zxcvbn::zxcvbn("warm up the strength estimator", &[]);
         Ok(Self {
             cost,
             pool: Arc::new(HashPool::start(concurrency.max(1))?),
@@ -160,7 +206,29 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &SecretString) -> Result<String, AuthError> {
         let input = prehash(password.expose_secret());
         let cost = self.cost;
-        self.blocking(move || bcrypt::hash(input, cost)).await
+        self.blocking(move || bcrypt::hash(input, cost).map_err(hashing))
+            .await
+    }
+
+    /// Checks a new password against `policy` with the user's context `words` (see
+    /// [`context_words`]), then hashes it: one job on the hashing pool, so neither the strength
+    /// estimate nor bcrypt runs on an async worker.
+    pub async fn hash_new(
+        &self,
+        password: &SecretString,
+        policy: PasswordPolicy,
+        field: &'static str,
+        words: Vec<String>,
+    ) -> Result<String, AuthError> {
+        let password = password.clone();
+        let cost = self.cost;
+        self.blocking(move || {
+            let text = password.expose_secret();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            policy.check(text, field, &words)?;
+            bcrypt::hash(prehash(text), cost).map_err(hashing)
+        })
+        .await
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown account), checks a dummy hash
@@ -176,7 +244,7 @@ impl PasswordHasher {
             None => (self.dummy.to_string(), false),
         };
         let matched = self
-            .blocking(move || bcrypt::verify(input, &target))
+            .blocking(move || bcrypt::verify(input, &target).map_err(hashing))
             .await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         Ok(matched && real)
@@ -186,7 +254,7 @@ impl PasswordHasher {
     /// queued work whose caller is gone is skipped.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, bcrypt::BcryptError> + Send + 'static,
+        work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
@@ -201,8 +269,15 @@ impl PasswordHasher {
         result
             .await
             .map_err(|_| AuthError::Hashing("a hashing thread died".to_owned()))?
-            .map_err(|e| AuthError::Hashing(e.to_string()))
     }
+}
+
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(hashing)`, which hands the error over"
+)]
+fn hashing(e: bcrypt::BcryptError) -> AuthError {
+    AuthError::Hashing(e.to_string())
 }
 
 #[cfg(test)]
@@ -213,44 +288,153 @@ mod tests {
         PasswordPolicy { min_chars: 12 }
     }
 
+    fn code(result: Result<(), AuthError>) -> String {
+        match result {
+            Ok(()) => "ok".to_owned(),
+            Err(AuthError::Invalid(fields)) => fields[0].code.to_string(),
+            Err(e) => format!("other: {e}"),
+        }
+    }
+
+    /// A passphrase of unrelated words, `chars` characters long.
+    fn passphrase(chars: usize) -> String {
+        let words = [
+            "orbit",
+            "lantern",
+            "quarry",
+            "velvet",
+            "juniper",
+            "fathom",
+            "cobalt",
+            "meadow",
+            "tundra",
+            "saffron",
+            "harbor",
+            "pickle",
+            "glacier",
+            "nimbus",
+            "walrus",
+            "ember",
+            "quiver",
+            "basalt",
+            "marzipan",
+            "zephyr",
+            "kettle",
+            "obsidian",
+            "plume",
+            "wicket",
+            "anchovy",
+            "trellis",
+            "gossamer",
+            "hinterland",
+            "mosaic",
+            "sprocket",
+            "lagoon",
+            "bramble",
+            "cinnabar",
+            "dervish",
+            "falconry",
+            "gherkin",
+            "isthmus",
+            "jasmine",
+            "kerosene",
+            "lithograph",
+            "monsoon",
+            "nectarine",
+            "opaline",
+            "pewter",
+            "rhubarb",
+        ];
+        words.join(" ").chars().take(chars).collect()
+    }
+
     #[test]
     fn length_rules_count_characters() {
         let p = policy();
-        assert!(p.check("a1b2c3d4e5f", "password", None).is_err()); // 11
-        assert!(p.check("a1b2c3d4e5fz", "password", None).is_ok()); // 12
-        assert!(
-            p.check(
-                &"xk9".repeat(21).chars().take(64).collect::<String>(),
-                "password",
-                None
-            )
-            .is_ok()
-        );
-        assert!(
-            p.check(&"plum tree ".repeat(13)[..128], "password", None)
-                .is_ok()
-        );
-        assert!(
-            p.check(&"🔑🌲🐙🎻".repeat(3), "password", None).is_ok(),
+        assert_eq!(code(p.check("vX7#kq9!Lm2", "password", &[])), "too_short"); // 11
+        assert_eq!(code(p.check("vX7#kq9!Lm2$", "password", &[])), "ok"); // 12
+        for chars in [64, 128, 256] {
+            assert_eq!(code(p.check(&passphrase(chars), "password", &[])), "ok");
+        }
+        assert_eq!(
+            code(p.check("🔑🌲🐙🎻🦊🌵🍄🎲🪁🧭🪐🫖", "password", &[])),
+            "ok",
             "12 emoji are 12 characters"
         );
-        assert!(p.check(&"z".repeat(257), "password", None).is_err());
+        let long = passphrase(257);
+        assert_eq!(long.chars().count(), 257);
+        assert_eq!(code(p.check(&long, "password", &[])), "too_long");
     }
 
     #[test]
     fn common_passwords_and_the_address_are_refused() {
         let p = policy();
         for common in ["qwerty123456", "Password1234", "1q2w3e4r5t6y"] {
-            let e = p.check(common, "password", None);
-            assert!(
-                matches!(e, Err(AuthError::Invalid(ref f)) if f[0].code == "too_common"),
+            assert_eq!(
+                code(p.check(common, "password", &[])),
+                "too_common",
                 "{common}"
             );
         }
-        assert!(
-            p.check("alice@example.com", "password", Some("alice@example.com"))
-                .is_err()
+        let words = context_words(Some("alice@example.com"), &[]);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_eq!(
+            code(p.check("Alice@Example.com", "password", &words)),
+            "too_common"
         );
+    }
+
+    #[test]
+    fn repetitive_sequential_and_keyboard_passwords_are_too_weak() {
+        let p = policy();
+        for weak in [
+            "passwordpassword",
+            "aaaaaaaaaaaa",
+            "abcdefghijkl",
+            "123456789012",
+            "qwertyuiopas",
+            "letmein12345",
+            "xk9xk9xk9xk9xk9",
+            "🔑🌲🐙🎻🔑🌲🐙🎻🔑🌲🐙🎻",
+        ] {
+            let result = p.check(weak, "password", &[]);
+            assert_eq!(code(p.check(weak, "password", &[])), "too_weak", "{weak}");
+            let Err(AuthError::Invalid(fields)) = result else {
+                panic!("{weak} accepted");
+            };
+            assert!(
+                fields[0].message.contains("passphrase"),
+                "{}",
+                fields[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn the_users_own_context_makes_a_password_weaker() {
+        let p = policy();
+        let candidate = "globex globex 2026";
+        assert_eq!(code(p.check(candidate, "password", &[])), "ok");
+        let words = context_words(Some("jo@globex.example"), &["Globex Corporation", "globex"]);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert!(words.contains(&"globex"), "{words:?}");
+        assert_eq!(code(p.check(candidate, "password", &words)), "too_weak");
+    }
+
+    #[tokio::test]
+    async fn new_passwords_are_checked_and_hashed_in_one_job() {
+        let hasher = PasswordHasher::new(4, 1).unwrap();
+        let weak = SecretString::from("aaaaaaaaaaaa");
+        let refused = hasher
+            .hash_new(&weak, policy(), "password", Vec::new())
+            .await;
+        assert!(matches!(refused, Err(AuthError::Invalid(_))));
+        let strong = SecretString::from(passphrase(40));
+        let hash = hasher
+            .hash_new(&strong, policy(), "password", Vec::new())
+            .await
+            .unwrap();
+        assert!(hasher.verify(&strong, Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use sovereign_auth::{
-    Accounts, AccountsConfig, AccountsParts, AuthError, ClientContext, Outbox, PasswordHasher,
+    Accounts, AccountsParts, AuthError, AuthSettings, ClientContext, Outbox, PasswordHasher,
     PasswordPolicy, Registration, TokenKeys,
 };
 use sovereign_cache::{Cache, Quota};
-use sovereign_db::{Db, PoolConfig};
+use sovereign_core::settings::SecretUrl;
+use sovereign_db::{Db, PoolSettings};
 use sovereign_tenancy::DEFAULT_TENANT_ID;
 use sovereign_test_db::TestDatabase;
 
@@ -33,7 +34,7 @@ async fn harness_with(cache: Option<Cache>) -> Harness {
     let db = TestDatabase::migrated().await;
     let pool = Db::new(
         db.url(),
-        PoolConfig {
+        PoolSettings {
             max_size: 8,
             wait_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
@@ -57,12 +58,13 @@ async fn harness_with(cache: Option<Cache>) -> Harness {
         hasher: hasher.clone(),
         policy: PasswordPolicy { min_chars: 12 },
         mailer: Arc::new(outbox.clone()),
-        config: AccountsConfig {
-            refresh_ttl: Duration::from_secs(3600),
-            reset_ttl: Duration::from_secs(1800),
-            verify_ttl: Duration::from_secs(3600),
+        settings: AuthSettings {
+            refresh_token_ttl: Duration::from_secs(3600),
+            password_reset_ttl: Duration::from_secs(1800),
+            email_verify_ttl: Duration::from_secs(3600),
             account_quota: Quota::per_minute(1000).unwrap(),
             public_url: "http://app.test".to_owned(),
+            ..sovereign_core::settings::defaults::<AuthSettings>().unwrap()
         },
     });
     Harness {
@@ -434,14 +436,14 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_stops_the_memory_being_trusted_until_it_answers_again() {
     use sovereign_auth::revocation::{HEARTBEAT_EVERY, HEARTBEAT_GRACE};
-    use sovereign_cache::CacheConfig;
+    use sovereign_cache::CacheSettings;
 
     let mut server = sovereign_test_redis::RedisServer::start();
-    let cache = Cache::new(&CacheConfig {
-        url: Some(server.url()),
+    let cache = Cache::new(&CacheSettings {
+        url: Some(SecretUrl::parse(&server.url()).unwrap()),
         prefix: sovereign_test_redis::unique_prefix("frozen"),
         timeout: Duration::from_millis(200),
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })
     .unwrap();
     // No rate limiter here: the heartbeat alone must notice.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use sovereign_cache::{Cache, CacheConfig, CacheError};
+use sovereign_cache::{Cache, CacheError, CacheSettings};
+use sovereign_core::settings::SecretUrl;
 
 fn usage() -> CacheError {
     CacheError::Config("usage: bench <redis-url|memory> <get|set> <clients> <requests>".into())
@@ -22,10 +23,13 @@ async fn main() -> Result<(), CacheError> {
     };
     let clients: u64 = clients.parse().map_err(|_| usage())?;
     let requests: u64 = requests.parse().map_err(|_| usage())?;
-    let cache = Cache::new(&CacheConfig {
-        url: (target != "memory").then(|| target.clone()),
+    let cache = Cache::new(&CacheSettings {
+        url: match target.as_str() {
+            "memory" => None,
+            url => Some(SecretUrl::parse(url).map_err(|_| usage())?),
+        },
         prefix: format!("bench:{}", std::process::id()),
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })?;
     let get = match op.as_str() {
         "get" => true,

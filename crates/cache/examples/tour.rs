@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sovereign_cache::{Cache, CacheConfig, CacheError, Quota, RateKey, RateLimiter};
+use sovereign_cache::{Cache, CacheError, CacheSettings, Quota, RateKey, RateLimiter};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Profile {
@@ -16,11 +16,13 @@ struct Profile {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), CacheError> {
-    let cache = Cache::new(&CacheConfig {
-        url: std::env::var("REDIS_URL").ok(),
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The cache reads its own settings (`REDIS_URL`/`VALKEY_URL`, `CACHE_PREFIX`, …); unset,
+    // it runs in process.
+    let settings = sovereign_core::settings::load::<CacheSettings>()?.settings;
+    let cache = Cache::new(&CacheSettings {
         prefix: "tour".into(),
-        ..CacheConfig::default()
+        ..settings
     })?;
     let health = cache.health().await?;
     println!(

@@ -8,6 +8,7 @@ pub mod log;
 mod memory;
 mod pubsub;
 mod redis;
+mod settings;
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,69 +22,11 @@ pub use limiter::{Decision, Quota, RateKey, RateLimiter};
 pub use lock::Lock;
 pub use log::{LogEntry, LogPosition, Replay};
 pub use pubsub::{Message, Subscription};
+pub use settings::CacheSettings;
 
 use flight::Flights;
 use memory::MemoryBackend;
-use redis::{RedisBackend, RedisOptions};
-
-/// How to build a [`Cache`].
-#[derive(Clone)]
-pub struct CacheConfig {
-    /// `redis://`, `valkey://` or `unix://` (TLS URLs need redis-rs TLS features this crate does
-    /// not enable); `None` for the in-process backend.
-    pub url: Option<String>,
-    /// Namespace of every key and channel, e.g. `sovereign` gives `sovereign:<key>`.
-    pub prefix: String,
-    /// Bound on each Redis round trip, including the wait for a pooled connection.
-    pub timeout: Duration,
-    /// Bound on opening a new Redis connection.
-    pub connect_timeout: Duration,
-    /// Most pooled Redis connections (each is multiplexed).
-    pub pool_max_size: usize,
-    /// Most entries the in-process backend keeps; the least useful are evicted beyond it.
-    pub memory_capacity: u64,
-}
-
-impl fmt::Debug for CacheConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("pool_max_size", &self.pool_max_size)
-            .field("memory_capacity", &self.memory_capacity)
-            .finish()
-    }
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            prefix: "sovereign".to_owned(),
-            timeout: Duration::from_millis(250),
-            connect_timeout: Duration::from_millis(1000),
-            pool_max_size: 16,
-            memory_capacity: 100_000,
-        }
-    }
-}
-
-impl CacheConfig {
-    /// The configuration the server's settings describe.
-    #[must_use]
-    pub fn from_settings(settings: &sovereign_core::settings::CacheSettings) -> Self {
-        Self {
-            url: settings.url.as_ref().map(|url| url.expose().to_owned()),
-            prefix: settings.prefix.clone(),
-            timeout: settings.timeout,
-            connect_timeout: settings.connect_timeout,
-            pool_max_size: settings.pool_max_size,
-            memory_capacity: settings.memory_capacity,
-        }
-    }
-}
+use redis::RedisBackend;
 
 /// Which backend a cache uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,19 +72,14 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Redis when `config.url` is set, otherwise the in-process backend. Redis connections are
-    /// opened lazily: a server that is down now is reported by the first call, not here.
-    pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
-        let backend = match &config.url {
-            Some(url) => Backend::Redis(Arc::new(RedisBackend::new(&RedisOptions {
-                url: url.clone(),
-                timeout: config.timeout,
-                connect_timeout: config.connect_timeout,
-                pool_max_size: config.pool_max_size,
-            })?)),
-            None => Backend::Memory(Arc::new(MemoryBackend::new(config.memory_capacity))),
+    /// Redis when `settings.url` is set, otherwise the in-process backend. Redis connections
+    /// are opened lazily: a server that is down now is reported by the first call, not here.
+    pub fn new(settings: &CacheSettings) -> Result<Self, CacheError> {
+        let backend = match &settings.url {
+            Some(url) => Backend::Redis(Arc::new(RedisBackend::new(url, settings)?)),
+            None => Backend::Memory(Arc::new(MemoryBackend::new(settings.memory_capacity))),
         };
-        Ok(Self::with_backend(backend, &config.prefix))
+        Ok(Self::with_backend(backend, &settings.prefix))
     }
 
     fn with_backend(backend: Backend, prefix: &str) -> Self {
@@ -157,7 +95,7 @@ impl Cache {
     /// An in-process cache with default settings and the given prefix.
     #[must_use]
     pub fn in_memory(prefix: &str) -> Self {
-        let capacity = CacheConfig::default().memory_capacity;
+        let capacity = CacheSettings::default().memory_capacity;
         Self::with_backend(
             Backend::Memory(Arc::new(MemoryBackend::new(capacity))),
             prefix,

@@ -15,8 +15,10 @@ use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Script};
+use sovereign_core::settings::SecretUrl;
 use tokio::sync::mpsc;
 
+use crate::CacheSettings;
 use crate::error::CacheError;
 use crate::log::{LogEntry, LogPosition, new_epoch};
 use crate::pubsub::{Message, Subscription, SubscriptionState};
@@ -143,15 +145,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 ";
 
-/// Connection settings for the Redis backend.
-#[derive(Debug, Clone)]
-pub(crate) struct RedisOptions {
-    pub url: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub pool_max_size: usize,
-}
-
 struct Scripts {
     increment: Script,
     release: Script,
@@ -190,15 +183,14 @@ impl std::fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     /// Builds the pool; connects lazily, so a server that is down at start-up is not an error.
-    pub(crate) fn new(options: &RedisOptions) -> Result<Self, CacheError> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| CacheError::Config(e.to_string()))?;
+    pub(crate) fn new(url: &SecretUrl, options: &CacheSettings) -> Result<Self, CacheError> {
+        let client =
+            redis::Client::open(url.expose()).map_err(|e| CacheError::Config(e.to_string()))?;
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.timeout));
-        let manager =
-            deadpool_redis::Manager::new_with_config(options.url.as_str(), connection_config)
-                .map_err(|e| CacheError::Config(e.to_string()))?;
+        let manager = deadpool_redis::Manager::new_with_config(url.expose(), connection_config)
+            .map_err(|e| CacheError::Config(e.to_string()))?;
         let mut pool_config = PoolConfig::new(options.pool_max_size.max(1));
         pool_config.timeouts = Timeouts {
             wait: Some(options.timeout),

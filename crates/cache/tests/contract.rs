@@ -10,23 +10,24 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use sovereign_cache::{BackendKind, Cache, CacheConfig, Quota, RateKey, RateLimiter, Replay};
+use sovereign_cache::{BackendKind, Cache, CacheSettings, Quota, RateKey, RateLimiter, Replay};
+use sovereign_core::settings::SecretUrl;
 
 fn memory_cache(test: &str) -> Cache {
-    Cache::new(&CacheConfig {
+    Cache::new(&CacheSettings {
         prefix: sovereign_test_redis::unique_prefix(test),
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })
     .unwrap()
 }
 
 fn redis_cache(test: &str) -> Cache {
-    let cache = Cache::new(&CacheConfig {
-        url: Some(sovereign_test_redis::shared_url()),
+    let cache = Cache::new(&CacheSettings {
+        url: Some(SecretUrl::parse(&sovereign_test_redis::shared_url()).unwrap()),
         prefix: sovereign_test_redis::unique_prefix(test),
         // Generous: these tests are about behaviour, not speed, on a shared 2-core machine.
         timeout: Duration::from_secs(2),
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })
     .unwrap();
     assert_eq!(cache.backend(), BackendKind::Redis);

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use sovereign_cache::{Cache, CacheConfig, CacheError, Quota, RateKey, RateLimiter};
+use sovereign_cache::{Cache, CacheError, CacheSettings, Quota, RateKey, RateLimiter};
+use sovereign_core::settings::SecretUrl;
 use sovereign_test_redis::RedisServer;
 
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -15,12 +16,12 @@ const TIMEOUT: Duration = Duration::from_millis(200);
 const SLACK: Duration = Duration::from_millis(400);
 
 fn cache_for(server: &RedisServer) -> Cache {
-    Cache::new(&CacheConfig {
-        url: Some(server.url()),
+    Cache::new(&CacheSettings {
+        url: Some(SecretUrl::parse(&server.url()).unwrap()),
         prefix: "faults".into(),
         timeout: TIMEOUT,
         connect_timeout: TIMEOUT,
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })
     .unwrap()
 }
@@ -181,9 +182,9 @@ async fn the_limiter_degrades_to_stricter_local_limits_and_returns_to_redis() {
 
 #[test]
 fn an_unusable_url_is_a_configuration_error() {
-    let error = Cache::new(&CacheConfig {
-        url: Some("http://127.0.0.1:6379".into()),
-        ..CacheConfig::default()
+    let error = Cache::new(&CacheSettings {
+        url: Some(SecretUrl::parse("http://127.0.0.1:6379").unwrap()),
+        ..CacheSettings::default()
     })
     .unwrap_err();
     assert!(matches!(error, CacheError::Config(_)), "{error}");

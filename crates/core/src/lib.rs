@@ -1,7 +1,8 @@
-//! Sovereign's foundation: typed [`settings`], the [`diagnostics`] model every domain error
-//! speaks, and [`telemetry`] set-up.
+//! Sovereign's foundation: the [`settings`] mechanism every crate reads its own settings with,
+//! the [`diagnostics`] model every domain error speaks, and [`telemetry`] set-up.
 //!
-//! This crate owns configuration and the vocabulary of failure. It must never depend on a web
+//! This crate owns how configuration is read and the vocabulary of failure, not any other
+//! crate's settings. It must never depend on a web
 //! framework or a database driver: every other crate depends on it, so it stays small and
 //! compiles first.
 
@@ -12,4 +13,5 @@ pub mod settings;
 pub mod telemetry;
 
 pub use diagnostics::{Diagnostic, ErrorKind, FieldError};
-pub use settings::{Environment, Settings};
+pub use quota::Quota;
+pub use settings::Environment;

@@ -50,6 +50,13 @@ impl Quota {
     }
 }
 
+/// The floor, [`Quota::ONE_PER_SECOND`]; settings declare their own defaults.
+impl Default for Quota {
+    fn default() -> Self {
+        Self::ONE_PER_SECOND
+    }
+}
+
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.period.as_millis();

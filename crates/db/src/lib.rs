@@ -6,19 +6,21 @@
 //! transaction each have a timeout, so an outage becomes a fast [`DbError::Unavailable`], never a
 //! hung request.
 //!
-//! This crate must never know about HTTP, and must never read settings from the environment: it
-//! receives them.
+//! It owns its settings ([`DatabaseSettings`]), read through `sovereign-core`'s mechanism. This
+//! crate must never know about HTTP.
 
 mod connect;
 mod error;
 pub mod migrations;
 mod pool;
 pub mod schema;
+mod settings;
 
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 pub use error::DbError;
-pub use pool::{Conn, Db, PoolConfig, PoolStatus, RoleReport};
+pub use pool::{Conn, Db, PoolStatus, RoleReport};
 pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
+pub use settings::{DatabaseSettings, PoolSettings};
 
 /// Name of the group role the server's login role must belong to. Migrations grant it the
 /// privileges the server needs, and no more.

@@ -10,40 +10,15 @@ use diesel_async::{
 };
 use futures_util::FutureExt;
 use scoped_futures::ScopedBoxFuture;
-use sovereign_core::settings::{DatabaseSettings, SecretUrl};
+use sovereign_core::settings::SecretUrl;
 use uuid::Uuid;
 
 use crate::connect::{ConnectOptions, connect};
+use crate::settings::{DatabaseSettings, PoolSettings};
 use crate::{DbError, TENANT_SETTING};
 
 /// A pooled connection; returns to the pool when dropped.
 pub type Conn = deadpool::Object<AsyncPgConnection>;
-
-/// Pool sizing and every time limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolConfig {
-    pub max_size: usize,
-    /// Waiting for a free connection.
-    pub wait_timeout: Duration,
-    /// Opening a new connection.
-    pub connect_timeout: Duration,
-    /// Checking a pooled connection before reuse.
-    pub recycle_timeout: Duration,
-    /// One statement (server-side) and one [`Db::transaction`] (client-side).
-    pub statement_timeout: Duration,
-}
-
-impl From<&DatabaseSettings> for PoolConfig {
-    fn from(s: &DatabaseSettings) -> Self {
-        Self {
-            max_size: s.pool_max_size,
-            wait_timeout: s.pool_wait_timeout,
-            connect_timeout: s.connect_timeout,
-            recycle_timeout: s.recycle_timeout,
-            statement_timeout: s.statement_timeout,
-        }
-    }
-}
 
 /// A snapshot of the pool, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +36,7 @@ pub struct PoolStatus {
 #[derive(Clone)]
 pub struct Db {
     pool: deadpool::Pool<AsyncPgConnection>,
-    config: PoolConfig,
+    config: PoolSettings,
 }
 
 impl std::fmt::Debug for Db {
@@ -101,7 +76,7 @@ impl RoleReport {
 impl Db {
     /// Builds the pool. No connection is opened until one is needed, so the server starts (and
     /// reports itself not ready) while the database is down.
-    pub fn new(url: &SecretUrl, config: PoolConfig) -> Result<Self, DbError> {
+    pub fn new(url: &SecretUrl, config: PoolSettings) -> Result<Self, DbError> {
         let options = ConnectOptions {
             connect_timeout: config.connect_timeout,
             statement_timeout: Some(config.statement_timeout),
@@ -126,7 +101,7 @@ impl Db {
 
     /// Builds the pool for the runtime role described by the settings.
     pub fn from_settings(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        Self::new(&settings.url, PoolConfig::from(settings))
+        Self::new(&settings.url, settings.pool)
     }
 
     /// The pool's size now: (open connections, idle ones, tasks waiting for one).

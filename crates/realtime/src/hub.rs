@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sovereign_auth::Role;
 use sovereign_auth::revocation::{CHANNEL as REVOCATIONS, Revocation};
-use sovereign_cache::{
-    BackendKind, Cache, LogEntry, LogPosition, Quota, RateKey, RateLimiter, Replay,
-};
+use sovereign_cache::{BackendKind, Cache, LogEntry, LogPosition, RateKey, RateLimiter, Replay};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
@@ -30,6 +28,7 @@ use crate::error::RealtimeError;
 use crate::protocol::{
     ClientFrame, Position, PresenceEvent, PresenceUser, RequestId, ServerFrame, close,
 };
+use crate::settings::RealtimeSettings;
 
 /// A text frame: cheap to clone (shared bytes), so one message is serialised once for all its
 /// receivers and handed to the socket without a copy.
@@ -56,67 +55,6 @@ const BUS: &str = "bus";
 const PRESENCE_BUS: &str = "presence";
 /// Invalid frames a connection may send before it is closed.
 const MAX_INVALID_FRAMES: u32 = 10;
-
-/// Limits and timings of the hub.
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// Messages each channel keeps for recovery.
-    pub history_size: usize,
-    /// How long a channel's history lives after its last message.
-    pub history_ttl: Duration,
-    pub max_subscriptions: usize,
-    /// Connections one user may hold on one instance.
-    pub max_connections_per_user: usize,
-    /// Largest `payload` of a published message, in bytes of JSON.
-    pub max_message_bytes: usize,
-    /// Frames queued for one connection before it is dropped as a slow consumer.
-    pub outbound_queue: usize,
-    /// Client publishing per user.
-    pub publish_quota: Quota,
-    /// How long a presence entry lives unless renewed (every third of it).
-    pub presence_ttl: Duration,
-    /// How often the transport pings; sent to clients in `welcome`.
-    pub ping_interval: Duration,
-    /// How often every connection's credential is checked against the database even without a
-    /// revocation (covers revocations missed while the cache was down).
-    pub recheck_interval: Duration,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self {
-            history_size: 100,
-            history_ttl: Duration::from_secs(3600),
-            max_subscriptions: 100,
-            max_connections_per_user: 20,
-            max_message_bytes: 16 * 1024,
-            outbound_queue: 256,
-            publish_quota: Quota::new(20, Duration::from_secs(1)).unwrap_or(Quota::ONE_PER_SECOND),
-            presence_ttl: Duration::from_secs(30),
-            ping_interval: Duration::from_secs(25),
-            recheck_interval: Duration::from_secs(300),
-        }
-    }
-}
-
-impl HubConfig {
-    /// The configuration the server's settings describe.
-    #[must_use]
-    pub fn from_settings(settings: &sovereign_core::settings::RealtimeSettings) -> Self {
-        Self {
-            history_size: settings.history_size,
-            history_ttl: settings.history_ttl,
-            max_subscriptions: settings.max_subscriptions,
-            max_connections_per_user: settings.max_connections_per_user,
-            max_message_bytes: settings.max_message_bytes,
-            outbound_queue: settings.outbound_queue,
-            publish_quota: settings.publish_quota,
-            presence_ttl: settings.presence_ttl,
-            ping_interval: settings.ping_interval,
-            recheck_interval: settings.recheck_interval,
-        }
-    }
-}
 
 /// How a connection authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,7 +285,7 @@ impl Subscriber {
 }
 
 struct Inner {
-    config: HubConfig,
+    settings: RealtimeSettings,
     /// The shared cache's `rt` namespace.
     shared: Cache,
     /// An in-process `rt` namespace, used when the shared cache fails (None when the shared
@@ -398,12 +336,16 @@ impl Hub {
     /// `cache` (and of the in-process fallback), and renews presence and rechecks credentials
     /// periodically. Returns once the subscriptions are up (or, for a cache that is down, once
     /// the first attempt failed; they are retried in the background).
-    pub async fn start(cache: &Cache, limiter: Arc<RateLimiter>, config: HubConfig) -> Self {
+    pub async fn start(
+        cache: &Cache,
+        limiter: Arc<RateLimiter>,
+        settings: RealtimeSettings,
+    ) -> Self {
         let local = (cache.backend() == BackendKind::Redis)
             .then(|| Cache::in_memory(cache.namespace().trim_end_matches(':')).scoped("rt"));
         let hub = Self {
             inner: Arc::new(Inner {
-                config,
+                settings,
                 shared: cache.scoped("rt"),
                 local,
                 limiter,
@@ -441,10 +383,10 @@ impl Hub {
                 .map(|(cache, channel, handle)| listen(weak.clone(), cache, channel, handle)),
         )
         .await;
-        spawn_periodic(weak.clone(), hub.inner.config.presence_ttl / 3, |hub| {
+        spawn_periodic(weak.clone(), hub.inner.settings.presence_ttl / 3, |hub| {
             Box::pin(async move { hub.renew_presence().await })
         });
-        spawn_periodic(weak, hub.inner.config.recheck_interval, |hub| {
+        spawn_periodic(weak, hub.inner.settings.recheck_interval, |hub| {
             Box::pin(async move {
                 hub.recheck_where(|_| true);
             })
@@ -453,8 +395,8 @@ impl Hub {
     }
 
     #[must_use]
-    pub fn config(&self) -> &HubConfig {
-        &self.inner.config
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.inner.settings
     }
 
     /// Open connections on this instance.
@@ -480,14 +422,14 @@ impl Hub {
         {
             let mut per_user = lock(&self.inner.per_user);
             let count = per_user.entry(identity.user).or_default();
-            if *count >= self.inner.config.max_connections_per_user {
+            if *count >= self.inner.settings.max_connections_per_user {
                 return Err(RealtimeError::TooManyConnections(
-                    self.inner.config.max_connections_per_user,
+                    self.inner.settings.max_connections_per_user,
                 ));
             }
             *count += 1;
         }
-        let (tx, rx) = mpsc::channel(self.inner.config.outbound_queue.max(2));
+        let (tx, rx) = mpsc::channel(self.inner.settings.outbound_queue.max(2));
         let shared = Arc::new(ConnShared {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             uuid: Uuid::now_v7(),
@@ -504,7 +446,7 @@ impl Hub {
             connection: shared.uuid,
             user: identity.user,
             expires_at: identity.expires_at.map(|at| at.timestamp()),
-            ping_interval_ms: u64::try_from(self.inner.config.ping_interval.as_millis())
+            ping_interval_ms: u64::try_from(self.inner.settings.ping_interval.as_millis())
                 .unwrap_or(u64::MAX),
         });
         // A shutdown that began meanwhile still reaches this connection.
@@ -546,15 +488,15 @@ impl Hub {
         })
         .map_err(|e| RealtimeError::InvalidMessage(e.to_string()))?;
         let log = log_name(tenant, channel);
-        let config = &self.inner.config;
+        let settings = &self.inner.settings;
         let appended = self
             .inner
             .shared
             .log_append(
                 &log,
                 &data,
-                config.history_size,
-                config.history_ttl,
+                settings.history_size,
+                settings.history_ttl,
                 Some(BUS),
             )
             .await;
@@ -573,8 +515,8 @@ impl Hub {
                     .log_append(
                         &log,
                         &data,
-                        config.history_size,
-                        config.history_ttl,
+                        settings.history_size,
+                        settings.history_ttl,
                         Some(BUS),
                     )
                     .await
@@ -594,7 +536,7 @@ impl Hub {
 
     fn check_size(&self, payload: &RawValue) -> Result<(), RealtimeError> {
         let size = payload.get().len();
-        let limit = self.inner.config.max_message_bytes;
+        let limit = self.inner.settings.max_message_bytes;
         if size > limit {
             return Err(RealtimeError::MessageTooLarge { size, limit });
         }
@@ -750,7 +692,7 @@ impl Hub {
             PresenceEvent::Join => self
                 .inner
                 .shared
-                .members_add(&set, &[member], self.inner.config.presence_ttl)
+                .members_add(&set, &[member], self.inner.settings.presence_ttl)
                 .await
                 .map(|_| ()),
             PresenceEvent::Leave => self.inner.shared.members_remove(&set, &[member]).await,
@@ -794,7 +736,7 @@ impl Hub {
             if let Err(e) = self
                 .inner
                 .shared
-                .members_add(&set, &members, self.inner.config.presence_ttl)
+                .members_add(&set, &members, self.inner.settings.presence_ttl)
                 .await
             {
                 tracing::debug!(error = %e, "presence not renewed");
@@ -805,7 +747,7 @@ impl Hub {
 
     async fn replay(&self, tenant: Uuid, channel: &Channel, since: &Position) -> Replay {
         let log = log_name(tenant, channel);
-        let ttl = self.inner.config.history_ttl;
+        let ttl = self.inner.settings.history_ttl;
         match self
             .inner
             .shared
@@ -828,7 +770,7 @@ impl Hub {
 
     async fn position(&self, tenant: Uuid, channel: &Channel) -> LogPosition {
         let log = log_name(tenant, channel);
-        let ttl = self.inner.config.history_ttl;
+        let ttl = self.inner.settings.history_ttl;
         match self.inner.shared.log_position(&log, ttl).await {
             Ok(position) => position,
             Err(_) => match &self.inner.local {
@@ -1113,10 +1055,10 @@ impl Connection {
         let fresh = {
             let mut subscriptions = lock(&self.shared.subscriptions);
             if !subscriptions.contains_key(channel.as_str())
-                && subscriptions.len() >= hub.inner.config.max_subscriptions
+                && subscriptions.len() >= hub.inner.settings.max_subscriptions
             {
                 return Err(RealtimeError::TooManySubscriptions(
-                    hub.inner.config.max_subscriptions,
+                    hub.inner.settings.max_subscriptions,
                 ));
             }
             subscriptions
@@ -1225,7 +1167,7 @@ impl Connection {
             .check(
                 "realtime_publish",
                 RateKey::Account(&user),
-                self.hub.inner.config.publish_quota,
+                self.hub.inner.settings.publish_quota,
             )
             .await;
         if !decision.allowed {

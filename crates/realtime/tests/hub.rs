@@ -15,9 +15,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sovereign_auth::Role;
 use sovereign_auth::revocation::{CHANNEL as REVOCATIONS, Revocation};
-use sovereign_cache::{Cache, CacheConfig, Quota, RateLimiter};
+use sovereign_cache::{Cache, CacheSettings, Quota, RateLimiter};
+use sovereign_core::settings::SecretUrl;
 use sovereign_realtime::{
-    Channel, Close, Connection, CredentialRef, Event, Hub, HubConfig, Identity,
+    Channel, Close, Connection, CredentialRef, Event, Hub, Identity, RealtimeSettings,
 };
 use sovereign_test_redis::RedisServer;
 use uuid::Uuid;
@@ -26,21 +27,21 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn redis_cache(prefix: &str) -> Cache {
-    Cache::new(&CacheConfig {
-        url: Some(sovereign_test_redis::shared_url()),
+    Cache::new(&CacheSettings {
+        url: Some(SecretUrl::parse(&sovereign_test_redis::shared_url()).unwrap()),
         prefix: prefix.to_owned(),
         timeout: Duration::from_secs(2),
-        ..CacheConfig::default()
+        ..CacheSettings::default()
     })
     .unwrap()
 }
 
-async fn hub_on(cache: &Cache, config: HubConfig) -> Hub {
+async fn hub_on(cache: &Cache, config: RealtimeSettings) -> Hub {
     Hub::start(cache, Arc::new(RateLimiter::new(cache, 4)), config).await
 }
 
 /// Two instances sharing one Redis namespace.
-async fn two_instances(test: &str, config: &HubConfig) -> (Cache, Hub, Hub) {
+async fn two_instances(test: &str, config: &RealtimeSettings) -> (Cache, Hub, Hub) {
     let prefix = sovereign_test_redis::unique_prefix(test);
     let cache = redis_cache(&prefix);
     let one = hub_on(&cache, config.clone()).await;
@@ -161,7 +162,7 @@ async fn publish(hub: &Hub, tenant: Uuid, channel: &str, payload: Value) -> u64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_instances_and_never_tenants() {
-    let (_cache, one, two) = two_instances("cross", &HubConfig::default()).await;
+    let (_cache, one, two) = two_instances("cross", &RealtimeSettings::default()).await;
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let mut a_on_one = Client::connect(&one, identity(a, Role::User)).await;
     let mut a_on_two = Client::connect(&two, identity(a, Role::User)).await;
@@ -195,7 +196,7 @@ async fn messages_cross_instances_and_never_tenants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_admin_channels_follow_their_rules() {
     let cache = Cache::in_memory(&sovereign_test_redis::unique_prefix("rules"));
-    let hub = hub_on(&cache, HubConfig::default()).await;
+    let hub = hub_on(&cache, RealtimeSettings::default()).await;
     let tenant = Uuid::now_v7();
     let user = identity(tenant, Role::User);
     let admin = identity(tenant, Role::Admin);
@@ -239,9 +240,9 @@ async fn user_and_admin_channels_follow_their_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_recovers_exactly_what_it_missed_or_is_told_it_cannot() {
-    let config = HubConfig {
+    let config = RealtimeSettings {
         history_size: 5,
-        ..HubConfig::default()
+        ..RealtimeSettings::default()
     };
     let (_cache, one, two) = two_instances("recovery", &config).await;
     let tenant = Uuid::now_v7();
@@ -292,7 +293,7 @@ async fn a_reconnecting_client_recovers_exactly_what_it_missed_or_is_told_it_can
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_shared_across_instances_with_join_and_leave_events() {
-    let (_cache, one, two) = two_instances("presence", &HubConfig::default()).await;
+    let (_cache, one, two) = two_instances("presence", &RealtimeSettings::default()).await;
     let tenant = Uuid::now_v7();
     let alice = identity(tenant, Role::User);
     let bob = identity(tenant, Role::User);
@@ -351,9 +352,9 @@ async fn presence_is_shared_across_instances_with_join_and_leave_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_dropped_and_never_delays_the_others() {
-    let config = HubConfig {
+    let config = RealtimeSettings {
         outbound_queue: 16,
-        ..HubConfig::default()
+        ..RealtimeSettings::default()
     };
     let cache = redis_cache(&sovereign_test_redis::unique_prefix("slow"));
     let hub = hub_on(&cache, config).await;
@@ -400,7 +401,7 @@ async fn a_slow_consumer_is_dropped_and_never_delays_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_close_or_recheck_sockets_on_every_instance_within_a_second() {
-    let (cache, one, two) = two_instances("revoke", &HubConfig::default()).await;
+    let (cache, one, two) = two_instances("revoke", &RealtimeSettings::default()).await;
     let tenant = Uuid::now_v7();
     let who = identity(tenant, Role::User);
     let CredentialRef::Session(session) = who.credential else {
@@ -455,12 +456,12 @@ async fn revocations_close_or_recheck_sockets_on_every_instance_within_a_second(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_have_their_own_codes() {
-    let config = HubConfig {
+    let config = RealtimeSettings {
         max_subscriptions: 2,
         max_connections_per_user: 2,
         max_message_bytes: 64,
         publish_quota: Quota::new(3, Duration::from_secs(60)).unwrap(),
-        ..HubConfig::default()
+        ..RealtimeSettings::default()
     };
     let cache = Cache::in_memory(&sovereign_test_redis::unique_prefix("limits"));
     let hub = hub_on(&cache, config).await;
@@ -531,7 +532,7 @@ async fn limits_have_their_own_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_socket_with_1001_and_refuses_new_ones() {
     let cache = Cache::in_memory(&sovereign_test_redis::unique_prefix("shutdown"));
-    let hub = hub_on(&cache, HubConfig::default()).await;
+    let hub = hub_on(&cache, RealtimeSettings::default()).await;
     let tenant = Uuid::now_v7();
     let mut first = Client::connect(&hub, identity(tenant, Role::User)).await;
     let mut second = Client::connect(&hub, identity(tenant, Role::Admin)).await;
@@ -549,18 +550,18 @@ async fn shutdown_closes_every_socket_with_1001_and_refuses_new_ones() {
 async fn with_redis_down_local_delivery_goes_on_and_crossing_resumes_when_it_returns() {
     let mut server = RedisServer::start();
     let cache_for = || {
-        Cache::new(&CacheConfig {
-            url: Some(server.url()),
+        Cache::new(&CacheSettings {
+            url: Some(SecretUrl::parse(&server.url()).unwrap()),
             prefix: "rt-faults".into(),
             timeout: Duration::from_millis(200),
             connect_timeout: Duration::from_millis(200),
-            ..CacheConfig::default()
+            ..CacheSettings::default()
         })
         .unwrap()
     };
     let (cache_one, cache_two) = (cache_for(), cache_for());
-    let one = hub_on(&cache_one, HubConfig::default()).await;
-    let two = hub_on(&cache_two, HubConfig::default()).await;
+    let one = hub_on(&cache_one, RealtimeSettings::default()).await;
+    let two = hub_on(&cache_two, RealtimeSettings::default()).await;
     let tenant = Uuid::now_v7();
     let mut local = Client::connect(&one, identity(tenant, Role::User)).await;
     let mut remote = Client::connect(&two, identity(tenant, Role::User)).await;

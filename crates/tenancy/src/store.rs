@@ -3,7 +3,7 @@
 use diesel::OptionalExtension;
 use diesel::prelude::*;
 use sovereign_db::schema::tenants;
-use sovereign_db::{Db, DbError, RunQueryDsl, ScopedFutureExt};
+use sovereign_db::{DatabaseSettings, Db, DbError, PoolSettings, RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use crate::TenancyError;
@@ -64,6 +64,16 @@ impl TenantAdmin {
     #[must_use]
     pub fn new(db: Db) -> Self {
         Self { db }
+    }
+
+    /// Tenant administration as the settings describe it: a small pool of its own (two
+    /// connections) on `DATABASE_ADMIN_URL`, apart from the runtime pool.
+    pub fn from_settings(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let pool = PoolSettings {
+            max_size: 2,
+            ..settings.pool
+        };
+        Ok(Self::new(Db::new(&settings.admin_url, pool)?))
     }
 
     /// Every tenant, oldest first.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use sovereign_db::{AsyncPgConnection, Db, DbError, PoolConfig, RunQueryDsl, ScopedFutureExt};
+use sovereign_db::{AsyncPgConnection, Db, DbError, PoolSettings, RunQueryDsl, ScopedFutureExt};
 use sovereign_tenancy::{
     DEFAULT_TENANT_ID, TenancyError, TenantAdmin, TenantClaims, TenantRef, TenantStatus,
 };
@@ -17,7 +17,7 @@ use uuid::Uuid;
 fn pool(url: &sovereign_core::settings::SecretUrl, size: usize) -> Db {
     Db::new(
         url,
-        PoolConfig {
+        PoolSettings {
             max_size: size,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),

@@ -6,9 +6,9 @@
 //! is embedded by the local model instead of the hashing embedder.
 
 use serde_json::json;
-use sovereign_core::Settings;
-use sovereign_db::Db;
-use sovereign_vector::{IndexRequest, PayloadKind, PointInput, VectorConfig, Vectors};
+use sovereign_core::settings::from_vars;
+use sovereign_db::{DatabaseSettings, Db};
+use sovereign_vector::{IndexRequest, PayloadKind, PointInput, VectorSettings, Vectors};
 use uuid::Uuid;
 
 /// The default tenant (with multi-tenancy off, everything lives there).
@@ -19,19 +19,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
         "postgres://sovereign_dev:sovereign_dev@127.0.0.1:55432/sovereign".to_owned()
     });
-    let mut vars = vec![("DATABASE_URL".to_owned(), url)];
+    let mut vars = Vec::new();
     if let Ok(dir) = std::env::var("EMBEDDING_MODEL_DIR") {
         vars.push(("VECTOR_EMBEDDER".to_owned(), "local".to_owned()));
         vars.push(("EMBEDDING_MODEL_DIR".to_owned(), dir));
     }
-    let settings = Settings::from_vars(vars)?.settings;
-    let embedder = sovereign_vector::embed::from_settings(&settings.vector)?;
-    let dimension = embedder.dimension();
-    println!("embedder: {} ({dimension} dimensions)", embedder.name());
-    let vectors = Vectors::new(
-        Db::from_settings(&settings.database)?,
-        embedder,
-        VectorConfig::from(&settings.vector),
+    // Each crate reads its own settings: the database's and vector search's are all we need.
+    let database = from_vars::<DatabaseSettings, _, _, _>([("DATABASE_URL", url)])?.settings;
+    let settings = from_vars::<VectorSettings, _, _, _>(vars)?.settings;
+    let vectors = Vectors::from_settings(Db::from_settings(&database)?, &settings)?;
+    let dimension = vectors.embedder().dimension();
+    println!(
+        "embedder: {} ({dimension} dimensions)",
+        vectors.embedder().name()
     );
 
     let name = format!("tour-{}", Uuid::now_v7().simple());

@@ -4,6 +4,7 @@ pub mod embed;
 mod error;
 pub mod filter;
 pub mod model;
+mod settings;
 mod store;
 
 pub use embed::{Embedder, HashEmbedder, LocalEmbedder, OpenAiEmbedder};
@@ -14,4 +15,5 @@ pub use model::{
     PayloadKind, PayloadUpdate, Point, PointInput, PointSelector, QueryOptions, RecommendRequest,
     ScoredPoint, SearchRequest,
 };
-pub use store::{MAX_EXAMPLES, MAX_IDS, VectorConfig, VectorHealth, Vectors};
+pub use settings::{EmbedderKind, EmbedderSettings, VectorSettings};
+pub use store::{MAX_EXAMPLES, MAX_IDS, VectorHealth, Vectors};

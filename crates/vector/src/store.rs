@@ -12,12 +12,11 @@ use diesel::query_builder::BoxedSqlQuery;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use serde_json::Value;
 use sovereign_core::FieldError;
-use sovereign_core::settings::VectorSettings;
 use sovereign_db::{AsyncPgConnection, Db, DbError, RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use crate::embed::{Embedder, MAX_TEXT_CHARS, normalize};
-use crate::error::VectorError;
+use crate::error::{EmbedError, VectorError};
 use crate::filter::{self, Bind, SqlFilter};
 use crate::model::{
     Affected, Collection, Distance, Example, HnswConfig, IndexRequest, IndexState, MAX_DIMENSION,
@@ -25,6 +24,7 @@ use crate::model::{
     PayloadUpdate, Point, PointInput, PointSelector, QueryOptions, RecommendRequest, ScoredPoint,
     SearchRequest,
 };
+use crate::settings::VectorSettings;
 
 /// Runs an operation; when it failed because the cached description of its collection was
 /// stale, drops the description and runs it once more.
@@ -61,47 +61,13 @@ fn is_stale(result: &VectorError) -> bool {
 pub const MAX_IDS: usize = 1000;
 pub const MAX_EXAMPLES: usize = 64;
 
-/// Limits and defaults of the service.
-#[derive(Debug, Clone)]
-pub struct VectorConfig {
-    /// Default `hnsw.ef_search`.
-    pub ef_search: u32,
-    /// Most points per upsert.
-    pub max_batch: usize,
-    /// `maintenance_work_mem` of index builds (`512MB`).
-    pub index_memory: String,
-    pub index_timeout: Duration,
-}
-
-impl Default for VectorConfig {
-    fn default() -> Self {
-        Self {
-            ef_search: 100,
-            max_batch: 1000,
-            index_memory: "512MB".to_owned(),
-            index_timeout: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl From<&VectorSettings> for VectorConfig {
-    fn from(s: &VectorSettings) -> Self {
-        Self {
-            ef_search: s.ef_search,
-            max_batch: s.max_batch,
-            index_memory: s.index_memory.clone(),
-            index_timeout: s.index_timeout,
-        }
-    }
-}
-
 /// Vector search for every tenant. Each call names its tenant, and runs in a transaction
 /// scoped to it, so row-level security decides which collections exist. Cheap to clone.
 #[derive(Clone)]
 pub struct Vectors {
     db: Db,
     embedder: Arc<dyn Embedder>,
-    config: VectorConfig,
+    settings: VectorSettings,
     /// Collections recently used, by tenant and name, so a search costs one transaction. An
     /// entry can only be stale in ways that fail safely and are retried with a fresh read: a
     /// deleted collection's partition is gone ("relation does not exist"), and payload indexes
@@ -116,7 +82,7 @@ impl std::fmt::Debug for Vectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vectors")
             .field("embedder", &self.embedder.name())
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -357,11 +323,24 @@ impl Vectors {
         Ok(result?)
     }
 
-    pub fn new(db: Db, embedder: Arc<dyn Embedder>, config: VectorConfig) -> Self {
+    /// The service as the settings describe it, with their embedder. Loading the local model
+    /// reads its files, so call this once, at start-up.
+    pub fn from_settings(db: Db, settings: &VectorSettings) -> Result<Self, EmbedError> {
+        let embedder = crate::embed::from_settings(&settings.embedder)?;
+        Ok(Self::new(db, embedder, settings.clone()))
+    }
+
+    /// The embedder that turns texts into vectors.
+    #[must_use]
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    pub fn new(db: Db, embedder: Arc<dyn Embedder>, settings: VectorSettings) -> Self {
         Self {
             db,
             embedder,
-            config,
+            settings,
             targets: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(TARGET_TTL)
@@ -563,8 +542,8 @@ impl Vectors {
         }
         let mut collection = self.collection(tenant, name).await?;
         let db = self.db.clone();
-        let memory = self.config.index_memory.clone();
-        let limit = self.config.index_timeout;
+        let memory = self.settings.index_memory.clone();
+        let limit = self.settings.index_timeout;
         let id = collection.id;
         let job = request.clone();
         let build = tokio::spawn(async move {
@@ -632,11 +611,11 @@ impl Vectors {
         name: &str,
         points: Vec<PointInput>,
     ) -> Result<Affected, VectorError> {
-        if points.is_empty() || points.len() > self.config.max_batch {
+        if points.is_empty() || points.len() > self.settings.max_batch {
             return Err(VectorError::invalid(
                 "points",
                 "invalid_length",
-                format!("give 1 to {} points", self.config.max_batch),
+                format!("give 1 to {} points", self.settings.max_batch),
             ));
         }
         let target = self.target(tenant, name).await?;
@@ -1231,7 +1210,7 @@ impl Vectors {
         );
         let ef = options
             .ef
-            .unwrap_or(self.config.ef_search)
+            .unwrap_or(self.settings.ef_search)
             .max(fetch)
             .min(1000);
         Ok(SearchPlan {

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sovereign_vector::embed::openai::OpenAiConfig;
+use sovereign_core::settings::SecretUrl;
+use sovereign_vector::EmbedderSettings;
 use sovereign_vector::{EmbedError, Embedder, OpenAiEmbedder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -106,14 +107,15 @@ fn answer(body: &Value) -> String {
 }
 
 fn embedder(url: &str, retries: u32, timeout: Duration) -> OpenAiEmbedder {
-    OpenAiEmbedder::new(OpenAiConfig {
-        base_url: url.parse().unwrap(),
+    OpenAiEmbedder::new(&EmbedderSettings {
+        url: Some(SecretUrl::parse(url).unwrap()),
         model: "m".into(),
         api_key: Some("sk-test".to_owned().into()),
-        dimension: 3,
+        dimensions: 3,
         timeout,
         batch_size: 2,
         retries,
+        ..EmbedderSettings::default()
     })
     .unwrap()
 }

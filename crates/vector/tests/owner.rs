@@ -13,11 +13,11 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use sovereign_core::settings::SecretUrl;
-use sovereign_db::{Db, PoolConfig};
+use sovereign_db::{Db, PoolSettings};
 use sovereign_tenancy::TenantAdmin;
 use sovereign_test_db::TestDatabase;
 use sovereign_vector::{
-    HashEmbedder, IndexRequest, IndexState, PayloadKind, PointInput, VectorConfig, Vectors,
+    HashEmbedder, IndexRequest, IndexState, PayloadKind, PointInput, VectorSettings, Vectors,
 };
 
 const OWNER: &str = "sovereign_test_plain_owner";
@@ -25,7 +25,7 @@ const OWNER: &str = "sovereign_test_plain_owner";
 fn pool(url: &SecretUrl) -> Db {
     Db::new(
         url,
-        PoolConfig {
+        PoolSettings {
             max_size: 2,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -98,7 +98,7 @@ async fn vector_search_works_when_the_schema_owner_is_not_a_superuser() {
     let vectors = Vectors::new(
         pool(db.url()),
         Arc::new(HashEmbedder::new(4)),
-        VectorConfig::default(),
+        VectorSettings::default(),
     );
     let collection = vectors
         .create_collection(

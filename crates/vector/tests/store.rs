@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sovereign_db::{AsyncPgConnection, Db, PoolConfig, RunQueryDsl};
+use sovereign_db::{AsyncPgConnection, Db, PoolSettings, RunQueryDsl};
 use sovereign_tenancy::TenantAdmin;
 use sovereign_test_db::TestDatabase;
 use sovereign_vector::{
     Collection, HashEmbedder, IndexRequest, IndexState, NewCollection, PayloadKind, PointInput,
-    PointSelector, SearchRequest, VectorConfig, VectorError, Vectors,
+    PointSelector, SearchRequest, VectorError, VectorSettings, Vectors,
 };
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ struct Harness {
 fn pool(url: &sovereign_core::settings::SecretUrl, size: usize) -> Db {
     Db::new(
         url,
-        PoolConfig {
+        PoolSettings {
             max_size: size,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -52,7 +52,7 @@ async fn harness() -> Harness {
     let vectors = Vectors::new(
         pool(db.url(), 4),
         Arc::new(HashEmbedder::new(16)),
-        VectorConfig::default(),
+        VectorSettings::default(),
     );
     Harness { vectors, a, b, db }
 }
@@ -1080,7 +1080,7 @@ async fn another_instances_changes_are_seen_at_once_despite_the_cached_collectio
     let other = Vectors::new(
         pool(h.db.url(), 2),
         Arc::new(HashEmbedder::new(16)),
-        VectorConfig::default(),
+        VectorSettings::default(),
     );
     h.vectors
         .create_collection(

@@ -132,7 +132,7 @@ const REGISTER_ACCEPTED: &str = "If the address can be registered, a confirmatio
     request_body = RegisterRequest,
     responses(
         (status = 202, description = "Accepted; a confirmation link is mailed to new accounts", body = Accepted),
-        (status = 422, description = "`validation_failed`: invalid address, or the password breaks the policy (`too_short`, `too_long`, `too_common`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: invalid address, or the password breaks the policy (`too_short`, `too_long`, `too_common`, `too_weak`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -37,7 +37,7 @@ pub(super) async fn index(state: web::Data<AppState>) -> web::Json<ServiceInfo> 
     web::Json(ServiceInfo {
         name: "sovereign".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        docs: state.settings.features.docs.then(|| "/docs/".to_owned()),
+        docs: state.settings.server.docs.then(|| "/docs/".to_owned()),
     })
 }
 

@@ -129,16 +129,32 @@ async fn register_with(app: &TestApp, email: &str, password: &str) -> reqwest::R
 #[tokio::test]
 async fn the_password_policy_counts_characters_and_refuses_common_ones() {
     let app = TestApp::spawn().await;
+    let words = "orbit lantern quarry velvet juniper fathom cobalt meadow tundra saffron harbor \
+                 pickle glacier nimbus walrus ember quiver basalt marzipan zephyr kettle obsidian \
+                 plume wicket anchovy trellis gossamer hinterland mosaic sprocket lagoon bramble \
+                 cinnabar dervish falconry gherkin isthmus jasmine";
+    let passphrase = |chars: usize| words.chars().take(chars).collect::<String>();
+    // 70 different emoji, in no order a guesser would try.
+    let emoji: String = (0..70u32)
+        .filter_map(|i| char::from_u32(0x1F300 + (i * 37) % 256))
+        .collect();
     for (i, (password, ok)) in [
-        ("abcdefghijk".to_owned(), false),             // 11
+        ("vX7#kq9!Lm2".to_owned(), false),             // 11
         ("kq3vzmt8rwpx".to_owned(), true),             // 12
-        ("plum ".repeat(13)[..64].to_owned(), true),   // 64
-        ("ember-".repeat(22)[..128].to_owned(), true), // 128
-        ("🔑🌲🐙🎻".repeat(3), true),                  // 12 emoji, 48 bytes
-        ("🔑".repeat(70), true),                       // 280 bytes, far past bcrypt's 72
-        ("x".repeat(257), false),
+        (passphrase(64), true),                        // 64
+        (passphrase(128), true),                       // 128
+        ("🔑🌲🐙🎻🦊🌵🍄🎲🪁🧭🪐🫖".to_owned(), true), // 12 emoji, 48 bytes
+        (emoji, true),                                 // 280 bytes, far past bcrypt's 72
+        (passphrase(257), false),
         ("qwerty123456".to_owned(), false), // on the common list
         ("Password1234".to_owned(), false), // case does not help
+        // Long enough, but repetitive, sequential or a keyboard walk.
+        ("passwordpassword".to_owned(), false),
+        ("aaaaaaaaaaaa".to_owned(), false),
+        ("abcdefghijkl".to_owned(), false),
+        ("123456789012".to_owned(), false),
+        ("qwertyuiopas".to_owned(), false),
+        ("letmein12345".to_owned(), false),
     ]
     .into_iter()
     .enumerate()
@@ -158,6 +174,18 @@ async fn the_password_policy_counts_characters_and_refuses_common_ones() {
         } else {
             let problem = expect_problem(response, 422, "validation_failed").await;
             assert_eq!(problem.errors[0].field, "password", "{password}");
+            if i >= 7 {
+                assert!(
+                    ["too_common", "too_weak"].contains(&problem.errors[0].code.as_str()),
+                    "{password}: {:?}",
+                    problem.errors[0]
+                );
+                assert!(
+                    problem.errors[0].message.contains("passphrase"),
+                    "the refusal suggests a passphrase: {:?}",
+                    problem.errors[0]
+                );
+            }
         }
     }
 }

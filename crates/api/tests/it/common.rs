@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use serde_json::{Value, json};
-use sovereign_api::{Application, BuildOptions, Problem, RouteHook};
+use sovereign_api::{Application, BuildOptions, Problem, RouteHook, Settings};
 use sovereign_auth::Outbox;
-use sovereign_core::Settings;
 use sovereign_db::RunQueryDsl;
 use sovereign_test_db::TestDatabase;
 

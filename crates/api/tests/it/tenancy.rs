@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sovereign_db::{Db, PoolConfig};
+use sovereign_db::{Db, PoolSettings};
 use sovereign_tenancy::{DEFAULT_TENANT_ID, TenantAdmin, TenantRef, TenantStatus};
 
 use crate::common::{PASSWORD, TestApp, expect_problem};
@@ -13,7 +13,7 @@ const CURRENT: &str = "/api/v1/tenants/current";
 
 fn admin(app: &TestApp) -> TenantAdmin {
     let url = app.db.as_ref().unwrap().tenant_admin_url();
-    let config = PoolConfig {
+    let config = PoolSettings {
         max_size: 1,
         wait_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),

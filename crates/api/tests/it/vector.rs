@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sovereign_db::PoolConfig;
+use sovereign_db::PoolSettings;
 use sovereign_tenancy::TenantAdmin;
 
 use crate::common::{TestApp, expect_problem};
@@ -547,7 +547,7 @@ async fn another_tenant_gets_404_on_every_route_and_changes_nothing() {
         None,
     )
     .await;
-    let config = PoolConfig {
+    let config = PoolSettings {
         max_size: 1,
         wait_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),

@@ -1,12 +1,25 @@
 //! Reading typed values from a map of environment variables while collecting every problem.
 //!
-//! Each read names a [`SettingSpec`]; the reader records the spec, so loading settings from an
-//! empty environment yields the complete, documented list of settings.
+//! Each read names a [`SettingSpec`]; the reader records the spec (under the section being
+//! read), so loading settings from an empty environment yields the complete, documented list.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
 
 use url::Url;
+
+use super::{Environment, SecretUrl};
+use crate::quota::Quota;
+
+static ENVIRONMENT: SettingSpec = SettingSpec {
+    name: "ENVIRONMENT",
+    default: DefaultValue::Value("development"),
+    description: "Deployment environment: `development`, `staging` or `production`. Staging and production enforce a strong `SECRET_KEY`, JSON logs and no `DEBUG`.",
+    secret: false,
+};
 
 /// How a setting gets its value when the variable is not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +76,7 @@ impl fmt::Display for SettingIssue {
 }
 
 /// A type that can be read from a setting's text.
-pub(super) trait SettingValue: Sized {
+pub trait SettingValue: Sized {
     /// Describes acceptable text, for messages ("a whole number", "true or false").
     const EXPECTED: &'static str;
     fn parse_setting(text: &str) -> Result<Self, String>;
@@ -92,7 +105,7 @@ macro_rules! integer_setting {
 }
 integer_setting!(u16, u32, u64, usize);
 
-impl SettingValue for crate::quota::Quota {
+impl SettingValue for Quota {
     const EXPECTED: &'static str = "a rate such as 10/minute";
     fn parse_setting(text: &str) -> Result<Self, String> {
         text.parse()
@@ -126,27 +139,61 @@ fn issue(
     }
 }
 
-pub(super) struct Reader<'a> {
+/// A setting as documented: the section it is read in, and its spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Documented {
+    pub section: &'static str,
+    pub spec: &'static SettingSpec,
+}
+
+/// Reads settings from a map of variables, collecting every problem and warning instead of
+/// stopping at the first, and recording which settings exist.
+///
+/// Each crate reads its own settings with it (see [`super::ReadSettings`]); the environment
+/// (`ENVIRONMENT`) is read first, when the reader is made, because the rules of several crates
+/// depend on it.
+pub struct Reader<'a> {
     vars: &'a HashMap<String, String>,
-    pub(super) specs: Vec<&'static SettingSpec>,
+    environment: Environment,
+    section: &'static str,
+    pub(super) specs: Vec<Documented>,
     pub(super) problems: Vec<SettingIssue>,
     pub(super) warnings: Vec<SettingIssue>,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(vars: &'a HashMap<String, String>) -> Self {
-        Self {
+    #[must_use]
+    pub fn new(vars: &'a HashMap<String, String>) -> Self {
+        let mut reader = Self {
             vars,
+            environment: Environment::Development,
+            section: "General",
             specs: Vec::new(),
             problems: Vec::new(),
             warnings: Vec::new(),
-        }
+        };
+        reader.environment = reader.value(&ENVIRONMENT);
+        reader
+    }
+
+    /// Where the service runs, as `ENVIRONMENT` says.
+    #[must_use]
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// Settings read from now on are documented under this heading.
+    pub fn section(&mut self, title: &'static str) {
+        self.section = title;
     }
 
     /// The trimmed, non-empty text of a variable, recording the spec as read.
-    pub(super) fn raw(&mut self, spec: &'static SettingSpec) -> Option<&'a str> {
-        if !self.specs.iter().any(|s| s.name == spec.name) {
-            self.specs.push(spec);
+    pub fn raw(&mut self, spec: &'static SettingSpec) -> Option<&'a str> {
+        if !self.specs.iter().any(|d| d.spec.name == spec.name) {
+            self.specs.push(Documented {
+                section: self.section,
+                spec,
+            });
         }
         self.vars
             .get(spec.name)
@@ -154,7 +201,8 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    pub(super) fn problem(
+    /// Records a problem: loading fails, and the operator is told this with the others.
+    pub fn problem(
         &mut self,
         setting: &'static str,
         message: impl Into<String>,
@@ -163,7 +211,8 @@ impl<'a> Reader<'a> {
         self.problems.push(issue(setting, message, suggestion));
     }
 
-    pub(super) fn warning(
+    /// Records a warning, logged at start-up.
+    pub fn warning(
         &mut self,
         setting: &'static str,
         message: impl Into<String>,
@@ -199,7 +248,7 @@ impl<'a> Reader<'a> {
 
     /// The user's value if set and valid. Unset gives `None`; so does an invalid value, which is
     /// recorded as a problem. A `Required` setting that is unset is a problem too.
-    pub(super) fn optional<T: SettingValue>(&mut self, spec: &'static SettingSpec) -> Option<T> {
+    pub fn optional<T: SettingValue>(&mut self, spec: &'static SettingSpec) -> Option<T> {
         match self.raw(spec) {
             Some(text) => self.parse_text(spec, text),
             None => {
@@ -216,7 +265,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The user's value if set and valid, else the spec's literal default.
-    pub(super) fn value<T: SettingValue + Default>(&mut self, spec: &'static SettingSpec) -> T {
+    pub fn value<T: SettingValue + Default>(&mut self, spec: &'static SettingSpec) -> T {
         if let Some(v) = self.optional(spec) {
             return v;
         }
@@ -234,7 +283,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Like [`Reader::value`] for integers, with an inclusive range check.
-    pub(super) fn bounded<T>(&mut self, spec: &'static SettingSpec, min: T, max: T) -> T
+    pub fn bounded<T>(&mut self, spec: &'static SettingSpec, min: T, max: T) -> T
     where
         T: SettingValue + Default + PartialOrd + Copy + fmt::Display,
     {
@@ -247,6 +296,29 @@ impl<'a> Reader<'a> {
             );
         }
         v
+    }
+}
+
+impl Reader<'_> {
+    /// A duration setting given in milliseconds, within an inclusive range.
+    pub fn millis(&mut self, spec: &'static SettingSpec, min: u64, max: u64) -> Duration {
+        Duration::from_millis(self.bounded(spec, min, max))
+    }
+
+    /// A duration setting given in seconds, within an inclusive range.
+    pub fn seconds(&mut self, spec: &'static SettingSpec, min: u64, max: u64) -> Duration {
+        Duration::from_secs(self.bounded(spec, min, max))
+    }
+
+    /// A URL that may carry a password: redacted in every message.
+    pub fn secret_url(&mut self, spec: &'static SettingSpec) -> Option<SecretUrl> {
+        self.optional::<Url>(spec).map(SecretUrl::new)
+    }
+
+    /// A secret text (a key, a token, a password): never shown.
+    pub fn secret(&mut self, spec: &'static SettingSpec) -> Option<SecretString> {
+        self.raw(spec)
+            .map(|text| SecretString::from(text.to_owned()))
     }
 }
 

@@ -16,6 +16,11 @@ impl SecretUrl {
         Self(url)
     }
 
+    /// Parses a URL text.
+    pub fn parse(text: &str) -> Result<Self, url::ParseError> {
+        Url::parse(text).map(Self)
+    }
+
     /// The full URL, password included. Hand it to a driver, never to a log.
     #[must_use]
     pub fn expose(&self) -> &str {

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use sovereign_core::settings::SecretUrl;
-use sovereign_db::{Db, DbError, PoolConfig, RunQueryDsl, ScopedFutureExt};
+use sovereign_db::{Db, DbError, PoolSettings, RunQueryDsl, ScopedFutureExt};
 use sovereign_test_db::TestDatabase;
 
-fn config() -> PoolConfig {
-    PoolConfig {
+fn config() -> PoolSettings {
+    PoolSettings {
         max_size: 4,
         wait_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(2),
@@ -87,7 +87,7 @@ async fn a_transaction_over_its_time_limit_is_cut_off_and_the_pool_recovers() {
     let test = database_with_probe().await;
     let db = Db::new(
         test.url(),
-        PoolConfig {
+        PoolSettings {
             max_size: 1,
             statement_timeout: Duration::from_millis(300),
             ..config()
@@ -122,7 +122,7 @@ async fn a_slow_statement_outside_a_transaction_is_a_timeout() {
     let test = TestDatabase::migrated().await;
     let db = Db::new(
         test.url(),
-        PoolConfig {
+        PoolSettings {
             statement_timeout: Duration::from_millis(200),
             ..config()
         },
@@ -142,7 +142,7 @@ async fn waiting_for_a_connection_is_bounded() {
     let test = TestDatabase::migrated().await;
     let db = Db::new(
         test.url(),
-        PoolConfig {
+        PoolSettings {
             max_size: 1,
             ..config()
         },

@@ -9,13 +9,13 @@ pub mod openai;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use sovereign_core::settings::{EmbedderKind, VectorSettings};
 
 pub use hash::HashEmbedder;
 pub use local::LocalEmbedder;
 pub use openai::OpenAiEmbedder;
 
 use crate::error::EmbedError;
+use crate::settings::{EmbedderKind, EmbedderSettings};
 
 /// Longest text one point or query may carry, in characters.
 pub const MAX_TEXT_CHARS: usize = 8192;
@@ -33,10 +33,10 @@ pub trait Embedder: Send + Sync + 'static {
 
 /// The embedder the settings ask for. Loading the local model reads its files, so call this
 /// once at start-up.
-pub fn from_settings(settings: &VectorSettings) -> Result<Arc<dyn Embedder>, EmbedError> {
-    Ok(match settings.embedder {
+pub fn from_settings(settings: &EmbedderSettings) -> Result<Arc<dyn Embedder>, EmbedError> {
+    Ok(match settings.kind {
         EmbedderKind::Hash => Arc::new(HashEmbedder::new(settings.dimensions)),
-        EmbedderKind::OpenAi => Arc::new(OpenAiEmbedder::from_settings(settings)?),
+        EmbedderKind::OpenAi => Arc::new(OpenAiEmbedder::new(settings)?),
         EmbedderKind::Local => {
             let dir = settings
                 .model_dir
@@ -44,8 +44,8 @@ pub fn from_settings(settings: &VectorSettings) -> Result<Arc<dyn Embedder>, Emb
                 .ok_or_else(|| EmbedError::Load("EMBEDDING_MODEL_DIR is not set".to_owned()))?;
             Arc::new(LocalEmbedder::load(
                 dir,
-                settings.embedding_threads,
-                settings.embedding_batch_size,
+                settings.threads,
+                settings.batch_size,
             )?)
         }
     })

@@ -6,11 +6,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sovereign_core::settings::VectorSettings;
-use url::Url;
+use sovereign_core::settings::SecretUrl;
 
 use super::Embedder;
 use crate::error::EmbedError;
+use crate::settings::EmbedderSettings;
 
 /// First retry delay; doubled on each further retry, capped by [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -20,7 +20,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
     client: reqwest::Client,
-    endpoint: Url,
+    endpoint: SecretUrl,
     model: String,
     api_key: Option<SecretString>,
     dimension: usize,
@@ -31,27 +31,13 @@ pub struct OpenAiEmbedder {
 impl std::fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiEmbedder")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &self.endpoint)
             .field("model", &self.model)
             .field("dimension", &self.dimension)
             .field("batch_size", &self.batch_size)
             .field("retries", &self.retries)
             .finish_non_exhaustive()
     }
-}
-
-/// Where and how to reach the server.
-#[derive(Debug, Clone)]
-pub struct OpenAiConfig {
-    /// Base URL up to and including `/v1`; `/embeddings` is appended.
-    pub base_url: Url,
-    pub model: String,
-    pub api_key: Option<SecretString>,
-    /// Length of the vectors the model returns (checked on every response).
-    pub dimension: usize,
-    pub timeout: Duration,
-    pub batch_size: usize,
-    pub retries: u32,
 }
 
 #[derive(Serialize)]
@@ -79,41 +65,31 @@ enum Attempt {
 }
 
 impl OpenAiEmbedder {
-    pub fn new(config: OpenAiConfig) -> Result<Self, EmbedError> {
-        let mut base = config.base_url.as_str().trim_end_matches('/').to_owned();
+    /// The client the settings describe: `url` (required), model, key, dimension, time limit,
+    /// batch size and retries. The kind of embedder the settings name is not looked at.
+    pub fn new(settings: &EmbedderSettings) -> Result<Self, EmbedError> {
+        let base_url = settings
+            .url
+            .as_ref()
+            .ok_or_else(|| EmbedError::Load("EMBEDDING_URL is not set".to_owned()))?;
+        let mut base = base_url.expose().trim_end_matches('/').to_owned();
         base.push_str("/embeddings");
         let endpoint =
-            Url::parse(&base).map_err(|e| EmbedError::Load(format!("EMBEDDING_URL: {e}")))?;
+            SecretUrl::parse(&base).map_err(|e| EmbedError::Load(format!("EMBEDDING_URL: {e}")))?;
         let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("sovereign/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EmbedError::Load(format!("HTTP client: {e}")))?;
         Ok(Self {
             client,
             endpoint,
-            model: config.model,
-            api_key: config.api_key,
-            dimension: config.dimension,
-            batch_size: config.batch_size.max(1),
-            retries: config.retries,
-        })
-    }
-
-    pub fn from_settings(settings: &VectorSettings) -> Result<Self, EmbedError> {
-        let base_url = settings
-            .embedding_url
-            .clone()
-            .ok_or_else(|| EmbedError::Load("EMBEDDING_URL is not set".to_owned()))?;
-        Self::new(OpenAiConfig {
-            base_url,
-            model: settings.embedding_model.clone(),
-            api_key: settings.embedding_api_key.clone(),
+            model: settings.model.clone(),
+            api_key: settings.api_key.clone(),
             dimension: settings.dimensions,
-            timeout: settings.embedding_timeout,
-            batch_size: settings.embedding_batch_size,
-            retries: settings.embedding_retries,
+            batch_size: settings.batch_size.max(1),
+            retries: settings.retries,
         })
     }
 
@@ -144,7 +120,7 @@ impl OpenAiEmbedder {
     async fn attempt(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Attempt> {
         let mut request = self
             .client
-            .post(self.endpoint.clone())
+            .post(self.endpoint.expose())
             .json(&EmbeddingsRequest {
                 model: &self.model,
                 input: texts,
@@ -159,7 +135,8 @@ impl OpenAiEmbedder {
             } else if e.is_connect() {
                 "cannot connect".to_owned()
             } else {
-                format!("request failed: {e}")
+                // The error's text would include the URL, which may carry credentials.
+                format!("request failed: {}", e.without_url())
             };
             Attempt::Transient(why, None)
         })?;
@@ -182,7 +159,7 @@ impl OpenAiEmbedder {
         let body: EmbeddingsResponse = response
             .json()
             .await
-            .map_err(|e| Attempt::Fatal(EmbedError::Protocol(e.to_string())))?;
+            .map_err(|e| Attempt::Fatal(EmbedError::Protocol(e.without_url().to_string())))?;
         let mut slots: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for item in body.data {
             if item.embedding.len() != self.dimension {

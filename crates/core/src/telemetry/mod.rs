@@ -18,7 +18,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::settings::{LogFormat, LogSettings};
+mod settings;
+
+pub use settings::{LogFormat, LogSettings};
 
 /// Longest a line waits in the buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
