@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::ci;
+use crate::pg;
 use crate::run::{self, cargo, output, root};
 
 const OPENAPI_FILE: &str = "docs/openapi.json";
@@ -22,7 +22,7 @@ pub fn openapi(check: bool) -> Result<(), String> {
 /// freshly migrated database.
 pub fn schema(check: bool) -> Result<(), String> {
     ensure_diesel_cli()?;
-    let admin = ci::test_admin_url()?;
+    let admin = pg::test_admin_url()?;
     let scratch = format!("sovereign_schema_{}", std::process::id());
     let base = admin
         .rsplit_once('/')
