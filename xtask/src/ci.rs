@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{deploy, generated, pg, python, redis};
+use crate::{deploy, generated, graph, pg, python, redis};
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
     step("formatting", || {
         run::run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    step("crate graph", || graph::run(true))?;
     step("lints", || {
         run::run(cargo().args([
             "clippy",

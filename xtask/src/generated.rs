@@ -1,5 +1,5 @@
 //! Generated files that are committed and checked: `docs/openapi.json` and
-//! `crates/db/src/schema.rs`.
+//! `crates/db/src/schema.rs` (the crate graph in `docs/ARCHITECTURE.md` is `graph`'s).
 
 use std::fs;
 
@@ -68,7 +68,8 @@ fn ensure_diesel_cli() -> Result<(), String> {
     ]))
 }
 
-fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
+/// Compares `generated` with the committed `file` (with `check`), or writes it.
+pub fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
     let path = root().join(file);
     let committed = fs::read_to_string(&path).unwrap_or_default();
     if committed == generated {
