@@ -567,10 +567,11 @@ pub fn render(ws: &Workspace, rules: &[Rule], breaches: &[Breach]) -> String {
     }
     out.push_str("```\n\n");
     out.push_str(&wrap(
-        "The rules `cargo xtask graph --check` (part of `cargo xtask ci`) enforces. A crate \
-         depends on what its `[dependencies]` and `[build-dependencies]` declare, and on all \
-         that those crates of the workspace depend on, transitively; dev-dependencies are free. \
-         The rules are data in `xtask/src/graph.rs`.",
+        "**Rules**, enforced by `cargo xtask graph --check` (part of `cargo xtask ci`), which \
+         names the crate and the path of dependencies that breaks one. A crate depends on what \
+         its `[dependencies]` and `[build-dependencies]` declare, and on all that those crates \
+         of the workspace depend on, transitively; dev-dependencies are free. The rules are data \
+         in `xtask/src/graph.rs`.",
         "",
     ));
     out.push('\n');
@@ -580,8 +581,8 @@ pub fn render(ws: &Workspace, rules: &[Rule], breaches: &[Breach]) -> String {
     if !breaches.is_empty() {
         out.push('\n');
         out.push_str(&wrap(
-            "Known breaches, each excusing exactly one path until it is fixed (the check fails \
-             once the path is gone, so the entry goes with it):",
+            "**Known breaches**, each excusing exactly one path until it is fixed (the check \
+             fails once the path is gone, so the entry goes with it):",
             "",
         ));
         out.push('\n');
