@@ -1,9 +1,4 @@
-//! Sovereign's foundation: typed [`settings`], the [`diagnostics`] model every domain error
-//! speaks, and [`telemetry`] set-up.
-//!
-//! This crate owns configuration and the vocabulary of failure. It must never depend on a web
-//! framework or a database driver: every other crate depends on it, so it stays small and
-//! compiles first.
+#![doc = include_str!("../README.md")]
 
 pub mod diagnostics;
 pub mod pagination;
