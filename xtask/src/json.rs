@@ -1,12 +1,12 @@
-//! A small JSON reader for the output of tools such as `cargo metadata` (xtask has no
-//! dependencies). It reads any valid JSON document; numbers are kept as their text.
+//! A small JSON reader for the output of `cargo metadata` (xtask has no dependencies). It reads
+//! any valid JSON document into objects, arrays and strings; numbers, `true`, `false` and `null`
+//! are kept as their text.
 
 /// A JSON value. Objects keep their members in document order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Null,
-    Bool(bool),
-    Number(String),
+    /// A number, `true`, `false` or `null`, as written.
+    Scalar(String),
     String(String),
     Array(Vec<Value>),
     Object(Vec<(String, Value)>),
@@ -39,13 +39,10 @@ impl Value {
 
 /// Parses a whole document (surrounding whitespace allowed, nothing else).
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut parser = Parser {
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut parser = Parser { text, at: 0 };
     let value = parser.value(0)?;
     parser.skip_whitespace();
-    if parser.at != parser.bytes.len() {
+    if parser.at < text.len() {
         return Err(parser.error("trailing characters"));
     }
     Ok(value)
@@ -55,40 +52,40 @@ pub fn parse(text: &str) -> Result<Value, String> {
 const MAX_DEPTH: usize = 256;
 
 struct Parser<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
+    /// A byte offset into `text`, always at a character boundary.
     at: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn error(&self, what: &str) -> String {
         format!("invalid JSON at byte {}: {what}", self.at)
     }
 
+    /// The text not read yet.
+    fn rest(&self) -> &'a str {
+        &self.text[self.at..]
+    }
+
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
+        let rest = self.rest();
+        self.at += rest.len() - rest.trim_start_matches([' ', '\t', '\n', '\r']).len();
+    }
+
+    /// Skips whitespace, then takes `token` if it comes next.
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_whitespace();
+        let found = self.rest().starts_with(token);
+        if found {
+            self.at += token.len();
         }
+        found
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
-        if self.peek() == Some(byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected `{}`", char::from(byte))))
-        }
-    }
-
-    fn literal(&mut self, word: &str, value: Value) -> Result<Value, String> {
-        if self.bytes[self.at..].starts_with(word.as_bytes()) {
-            self.at += word.len();
-            Ok(value)
-        } else {
-            Err(self.error("unknown literal"))
+    fn expect(&mut self, token: &str) -> Result<(), String> {
+        match self.eat(token) {
+            true => Ok(()),
+            false => Err(self.error(&format!("expected `{token}`"))),
         }
     }
 
@@ -96,167 +93,110 @@ impl Parser<'_> {
         if depth > MAX_DEPTH {
             return Err(self.error("nested too deeply"));
         }
-        self.skip_whitespace();
-        match self.peek() {
-            Some(b'{') => self.object(depth),
-            Some(b'[') => self.array(depth),
-            Some(b'"') => self.string().map(Value::String),
-            Some(b't') => self.literal("true", Value::Bool(true)),
-            Some(b'f') => self.literal("false", Value::Bool(false)),
-            Some(b'n') => self.literal("null", Value::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.error("unexpected character")),
-            None => Err(self.error("unexpected end")),
+        if self.eat("{") {
+            let members = self.list("}", |p| {
+                let key = p.string()?;
+                p.expect(":")?;
+                Ok((key, p.value(depth + 1)?))
+            })?;
+            Ok(Value::Object(members))
+        } else if self.eat("[") {
+            Ok(Value::Array(self.list("]", |p| p.value(depth + 1))?))
+        } else if self.rest().starts_with('"') {
+            Ok(Value::String(self.string()?))
+        } else {
+            self.scalar()
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, String> {
-        self.expect(b'{')?;
-        let mut members = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(Value::Object(members));
-        }
-        loop {
-            self.skip_whitespace();
-            let key = self.string()?;
-            self.skip_whitespace();
-            self.expect(b':')?;
-            members.push((key, self.value(depth + 1)?));
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
-    }
-
-    fn array(&mut self, depth: usize) -> Result<Value, String> {
-        self.expect(b'[')?;
+    /// The comma-separated items of an object or array up to `close` (the opening bracket read).
+    fn list<T>(
+        &mut self,
+        close: &str,
+        mut item: impl FnMut(&mut Self) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
         let mut items = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Ok(Value::Array(items));
+        if self.eat(close) {
+            return Ok(items);
         }
         loop {
-            items.push(self.value(depth + 1)?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
+            items.push(item(self)?);
+            if self.eat(close) {
+                return Ok(items);
             }
+            self.expect(",")?;
         }
     }
 
-    fn number(&mut self) -> Result<Value, String> {
-        let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
+    /// `true`, `false`, `null` or a number. Numbers are checked loosely (Rust's float syntax,
+    /// minus `inf` and `NaN`): enough to tell a number from anything else.
+    fn scalar(&mut self) -> Result<Value, String> {
+        let rest = self.rest();
+        let token = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
+            .map_or(rest, |end| &rest[..end]);
+        let number = token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            && token.bytes().all(|b| b"0123456789+-.eE".contains(&b))
+            && token.parse::<f64>().is_ok();
+        if !number && !matches!(token, "true" | "false" | "null") {
+            return Err(self.error("expected a value"));
         }
-        let digits = |p: &mut Self| {
-            let from = p.at;
-            while let Some(b'0'..=b'9') = p.peek() {
-                p.at += 1;
-            }
-            p.at > from
-        };
-        if !digits(self) {
-            return Err(self.error("expected a digit"));
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if !digits(self) {
-                return Err(self.error("expected a digit after `.`"));
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if !digits(self) {
-                return Err(self.error("expected an exponent"));
-            }
-        }
-        let text = String::from_utf8_lossy(&self.bytes[start..self.at]).into_owned();
-        Ok(Value::Number(text))
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let hex = self
-            .bytes
-            .get(self.at..self.at + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| self.error("expected four hex digits"))?;
-        self.at += 4;
-        Ok(hex)
+        self.at += token.len();
+        Ok(Value::Scalar(token.to_owned()))
     }
 
     fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out = Vec::new();
+        self.expect("\"")?;
+        let mut out = String::new();
         loop {
-            let Some(byte) = self.peek() else {
+            let rest = self.rest();
+            let Some(end) = rest.find(|c: char| matches!(c, '"' | '\\' | '\0'..='\u{1f}')) else {
                 return Err(self.error("unterminated string"));
             };
+            out.push_str(&rest[..end]);
+            self.at += end + 1;
+            let escape = match rest.as_bytes()[end] {
+                b'"' => return Ok(out),
+                b'\\' => self.rest().bytes().next(),
+                _ => return Err(self.error("control character in a string")),
+            };
             self.at += 1;
-            match byte {
-                b'"' => break,
-                b'\\' => {
-                    let Some(escape) = self.peek() else {
-                        return Err(self.error("unterminated escape"));
-                    };
-                    self.at += 1;
-                    let decoded = match escape {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => self.unicode_escape()?,
-                        _ => return Err(self.error("unknown escape")),
-                    };
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(decoded.encode_utf8(&mut buf).as_bytes());
-                }
-                0..0x20 => return Err(self.error("control character in a string")),
-                _ => out.push(byte),
-            }
+            let decoded = match escape {
+                Some(b'"') => '"',
+                Some(b'\\') => '\\',
+                Some(b'/') => '/',
+                Some(b'b') => '\u{8}',
+                Some(b'f') => '\u{c}',
+                Some(b'n') => '\n',
+                Some(b'r') => '\r',
+                Some(b't') => '\t',
+                Some(b'u') => self.unicode_escape()?,
+                _ => return Err(self.error("unknown escape")),
+            };
+            out.push(decoded);
         }
-        String::from_utf8(out).map_err(|_| self.error("a string is not UTF-8"))
     }
 
-    /// The character of a `\uXXXX` escape (the `\u` already read), joining surrogate pairs.
+    /// The character of a `\uXXXX` escape (the `\u` read), or of a surrogate pair of two.
     fn unicode_escape(&mut self) -> Result<char, String> {
-        let first = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&first) {
-            if !self.bytes[self.at..].starts_with(b"\\u") {
-                return Err(self.error("a lone surrogate"));
-            }
+        let mut units = vec![self.hex4()?];
+        if (0xD800..0xDC00).contains(&units[0]) && self.rest().starts_with("\\u") {
             self.at += 2;
-            let second = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&second) {
-                return Err(self.error("a lone surrogate"));
-            }
-            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-        } else {
-            first
-        };
-        char::from_u32(code).ok_or_else(|| self.error("not a character"))
+            units.push(self.hex4()?);
+        }
+        match char::decode_utf16(units).collect::<Result<Vec<char>, _>>() {
+            Ok(chars) if chars.len() == 1 => Ok(chars[0]),
+            _ => Err(self.error("a lone surrogate")),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, String> {
+        let hex = self.rest().get(..4).unwrap_or_default();
+        if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.error("expected four hex digits"));
+        }
+        self.at += 4;
+        u16::from_str_radix(hex, 16).map_err(|e| self.error(&e.to_string()))
     }
 }
 
@@ -270,14 +210,15 @@ mod tests {
             r#" {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\"\\\/\n\u00e9\ud83d\ude00"}, "d": []} "#,
         )
         .unwrap();
+        let scalar = |text: &str| Value::Scalar(text.to_owned());
         assert_eq!(
             doc.get("a").unwrap().items(),
             [
-                Value::Number("1".into()),
-                Value::Number("-2.5e3".into()),
-                Value::Bool(true),
-                Value::Bool(false),
-                Value::Null,
+                scalar("1"),
+                scalar("-2.5e3"),
+                scalar("true"),
+                scalar("false"),
+                scalar("null")
             ]
         );
         let c = doc.get("b").and_then(|b| b.get("c")).unwrap();
@@ -285,6 +226,7 @@ mod tests {
         assert!(doc.get("d").unwrap().items().is_empty());
         assert_eq!(doc.get("missing"), None);
         assert_eq!(parse("\"ünï\"").unwrap().as_str(), Some("ünï"));
+        assert_eq!(parse("[[[]],{}]").unwrap().items().len(), 2);
     }
 
     #[test]
@@ -294,14 +236,25 @@ mod tests {
             "{",
             "[1,]",
             "{\"a\" 1}",
+            "{1: 2}",
             "01x",
             "\"open",
+            "\"a\nb\"",
             "tru",
             "[1] 2",
             "\"\\ud800\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\ud800 \\udc00\"",
+            "\"\\u+123\"",
+            "\"\\x\"",
             "-",
+            "inf",
+            "-inf",
+            "NaN",
+            "'a'",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+        assert!(parse(&"[".repeat(300)).is_err());
     }
 }
