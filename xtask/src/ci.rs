@@ -3,22 +3,14 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{deploy, generated, pg, python, redis};
-
-/// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
-/// project-local cluster (started, and pgvector installed, when needed).
-pub fn test_admin_url() -> Result<String, String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) => Ok(url),
-        Err(_) => Ok(pg::up()?.admin_url()),
-    }
-}
+use crate::{deploy, generated, graph, pg, python, redis};
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
     step("formatting", || {
         run::run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    step("crate graph", || graph::run(true))?;
     step("lints", || {
         run::run(cargo().args([
             "clippy",
@@ -30,7 +22,7 @@ pub fn run() -> Result<(), String> {
             "warnings",
         ]))
     })?;
-    let admin = step("database", test_admin_url)?;
+    let admin = step("database", pg::test_admin_url)?;
     let redis = step("redis", redis::for_tests)?;
     let python = step("python tools", python::for_tests)?;
     let model = step("embedding model", python::model_dir)?;

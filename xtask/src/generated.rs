@@ -1,9 +1,9 @@
 //! Generated files that are committed and checked: `docs/openapi.json` and
-//! `crates/db/src/schema.rs`.
+//! `crates/db/src/schema.rs` (the crate graph in `docs/ARCHITECTURE.md` is `graph`'s).
 
 use std::fs;
 
-use crate::ci;
+use crate::pg;
 use crate::run::{self, cargo, output, root};
 
 const OPENAPI_FILE: &str = "docs/openapi.json";
@@ -22,7 +22,7 @@ pub fn openapi(check: bool) -> Result<(), String> {
 /// freshly migrated database.
 pub fn schema(check: bool) -> Result<(), String> {
     ensure_diesel_cli()?;
-    let admin = ci::test_admin_url()?;
+    let admin = pg::test_admin_url()?;
     let scratch = format!("sovereign_schema_{}", std::process::id());
     let base = admin
         .rsplit_once('/')
@@ -68,7 +68,8 @@ fn ensure_diesel_cli() -> Result<(), String> {
     ]))
 }
 
-fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
+/// Compares `generated` with the committed `file` (with `check`), or writes it.
+pub fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
     let path = root().join(file);
     let committed = fs::read_to_string(&path).unwrap_or_default();
     if committed == generated {

@@ -131,6 +131,15 @@ fn as_owner(program: &Path) -> Command {
     }
 }
 
+/// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
+/// project-local cluster (started, and pgvector installed, when needed).
+pub fn test_admin_url() -> Result<String, String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => Ok(url),
+        Err(_) => Ok(up()?.admin_url()),
+    }
+}
+
 /// Starts the local cluster (creating it and installing pgvector first when needed).
 pub fn up() -> Result<Cluster, String> {
     ensure_pgvector()?;

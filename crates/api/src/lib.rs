@@ -1,10 +1,4 @@
-//! Sovereign's HTTP layer: the only crate that knows HTTP.
-//!
-//! It composes the domain crates into an actix-web application: routes registered together with
-//! their OpenAPI entries, extractors whose failures are problem bodies, the request-context
-//! middleware (request id, log line, panic safety), and the server builder tests start on
-//! port 0. Domain errors arrive as [`sovereign_core::Diagnostic`]s and are mapped to statuses in
-//! exactly one place, [`error::status_for`].
+#![doc = include_str!("../README.md")]
 
 pub mod auth;
 mod docs;

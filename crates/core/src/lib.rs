@@ -1,10 +1,4 @@
-//! Sovereign's foundation: the [`settings`] mechanism every crate reads its own settings with,
-//! the [`diagnostics`] model every domain error speaks, and [`telemetry`] set-up.
-//!
-//! This crate owns how configuration is read and the vocabulary of failure, not any other
-//! crate's settings. It must never depend on a web
-//! framework or a database driver: every other crate depends on it, so it stays small and
-//! compiles first.
+#![doc = include_str!("../README.md")]
 
 pub mod diagnostics;
 pub mod pagination;

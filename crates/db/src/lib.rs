@@ -1,13 +1,4 @@
-//! Sovereign's PostgreSQL layer.
-//!
-//! Owns the connection pool ([`Db`]), the embedded migrations ([`migrations`]), the shared
-//! `schema.rs`, the transaction helper everyone uses ([`Db::transaction`]) and the database health
-//! check. Every wait is bounded: acquiring a connection, opening one, recycling one and running a
-//! transaction each have a timeout, so an outage becomes a fast [`DbError::Unavailable`], never a
-//! hung request.
-//!
-//! It owns its settings ([`DatabaseSettings`]), read through `sovereign-core`'s mechanism. This
-//! crate must never know about HTTP.
+#![doc = include_str!("../README.md")]
 
 mod connect;
 mod error;

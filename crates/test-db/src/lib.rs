@@ -1,16 +1,4 @@
-//! Isolated PostgreSQL databases for tests.
-//!
-//! Every [`TestDatabase`] is a fresh database of its own, cloned from a template that has every
-//! migration applied, and dropped when the value is dropped. Tests never share a database, so
-//! they run in parallel without coordination. Databases left behind by a crashed test run are
-//! swept the next time the harness starts.
-//!
-//! The harness connects as an administrator given by `TEST_DATABASE_URL` (default: the
-//! project-local cluster that `cargo xtask db up` starts). It migrates as that administrator
-//! (the schema owner) and hands tests a URL for a separate login role, member of
-//! `sovereign_app`, that is neither owner nor superuser — the same split production uses.
-//!
-//! This crate is for tests only; it panics on setup failures with a message saying what to do.
+#![doc = include_str!("../README.md")]
 #![expect(
     clippy::expect_used,
     clippy::panic,

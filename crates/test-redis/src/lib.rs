@@ -1,6 +1,4 @@
-//! Redis for tests: the machine's shared server (isolated per test by a unique key prefix), and
-//! private `redis-server` processes on their own ports for fault tests, which stop, kill and
-//! restart them.
+#![doc = include_str!("../README.md")]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
