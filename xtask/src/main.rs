@@ -40,6 +40,8 @@ usage: cargo xtask <command>
   bench vector        GloVe 6B 50-d (400k vectors) through the vector API: bulk upsert, index
                       build, recall@10 and QPS at 8 connections beside plain SQL on the same
                       index, exact and filtered search; the local embedder beside numpy
+  bench memory        resident memory of one instance under 2 minutes of authenticated reads
+                      with nobody scraping /metrics (listener off, then on): must stay flat
   bench ws            10,000 websockets on one channel: broadcast latency p50/p99, the highest
                       sustained delivery rate, memory per idle connection; then two instances
                       sharing Redis (BENCH_WS_CONNECTIONS to change the count)
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         ["bench", "auth"] => bench::auth(),
         ["bench", "vector"] => bench::vector(),
         ["bench", "ws"] => bench::ws(),
+        ["bench", "memory"] => bench::memory(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");

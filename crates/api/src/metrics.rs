@@ -24,8 +24,13 @@ const BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process's recorder, installed on first use. A process has one: servers started in the
-/// same process (tests) share it.
+/// How often histogram samples are folded into their buckets. The recorder keeps every sample
+/// until then; without a timer only a scrape would do it, and a server nobody scrapes (most small
+/// deployments, and every one with `METRICS_ADDR=off`) would grow without bound.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The process's recorder, installed on first use, with a thread that runs its upkeep every
+/// [`UPKEEP_INTERVAL`]. A process has one: servers started in the same process (tests) share it.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
@@ -38,6 +43,18 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         describe();
         metrics::gauge!("sovereign_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let upkeep = handle.clone();
+        let started = std::thread::Builder::new()
+            .name("metrics-upkeep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread; memory grows until /metrics is scraped");
+        }
         handle
     })
 }

@@ -228,3 +228,18 @@ async fn a_metrics_token_is_required_when_configured() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// Histogram samples wait in the recorder until an upkeep folds them into buckets. A server
+/// nobody scrapes must still run it, or it grows without bound (`cargo xtask bench memory`
+/// measures that); the recorder comes with a thread of its own for it.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_recorder_runs_its_upkeep_without_a_scraper() {
+    let _app = TestApp::spawn_with(&[("METRICS_ADDR", "off")], None).await;
+    let upkeep_threads = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "metrics-upkeep")
+        .count();
+    assert_eq!(upkeep_threads, 1, "one upkeep thread per process");
+}

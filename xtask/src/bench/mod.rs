@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use crate::dev;
 use crate::run::{self, cargo, cmd, is_root, root};
 
+mod memory;
+
+pub use memory::memory;
+
 const CONNECTIONS: u32 = 64;
 const DURATION: &str = "10s";
 
