@@ -5,23 +5,27 @@
 //!
 //! After a connectivity failure the backend short-circuits calls for [`COOLDOWN`], so a
 //! stopped server costs one timeout, not one per request; health checks always go through.
+//!
+//! Here: the connections, the bounded call every operation goes through, and the key-value,
+//! counter, lock and rate-limit operations. The Lua sources are in [`scripts`], logs and
+//! expiring sets in [`streams`], publishing and subscriptions in [`subscribe`].
 
-use std::sync::Arc;
+mod scripts;
+mod streams;
+mod subscribe;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::{Connection, Pool, PoolConfig, Runtime, Timeouts};
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncCommands, AsyncConnectionConfig, Script};
+use redis::{AsyncCommands, AsyncConnectionConfig};
 use sovereign_core::settings::SecretUrl;
-use tokio::sync::mpsc;
 
 use crate::CacheSettings;
 use crate::error::CacheError;
-use crate::log::{LogEntry, LogPosition, new_epoch};
-use crate::pubsub::{Message, Subscription, SubscriptionState};
+use scripts::Scripts;
 
 /// How long calls are refused after a connectivity failure before the server is tried again.
 pub(crate) const COOLDOWN: Duration = Duration::from_millis(500);
@@ -29,132 +33,6 @@ pub(crate) const COOLDOWN: Duration = Duration::from_millis(500);
 const CLEAR_BATCH: usize = 1000;
 /// Messages a slow subscriber may fall behind by before it starts missing them.
 const SUBSCRIBER_QUEUE: usize = 1024;
-
-const INCREMENT: &str = r"
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-local ttl = tonumber(ARGV[2])
-if ttl > 0 and redis.call('PTTL', KEYS[1]) == -1 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return value
-";
-
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-const EXTEND: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// GCRA on the server's clock, so every instance agrees. Stores the theoretical arrival time
-/// (microseconds) and returns {allowed, used_us, retry_us}; see `crate::limiter`.
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission * cost
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, tat - now, allow_at - now}
-end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
-return {1, new_tat - now, 0}
-";
-
-/// Appends to a log (see `crate::log`): starts a new epoch when the log is gone, takes the next
-/// offset, trims the stream to `retain`, renews the TTL of all three keys and, when a channel is
-/// given, publishes the entry there — one script, so the channel's order is the offsets' order.
-/// KEYS: epoch, seq, stream. ARGV: new epoch, retain, ttl ms, data, channel ('' for none).
-const LOG_APPEND: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('SET', KEYS[1], epoch)
-end
-local offset = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '0-' .. offset, 'd', ARGV[4])
-local ttl = tonumber(ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('PEXPIRE', KEYS[3], ttl)
-if ARGV[5] ~= '' then
-  redis.call('PUBLISH', ARGV[5], epoch .. ' ' .. offset .. ' ' .. ARGV[4])
-end
-return {epoch, offset}
-";
-
-/// Reads a log after an offset: {epoch, last offset, oldest retained offset (0: none),
-/// offset1, data1, offset2, data2, …}. A log that does not exist is started (empty, new epoch),
-/// so every reader gets a position it can resume from later.
-/// KEYS: epoch, seq, stream. ARGV: new epoch, ttl ms, since offset.
-const LOG_READ: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('SET', KEYS[1], epoch, 'PX', ARGV[2])
-end
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local oldest = 0
-local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
-if #first > 0 then
-  oldest = tonumber(string.sub(first[1][1], 3))
-end
-local out = {epoch, last, oldest}
-local since = tonumber(ARGV[3])
-if since < last then
-  local entries = redis.call('XRANGE', KEYS[3], '0-' .. (since + 1), '+')
-  for _, entry in ipairs(entries) do
-    table.insert(out, string.sub(entry[1], 3))
-    table.insert(out, entry[2][2])
-  end
-end
-return out
-";
-
-/// Adds members to an expiring set (a sorted set scored by expiry on the server's clock) and
-/// drops the expired ones. KEYS: set. ARGV: ttl ms, members….
-const MEMBERS_ADD: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return redis.call('ZCARD', KEYS[1])
-";
-
-/// The live members of an expiring set. KEYS: set.
-const MEMBERS_LIVE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-";
-
-struct Scripts {
-    increment: Script,
-    release: Script,
-    extend: Script,
-    gcra: Script,
-    log_append: Script,
-    log_read: Script,
-    members_add: Script,
-    members_live: Script,
-}
 
 pub(crate) struct RedisBackend {
     pool: Pool,
@@ -207,16 +85,7 @@ impl RedisBackend {
             client,
             timeout: options.timeout,
             connect_timeout: options.connect_timeout,
-            scripts: Scripts {
-                increment: Script::new(INCREMENT),
-                release: Script::new(RELEASE),
-                extend: Script::new(EXTEND),
-                gcra: Script::new(GCRA),
-                log_append: Script::new(LOG_APPEND),
-                log_read: Script::new(LOG_READ),
-                members_add: Script::new(MEMBERS_ADD),
-                members_live: Script::new(MEMBERS_LIVE),
-            },
+            scripts: Scripts::new(),
             epoch: Instant::now(),
             open_until_ms: AtomicU64::new(0),
             slots: (0..options.pool_max_size.max(1))
@@ -500,230 +369,6 @@ impl RedisBackend {
             Ok(redis::cmd("GETDEL").arg(key).query_async(&mut conn).await?)
         })
         .await
-    }
-
-    pub(crate) async fn log_append(
-        &self,
-        log: &str,
-        data: &[u8],
-        retain: usize,
-        ttl: Duration,
-        channel: Option<&str>,
-    ) -> Result<LogEntry, CacheError> {
-        self.call(async {
-            let mut conn = self.connection().await?;
-            let [epoch, seq, stream] = log_keys(log);
-            let (epoch_name, offset): (String, u64) = self
-                .scripts
-                .log_append
-                .key(epoch)
-                .key(seq)
-                .key(stream)
-                .arg(new_epoch())
-                .arg(retain.max(1))
-                .arg(millis(ttl).max(1))
-                .arg(data)
-                .arg(channel.unwrap_or(""))
-                .invoke_async(&mut conn)
-                .await?;
-            Ok(LogEntry {
-                epoch: epoch_name,
-                offset,
-                data: Arc::from(data),
-            })
-        })
-        .await
-    }
-
-    pub(crate) async fn log_read(
-        &self,
-        log: &str,
-        since: u64,
-        ttl: Duration,
-    ) -> Result<(LogPosition, u64, Vec<LogEntry>), CacheError> {
-        self.call(async {
-            let mut conn = self.connection().await?;
-            let [epoch, seq, stream] = log_keys(log);
-            let reply: Vec<redis::Value> = self
-                .scripts
-                .log_read
-                .key(epoch)
-                .key(seq)
-                .key(stream)
-                .arg(new_epoch())
-                .arg(millis(ttl).max(1))
-                .arg(since)
-                .invoke_async(&mut conn)
-                .await?;
-            parse_log_read(reply)
-        })
-        .await
-    }
-
-    pub(crate) async fn members_add(
-        &self,
-        set: &str,
-        members: &[String],
-        ttl: Duration,
-    ) -> Result<u64, CacheError> {
-        self.call(async {
-            let mut conn = self.connection().await?;
-            let mut invocation = self.scripts.members_add.key(set);
-            invocation.arg(millis(ttl).max(1));
-            for member in members {
-                invocation.arg(member);
-            }
-            Ok(invocation.invoke_async(&mut conn).await?)
-        })
-        .await
-    }
-
-    pub(crate) async fn members_remove(
-        &self,
-        set: &str,
-        members: &[String],
-    ) -> Result<(), CacheError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        self.call(async {
-            let mut conn = self.connection().await?;
-            let _: u64 = conn.zrem(set, members).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn members(&self, set: &str) -> Result<Vec<String>, CacheError> {
-        self.call(async {
-            let mut conn = self.connection().await?;
-            Ok(self
-                .scripts
-                .members_live
-                .key(set)
-                .invoke_async(&mut conn)
-                .await?)
-        })
-        .await
-    }
-
-    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, CacheError> {
-        self.call(async {
-            let mut conn = self.connection().await?;
-            Ok(conn.publish(channel, payload).await?)
-        })
-        .await
-    }
-
-    async fn open_pubsub(
-        client: &redis::Client,
-        channel: &str,
-        limit: Duration,
-    ) -> Result<redis::aio::PubSub, CacheError> {
-        let subscribe = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(limit, subscribe).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(CacheError::Timeout),
-        }
-    }
-
-    /// Subscribes before returning, so a message published after this call is delivered; the
-    /// feeding task then resubscribes by itself whenever the connection is lost.
-    pub(crate) async fn subscribe(
-        &self,
-        channel: &str,
-        name: String,
-    ) -> Result<Subscription, CacheError> {
-        let limit = self.timeout + self.connect_timeout;
-        let pubsub = Self::open_pubsub(&self.client, channel, limit).await?;
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let state = Arc::new(SubscriptionState::default());
-        let task_state = Arc::clone(&state);
-        let client = self.client.clone();
-        let channel = channel.to_owned();
-        let message_name: Arc<str> = Arc::from(name.as_str());
-        tokio::spawn(async move {
-            let mut stream = pubsub.into_on_message();
-            loop {
-                tokio::select! {
-                    () = tx.closed() => return,
-                    next = stream.next() => match next {
-                        Some(msg) => task_state.forward(
-                            &tx,
-                            Message::new(&message_name, msg.get_payload_bytes()),
-                        ),
-                        None => {
-                            tracing::warn!(channel = %message_name, "subscription lost; reconnecting");
-                            let reconnect = reconnect(&client, &channel, limit);
-                            let pubsub = tokio::select! {
-                                () = tx.closed() => return,
-                                pubsub = reconnect => pubsub,
-                            };
-                            stream = pubsub.into_on_message();
-                            task_state.record_resubscribed();
-                            tracing::info!(channel = %message_name, "subscription re-established");
-                        }
-                    },
-                }
-            }
-        });
-        Ok(Subscription::new(name, rx, state))
-    }
-}
-
-/// The three keys of a log: inside the log's namespace, with the log's name again as a hash tag
-/// so a cluster keeps them in one slot.
-fn log_keys(log: &str) -> [String; 3] {
-    ["epoch", "seq", "log"].map(|part| format!("{log}:{{{log}}}:{part}"))
-}
-
-fn parse_log_read(
-    reply: Vec<redis::Value>,
-) -> Result<(LogPosition, u64, Vec<LogEntry>), CacheError> {
-    fn value<T: redis::FromRedisValue>(v: redis::Value) -> Result<T, CacheError> {
-        redis::from_redis_value(v).map_err(|e| CacheError::Command(e.to_string()))
-    }
-    let malformed = || CacheError::Command("unexpected log reply".to_owned());
-    let mut values = reply.into_iter();
-    let epoch: String = value(values.next().ok_or_else(malformed)?)?;
-    let last: u64 = value(values.next().ok_or_else(malformed)?)?;
-    let oldest: u64 = value(values.next().ok_or_else(malformed)?)?;
-    let mut entries = Vec::new();
-    while let Some(offset) = values.next() {
-        let offset: u64 = value(offset)?;
-        let data: Vec<u8> = value(values.next().ok_or_else(malformed)?)?;
-        entries.push(LogEntry {
-            epoch: epoch.clone(),
-            offset,
-            data: Arc::from(data),
-        });
-    }
-    Ok((
-        LogPosition {
-            epoch,
-            offset: last,
-        },
-        oldest,
-        entries,
-    ))
-}
-
-/// Retries with capped exponential backoff until the channel is subscribed again.
-async fn reconnect(client: &redis::Client, channel: &str, limit: Duration) -> redis::aio::PubSub {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match RedisBackend::open_pubsub(client, channel, limit).await {
-            Ok(pubsub) => return pubsub,
-            Err(e) => {
-                tracing::debug!(error = %e, "resubscribe failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
     }
 }
 
