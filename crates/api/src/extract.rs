@@ -103,6 +103,7 @@ fn read_json<T: DeserializeOwned + Validate + 'static>(
             }
             body.extend_from_slice(&chunk);
         }
+        crate::nul::check_json(&body)?;
         let value = parse::<T>(&body)?;
         value.validate().map_err(|e| validation_error(&e))?;
         Ok(value)

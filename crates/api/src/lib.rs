@@ -9,6 +9,7 @@ mod fallback;
 pub mod healthcheck;
 pub mod metrics;
 mod middleware;
+mod nul;
 pub mod openapi;
 mod rate_limit;
 pub mod request_id;

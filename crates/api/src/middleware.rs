@@ -60,7 +60,16 @@ pub(crate) async fn request_context(
     let in_scope =
         |f: &dyn Fn() -> HttpResponse| span.in_scope(|| request_id::sync_scope(id.clone(), f));
 
-    let outcome = request_id::scope(id.clone(), AssertUnwindSafe(next.call(req)).catch_unwind())
+    let inner = async move {
+        match crate::nul::check_uri(req.uri()) {
+            Err(refusal) => Ok(req.into_response(refusal.error_response())),
+            Ok(()) => next
+                .call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body),
+        }
+    };
+    let outcome = request_id::scope(id.clone(), AssertUnwindSafe(inner).catch_unwind())
         .instrument(span.clone())
         .await;
 

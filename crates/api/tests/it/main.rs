@@ -20,6 +20,7 @@ mod keys;
 mod mail;
 mod metrics;
 mod nginx;
+mod nul;
 mod realtime;
 mod revocation;
 mod shutdown;
