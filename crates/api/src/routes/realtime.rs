@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::auth::{CurrentUser, challenge};
+use crate::auth::{CurrentUser, Presented, ambiguous_credentials, challenge};
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -183,15 +183,18 @@ pub(super) async fn connect(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let hub = hub(&state)?.clone();
-    let bearer = crate::auth::credential(&req).map_err(challenge)?;
+    let bearer = Presented::read(&req)?;
     let ticket = ticket_of(&req);
-    if bearer.is_none() && ticket.is_none() {
-        return Err(challenge(AuthError::NotAuthenticated.into()));
+    match (&bearer, &ticket) {
+        (None, None) => return Err(challenge(AuthError::NotAuthenticated.into())),
+        (Some(_), Some(_)) => return Err(ambiguous_credentials("a header and a ticket")),
+        _ => {}
     }
     check_origin(&req, &state.settings.cors.allowed_origins, bearer.is_some())?;
     let (identity, proof) = match bearer {
-        Some(credential) => {
-            let user = crate::auth::required(&req, Scope::Read).await?;
+        Some(presented) => {
+            let credential = presented.credential().to_owned();
+            let user = presented.authenticate(&state, Scope::Read).await?;
             (identity_of(&user), Proof::Bearer(credential))
         }
         None => {

@@ -11,6 +11,7 @@ mod accounts;
 mod authz;
 mod cache;
 mod common;
+mod credentials;
 mod docs;
 mod edge;
 mod errors;

@@ -31,8 +31,9 @@ fn ws_url(app: &TestApp, query: &str) -> String {
 /// Opens a socket with the given headers; the handshake's HTTP answer on refusal.
 async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value)> {
     let mut request = url.into_client_request().unwrap();
+    // Appended: a name given twice is sent twice.
     for (name, value) in headers {
-        request.headers_mut().insert(
+        request.headers_mut().append(
             reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
             value.parse().unwrap(),
         );
@@ -266,6 +267,73 @@ async fn handshakes_without_valid_credentials_or_from_other_origins_are_refused(
         (error["type"].as_str(), error["code"].as_str()),
         (Some("error"), Some("forbidden"))
     );
+}
+
+#[tokio::test]
+async fn a_handshake_with_a_repeated_header_or_two_credentials_is_refused() {
+    let app = TestApp::spawn_with(&vars(), None).await;
+    let ada = app.signup("ws-ada@example.com").await;
+    let bob = app.signup("ws-bob@example.com").await;
+    let url = ws_url(&app, "");
+    let (ada_bearer, bob_bearer) = (
+        format!("Bearer {}", ada.access),
+        format!("Bearer {}", bob.access),
+    );
+    // Each alone opens (the control).
+    let bob_id = welcome(&mut open_bearer(&app, &bob.access).await).await["user"].clone();
+    assert!(bob_id.is_string());
+
+    let refusals: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[
+                ("authorization", &ada_bearer),
+                ("authorization", &bob_bearer),
+            ],
+            "duplicate_header",
+        ),
+        (
+            &[
+                ("authorization", &bob_bearer),
+                ("authorization", &ada_bearer),
+            ],
+            "duplicate_header",
+        ),
+        (
+            &[("authorization", &bob_bearer), ("x-api-key", "sovak_bogus")],
+            "ambiguous_credentials",
+        ),
+        (
+            &[
+                ("authorization", "Bearer not-a-token"),
+                ("x-api-key", "sovak_bogus"),
+            ],
+            "ambiguous_credentials",
+        ),
+    ];
+    for (headers, code) in refusals {
+        let (status, body) = open(&url, headers).await.unwrap_err();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(code)),
+            "{headers:?}"
+        );
+    }
+
+    // A ticket beside a header credential is two credentials too, and the ticket is not spent.
+    let ticket = ticket(&app, &ada).await;
+    let with_ticket = ws_url(&app, &format!("?ticket={ticket}"));
+    let (status, body) = open(
+        &with_ticket,
+        &[("authorization", &bob_bearer), ("origin", ORIGIN)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("ambiguous_credentials"))
+    );
+    let mut socket = open(&with_ticket, &[("origin", ORIGIN)]).await.unwrap();
+    assert_ne!(welcome(&mut socket).await["user"], bob_id);
 }
 
 #[tokio::test]
