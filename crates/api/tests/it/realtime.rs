@@ -9,6 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
@@ -334,6 +336,45 @@ async fn a_handshake_with_a_repeated_header_or_two_credentials_is_refused() {
     );
     let mut socket = open(&with_ticket, &[("origin", ORIGIN)]).await.unwrap();
     assert_ne!(welcome(&mut socket).await["user"], bob_id);
+}
+
+/// The next frame that is not a ping or pong, or `None` when the stream has ended.
+async fn next_frame(socket: &mut Socket) -> Option<Result<Message, WsError>> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame or the end in time");
+        if !matches!(frame, Some(Ok(Message::Ping(_) | Message::Pong(_)))) {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_its_code_and_the_connection_then_ends() {
+    let app = TestApp::spawn_with(&vars(), None).await;
+    let tokens = app.signup("ws-close@example.com").await;
+    for code in [Some(1000), Some(4321), None] {
+        let mut socket = open_bearer(&app, &tokens.access).await;
+        welcome(&mut socket).await;
+        let frame = code.map(|code| CloseFrame {
+            code: CloseCode::from(code),
+            reason: "done".into(),
+        });
+        socket.send(Message::Close(frame)).await.unwrap();
+        // RFC 6455 §5.5.1: the server echoes the Close (its code), then closes the connection.
+        match next_frame(&mut socket).await {
+            Some(Ok(Message::Close(answer))) => {
+                assert_eq!(answer.map(|f| u16::from(f.code)), code);
+            }
+            other => panic!("expected a Close frame for {code:?}, got {other:?}"),
+        }
+        let end = next_frame(&mut socket).await;
+        assert!(
+            end.is_none(),
+            "the stream ends after the closing handshake: {end:?}"
+        );
+    }
 }
 
 #[tokio::test]
