@@ -15,6 +15,7 @@ mod credentials;
 mod docs;
 mod edge;
 mod errors;
+mod head;
 mod health;
 mod jwks;
 mod keys;
