@@ -3,7 +3,9 @@
 //!
 //! actix's method macros guard whole resources, so a wrong method falls through to the default
 //! service like an unknown path would. The table of known paths and their methods comes from the
-//! OpenAPI document, which is built from the same route registration as the server.
+//! OpenAPI document, which is built from the same route registration as the server. Every path
+//! served with GET is served with HEAD too (RFC 9110 §9.3.2; see `middleware`), so the table
+//! lists HEAD wherever it lists GET.
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::{Method, StatusCode};
@@ -34,14 +36,20 @@ impl KnownRoutes {
             .filter(|(_, op)| op.is_some())
             .map(|(m, _)| m)
             .collect();
-            routes.push((ResourceDef::new(path.as_str()), methods));
+            routes.push((ResourceDef::new(path.as_str()), with_head(methods)));
         }
         Self(routes)
     }
 
     /// Adds a path outside the document (the docs UI).
     pub(crate) fn add(&mut self, path: &str, methods: Vec<Method>) {
-        self.0.push((ResourceDef::new(path), methods));
+        self.0.push((ResourceDef::new(path), with_head(methods)));
+    }
+
+    /// Whether `path` is served with GET (and so with HEAD).
+    pub(crate) fn serves_get(&self, path: &str) -> bool {
+        self.allowed(path)
+            .is_some_and(|methods| methods.contains(&Method::GET))
     }
 
     /// The methods of the route `path` belongs to. A literal route (`/users/me`) wins over a
@@ -79,6 +87,16 @@ impl KnownRoutes {
     }
 }
 
+/// `methods` with HEAD right after GET, when GET is there and HEAD is not.
+fn with_head(mut methods: Vec<Method>) -> Vec<Method> {
+    if !methods.contains(&Method::HEAD)
+        && let Some(get) = methods.iter().position(|m| *m == Method::GET)
+    {
+        methods.insert(get + 1, Method::HEAD);
+    }
+    methods
+}
+
 pub(crate) async fn fallback(
     req: HttpRequest,
     routes: web::Data<KnownRoutes>,
@@ -105,16 +123,25 @@ mod tests {
         routes.add("/health", vec![Method::GET]);
         assert_eq!(
             routes.allowed("/api/v1/users/42"),
-            Some([Method::GET, Method::PATCH].as_slice())
+            Some([Method::GET, Method::HEAD, Method::PATCH].as_slice())
         );
-        assert_eq!(routes.allowed("/health"), Some([Method::GET].as_slice()));
+        assert_eq!(
+            routes.allowed("/health"),
+            Some([Method::GET, Method::HEAD].as_slice())
+        );
+        assert!(routes.serves_get("/health"));
+        assert!(!routes.serves_get("/nope"));
         assert_eq!(routes.allowed("/api/v1/users"), None);
         routes.add("/api/v1/users/me", vec![Method::GET]);
         assert_eq!(
             routes.allowed("/api/v1/users/me"),
-            Some([Method::GET].as_slice()),
+            Some([Method::GET, Method::HEAD].as_slice()),
             "the literal route wins"
         );
+        routes.add("/api/v1/things", vec![Method::POST]);
+        assert!(!routes.serves_get("/api/v1/things"));
+        let refused = routes.method_not_allowed(&Method::HEAD, "/api/v1/things");
+        assert!(refused.is_some(), "no HEAD where there is no GET");
         assert!(
             routes
                 .method_not_allowed(&Method::DELETE, "/api/v1/users/me")

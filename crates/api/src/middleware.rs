@@ -10,7 +10,10 @@
 //! - any error response without a JSON body (actix's own plain-text 404/405, extractor
 //!   errors) is replaced by a problem body with the same status, so clients see one error
 //!   format. JSON error bodies are left alone: they are problem bodies or deliberate reports
-//!   such as `/ready`'s.
+//!   such as `/ready`'s;
+//! - HEAD is served wherever GET is (RFC 9110 §9.3.2): the request is routed as a GET, and the
+//!   HTTP layer, which remembers the request was HEAD, sends the GET's status and headers
+//!   without the body. Logs and metrics keep the method HEAD.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
@@ -19,8 +22,8 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
@@ -29,10 +32,11 @@ use tracing::Instrument;
 
 use crate::edge::{self, ClientInfo, EdgeConfig};
 use crate::error::ApiError;
+use crate::fallback::KnownRoutes;
 use crate::request_id::{self, RequestId, X_REQUEST_ID};
 
 pub(crate) async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
@@ -57,6 +61,13 @@ pub(crate) async fn request_context(
     // request's own facts go on the single completion line below.
     let span = tracing::info_span!("request", request_id = %id);
     let method = req.method().clone();
+    if method == Method::HEAD
+        && req
+            .app_data::<web::Data<KnownRoutes>>()
+            .is_some_and(|routes| routes.serves_get(&path))
+    {
+        req.head_mut().method = Method::GET;
+    }
     let in_scope =
         |f: &dyn Fn() -> HttpResponse| span.in_scope(|| request_id::sync_scope(id.clone(), f));
 

@@ -1,6 +1,8 @@
 //! Rate limiting at the edge: every request but the probes is counted against the `api` policy
-//! by client address (as resolved through trusted proxies), and authentication routes also
-//! against the stricter `auth` policy. Responses carry `RateLimit-Limit`, `RateLimit-Remaining`,
+//! by client address (as resolved through trusted proxies), and the authentication routes that
+//! take a password or a token also against the stricter `auth` policy: those routes are mounted
+//! in a scope wrapped with [`credential_limit`] (see `routes::register`), so the routes
+//! themselves say which they are. Responses carry `RateLimit-Limit`, `RateLimit-Remaining`,
 //! `RateLimit-Reset` and `RateLimit-Policy` for the tightest policy that applied; refusals are
 //! `429 rate_limited` problem bodies with `Retry-After`.
 //!
@@ -12,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
-use sovereign_cache::{Decision, Quota, RateKey};
+use sovereign_cache::{Decision, RateKey};
 use sovereign_core::ErrorKind;
 
 use crate::edge::ClientInfo;
@@ -24,89 +26,111 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// Authentication routes that take a password or a token: the ones worth guessing at. The
-/// authenticated reads (`me`, `sessions`) and `logout` count only against the API policy.
-const CREDENTIAL_ROUTES: &[&str] = &[
-    "register",
-    "login",
-    "token",
-    "refresh",
-    "password/forgot",
-    "password/reset",
-    "password/change",
-    "verify-email/request",
-    "verify-email/confirm",
-];
-
-/// The policies a path is counted against, by name. Liveness and readiness probes are exempt:
-/// an orchestrator polling them must never be refused.
-fn policies_for(
-    path: &str,
-    api: Quota,
-    auth: Quota,
-) -> impl Iterator<Item = (&'static str, Quota)> + use<> {
-    let limited = !matches!(path, "/health" | "/ready");
-    let auth_route = path
-        .strip_prefix("/api/v1/auth/")
-        .is_some_and(|rest| CREDENTIAL_ROUTES.contains(&rest));
-    [("api", api, limited), ("auth", auth, limited && auth_route)]
-        .into_iter()
-        .filter_map(|(name, quota, applies)| applies.then_some((name, quota)))
+/// The policies requests are counted against.
+#[derive(Debug, Clone, Copy)]
+enum Policy {
+    /// Every request but the probes (`RATE_LIMIT_API`).
+    Api,
+    /// The routes that take a password or a token (`RATE_LIMIT_AUTH`).
+    Auth,
 }
 
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Auth => "auth",
+        }
+    }
+}
+
+/// The tightest decision made so far for a request; its response's headers describe it. The
+/// app-wide check records it, the credential routes' check replaces it when tighter.
+#[derive(Debug, Clone, Copy)]
+struct Tightest(Decision);
+
+/// Counts `req` against `policy`; `None` when rate limiting is off or the client is unknown.
+async fn check(req: &ServiceRequest, policy: Policy) -> Option<Decision> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let settings = &state.settings.rate_limit;
+    if !settings.enabled {
+        return None;
+    }
+    let client = req.extensions().get::<ClientInfo>().copied()?;
+    let quota = match policy {
+        Policy::Api => settings.api,
+        Policy::Auth => settings.auth,
+    };
+    let decision = state
+        .limiter
+        .check(policy.name(), RateKey::Ip(client.ip), quota)
+        .await;
+    if !decision.allowed {
+        metrics::counter!("sovereign_rate_limited_total", "policy" => policy.name()).increment(1);
+        tracing::info!(
+            client_ip = %client.ip,
+            policy = policy.name(),
+            degraded = decision.degraded,
+            "rate limit exceeded"
+        );
+    }
+    Some(decision)
+}
+
+/// The app-wide limiter: the `api` policy on every request but the liveness and readiness
+/// probes (an orchestrator polling them must never be refused), and the headers of the
+/// tightest policy on every counted response.
 pub(crate) async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let settings = state.settings.rate_limit;
-    let mut policies = policies_for(req.path(), settings.api, settings.auth).peekable();
-    if !settings.enabled || policies.peek().is_none() {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    }
-    let Some(client) = req.extensions().get::<ClientInfo>().copied() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-
-    let mut tightest: Option<Decision> = None;
-    for (policy, quota) in policies {
-        let decision = state
-            .limiter
-            .check(policy, RateKey::Ip(client.ip), quota)
-            .await;
+    let probe = matches!(req.path(), "/health" | "/ready");
+    if !probe && let Some(decision) = check(&req, Policy::Api).await {
         if !decision.allowed {
-            metrics::counter!("sovereign_rate_limited_total", "policy" => policy).increment(1);
-            tracing::info!(
-                client_ip = %client.ip,
-                policy,
-                degraded = decision.degraded,
-                "rate limit exceeded"
-            );
-            let response = too_many_requests(&decision).error_response();
-            let mut res = req.into_response(response);
-            stamp(res.headers_mut(), &decision);
-            return Ok(res.map_into_right_body());
+            return Ok(refuse(req, &decision).map_into_right_body());
         }
-        if tightest.is_none_or(|t| decision.remaining < t.remaining) {
-            tightest = Some(decision);
-        }
+        req.extensions_mut().insert(Tightest(decision));
     }
     let mut res = next.call(req).await?;
-    if let Some(decision) = tightest {
+    let tightest = res.request().extensions().get::<Tightest>().copied();
+    if let Some(Tightest(decision)) = tightest {
         stamp(res.headers_mut(), &decision);
     }
     Ok(res.map_into_left_body())
+}
+
+/// The `auth` policy, for the scope of the routes that take a password or a token: the ones
+/// worth guessing at. (Within the scope's prefix, requests no route takes are counted too.)
+pub(crate) async fn credential_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Some(decision) = check(&req, Policy::Auth).await {
+        {
+            let mut extensions = req.extensions_mut();
+            let tighter = !decision.allowed
+                || extensions
+                    .get::<Tightest>()
+                    .is_none_or(|t| decision.remaining < t.0.remaining);
+            if tighter {
+                extensions.insert(Tightest(decision));
+            }
+        }
+        if !decision.allowed {
+            return Ok(refuse(req, &decision).map_into_right_body());
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// The `429` for a refused request, with the refusing policy's headers.
+fn refuse(req: ServiceRequest, decision: &Decision) -> ServiceResponse {
+    let response = too_many_requests(decision).error_response();
+    let mut res = req.into_response(response);
+    stamp(res.headers_mut(), decision);
+    res
 }
 
 fn too_many_requests(decision: &Decision) -> ApiError {
@@ -151,27 +175,6 @@ fn ceil_seconds(duration: std::time::Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probes_are_exempt_and_auth_routes_get_both_policies() {
-        let api = Quota::per_minute(600).unwrap();
-        let auth = Quota::per_minute(20).unwrap();
-        let names = |path| {
-            policies_for(path, api, auth)
-                .map(|(name, _)| name)
-                .collect::<Vec<_>>()
-        };
-        assert!(names("/health").is_empty());
-        assert!(names("/ready").is_empty());
-        assert_eq!(names("/"), ["api"]);
-        assert_eq!(names("/api/v1/users/me"), ["api"]);
-        assert_eq!(names("/api/v1/auth/login"), ["api", "auth"]);
-        assert_eq!(names("/api/v1/auth/refresh"), ["api", "auth"]);
-        assert_eq!(names("/api/v1/auth/password/reset"), ["api", "auth"]);
-        assert_eq!(names("/api/v1/auth/me"), ["api"]);
-        assert_eq!(names("/api/v1/authors"), ["api"]);
-        assert_eq!(names("/health/extra"), ["api"]);
-    }
 
     #[test]
     fn retry_times_round_up_to_whole_seconds() {

@@ -10,6 +10,6 @@ pub use error::TenancyError;
 pub use model::{
     DEFAULT_TENANT_ID, DEFAULT_TENANT_SLUG, MAX_SLUG_LEN, Tenant, TenantRef, TenantStatus,
 };
-pub use resolution::TenantClaims;
+pub use resolution::{ActingTenant, TenantClaims};
 pub use settings::TenancySettings;
 pub use store::{MAX_NAME_LEN, TenantAdmin, find, resolve};

@@ -8,6 +8,12 @@
 //!   exist and be active).
 //! - After authentication: the tenant the credentials belong to. A header naming another tenant
 //!   is refused (403 `tenant_mismatch`), never silently ignored.
+//! - After authentication, for a caller who may cross tenants (a superadmin), with multi-tenancy
+//!   on: the tenant `X-Tenant-ID` names, suspended ones too; its own without the header.
+//!
+//! [`tenant_to_load`] and [`accept`] decide a request's tenant from its claims;
+//! [`tenant_to_act_in`] and [`accept_named`] decide a signed-in caller's, whose own tenant is
+//! already loaded with its credentials.
 
 use uuid::Uuid;
 
@@ -63,6 +69,61 @@ pub fn accept(
         return Err(TenancyError::Suspended);
     }
     Ok(tenant)
+}
+
+/// Where a signed-in caller acts, as decided by [`tenant_to_act_in`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActingTenant {
+    /// The tenant the credentials belong to (already loaded with them).
+    Own(Tenant),
+    /// Another tenant, named by a caller who may cross tenants: load it, then [`accept_named`].
+    Named(TenantRef),
+}
+
+/// Which tenant a signed-in caller acts in. `own` is the tenant its credentials belong to;
+/// `may_cross_tenants` says whether the caller may act in any tenant (a superadmin); `header`
+/// is the raw `X-Tenant-ID`, if sent.
+///
+/// - A caller who may cross tenants, with multi-tenancy on, acts in the tenant the header names:
+///   its own (whatever its status) when the header names it, otherwise another one, to load.
+/// - Everyone else, and everyone when no header is sent or multi-tenancy is off: the rules of
+///   [`tenant_to_load`] and [`accept`] with the credentials' tenant as the claim. That is the
+///   own tenant, if active; a header naming another tenant is a mismatch, and so are
+///   credentials of any tenant but the default one with multi-tenancy off.
+pub fn tenant_to_act_in(
+    multi_tenant: bool,
+    may_cross_tenants: bool,
+    own: Tenant,
+    header: Option<&str>,
+) -> Result<ActingTenant, TenancyError> {
+    if multi_tenant
+        && may_cross_tenants
+        && let Some(header) = header
+    {
+        let named = TenantRef::parse(header)?;
+        return Ok(if own.matches(&named) {
+            ActingTenant::Own(own)
+        } else {
+            ActingTenant::Named(named)
+        });
+    }
+    let claims = TenantClaims {
+        header,
+        credentials: Some(own.id),
+    };
+    // With credentials, the tenant to load is theirs, or the default one with multi-tenancy
+    // off, which `accept` refuses for another tenant's credentials: no lookup is needed.
+    if !own.matches(&tenant_to_load(multi_tenant, claims)?) {
+        return Err(TenancyError::Mismatch);
+    }
+    accept(multi_tenant, claims, Some(own)).map(ActingTenant::Own)
+}
+
+/// Whether the tenant loaded for [`ActingTenant::Named`] (`None` when none matched) may be
+/// acted in: any that exists, suspended ones too (their administrators are suspended with
+/// them; a superadmin still reaches their data).
+pub fn accept_named(loaded: Option<Tenant>) -> Result<Tenant, TenancyError> {
+    loaded.ok_or(TenancyError::NotFound)
 }
 
 #[cfg(test)]
@@ -190,5 +251,113 @@ mod tests {
             code(accept(true, claims(None, Some(5)), Some(frozen))),
             "tenant_suspended"
         );
+    }
+
+    #[test]
+    fn a_caller_who_may_cross_tenants_acts_in_the_tenant_the_header_names() {
+        let own = tenant(5, "acme", TenantStatus::Active);
+        let own_id = Uuid::from_u128(5).to_string();
+        // Its own tenant, by slug, by id, or without the header.
+        for header in [Some("acme"), Some(own_id.as_str()), None] {
+            assert_eq!(
+                tenant_to_act_in(true, true, own.clone(), header).unwrap(),
+                ActingTenant::Own(own.clone()),
+                "{header:?}"
+            );
+        }
+        // Another one: to be loaded, by the reference given.
+        assert_eq!(
+            tenant_to_act_in(true, true, own.clone(), Some("globex")).unwrap(),
+            ActingTenant::Named(TenantRef::Slug("globex".into()))
+        );
+        let other = Uuid::from_u128(9);
+        assert_eq!(
+            tenant_to_act_in(true, true, own.clone(), Some(&other.to_string())).unwrap(),
+            ActingTenant::Named(TenantRef::Id(other))
+        );
+        // A malformed header is refused, not ignored.
+        assert_eq!(
+            code(tenant_to_act_in(true, true, own, Some("Not A Slug"))),
+            "invalid_tenant"
+        );
+        // The named tenant must exist; suspended ones are reachable.
+        assert_eq!(code(accept_named(None)), "tenant_not_found");
+        let frozen = tenant(9, "frozen", TenantStatus::Suspended);
+        assert_eq!(accept_named(Some(frozen.clone())).unwrap(), frozen);
+        // Naming its own suspended tenant reaches it too; without the header the usual rules
+        // apply.
+        let own_frozen = tenant(5, "acme", TenantStatus::Suspended);
+        assert_eq!(
+            tenant_to_act_in(true, true, own_frozen.clone(), Some("acme")).unwrap(),
+            ActingTenant::Own(own_frozen.clone())
+        );
+        assert_eq!(
+            code(tenant_to_act_in(true, true, own_frozen, None)),
+            "tenant_suspended"
+        );
+    }
+
+    #[test]
+    fn everyone_else_acts_in_their_own_tenant_and_naming_another_is_a_mismatch() {
+        let own = tenant(5, "acme", TenantStatus::Active);
+        let own_id = Uuid::from_u128(5).to_string();
+        for header in [None, Some("acme"), Some(own_id.as_str())] {
+            assert_eq!(
+                tenant_to_act_in(true, false, own.clone(), header).unwrap(),
+                ActingTenant::Own(own.clone()),
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            code(tenant_to_act_in(true, false, own.clone(), Some("globex"))),
+            "tenant_mismatch"
+        );
+        assert_eq!(
+            code(tenant_to_act_in(
+                true,
+                false,
+                own.clone(),
+                Some(&Uuid::from_u128(9).to_string())
+            )),
+            "tenant_mismatch"
+        );
+        assert_eq!(
+            code(tenant_to_act_in(true, false, own, Some("Bad Header"))),
+            "invalid_tenant"
+        );
+        let frozen = tenant(5, "acme", TenantStatus::Suspended);
+        for header in [None, Some("acme")] {
+            assert_eq!(
+                code(tenant_to_act_in(true, false, frozen.clone(), header)),
+                "tenant_suspended"
+            );
+        }
+    }
+
+    #[test]
+    fn with_multi_tenancy_off_everyone_acts_in_the_default_tenant_whatever_the_header_says() {
+        let default = tenant(1, "default", TenantStatus::Active);
+        for may_cross_tenants in [false, true] {
+            for header in [None, Some("acme"), Some("not a slug!")] {
+                assert_eq!(
+                    tenant_to_act_in(false, may_cross_tenants, default.clone(), header).unwrap(),
+                    ActingTenant::Own(default.clone()),
+                    "{may_cross_tenants} {header:?}"
+                );
+            }
+            // Credentials of another tenant do not work here, a superadmin's neither.
+            let acme = tenant(5, "acme", TenantStatus::Active);
+            for header in [None, Some("acme")] {
+                assert_eq!(
+                    code(tenant_to_act_in(
+                        false,
+                        may_cross_tenants,
+                        acme.clone(),
+                        header
+                    )),
+                    "tenant_mismatch"
+                );
+            }
+        }
     }
 }

@@ -1,4 +1,8 @@
 //! `/api/v1/auth`: registration, sign-in, sessions and password flows, and the JWKS document.
+//!
+//! The routes that take a password or a token are mounted under [`CREDENTIALS`] (their paths
+//! are relative to it), in a scope that counts them against the `auth` rate-limit policy; the
+//! others name their whole path.
 
 #![expect(
     unused_qualifications,
@@ -121,6 +125,9 @@ pub struct ConfirmRequest {
     pub token: String,
 }
 
+/// The prefix of the scope the credential routes are mounted in.
+pub(super) const CREDENTIALS: &str = "/api/v1/auth";
+
 const REGISTER_ACCEPTED: &str = "If the address can be registered, a confirmation link is on its way. Sign in with the address and password.";
 
 /// Creates an account in the request's tenant. The answer is the same whether or not the
@@ -136,7 +143,7 @@ const REGISTER_ACCEPTED: &str = "If the address can be registered, a confirmatio
         (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/register")]
+#[post("/register")]
 pub(super) async fn register(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
@@ -170,7 +177,7 @@ pub(super) async fn register(
         (status = 429, description = "`rate_limited`: too many attempts for this address or from this client", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/login")]
+#[post("/login")]
 pub(super) async fn login(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
@@ -198,7 +205,7 @@ pub(super) async fn login(
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/token")]
+#[post("/token")]
 pub(super) async fn token(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
@@ -231,7 +238,7 @@ pub(super) async fn token(
         (status = 401, description = "`invalid_token`, or `refresh_token_reused` (the session is now revoked)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/refresh")]
+#[post("/refresh")]
 pub(super) async fn refresh(
     state: web::Data<AppState>,
     client: Client,
@@ -292,7 +299,7 @@ pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
         (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/password/forgot")]
+#[post("/password/forgot")]
 pub(super) async fn forgot_password(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
@@ -317,7 +324,7 @@ pub(super) async fn forgot_password(
         (status = 422, description = "`validation_failed`: the new password breaks the policy", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/password/reset")]
+#[post("/password/reset")]
 pub(super) async fn reset_password(
     state: web::Data<AppState>,
     body: Json<ResetRequest>,
@@ -340,7 +347,7 @@ pub(super) async fn reset_password(
         (status = 422, description = "`wrong_password`, or `validation_failed` for the new one", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/password/change")]
+#[post("/password/change")]
 pub(super) async fn change_password(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -366,7 +373,7 @@ pub(super) async fn change_password(
         (status = 202, description = "Accepted", body = Accepted),
     )
 )]
-#[post("/api/v1/auth/verify-email/request")]
+#[post("/verify-email/request")]
 pub(super) async fn request_verification(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -386,7 +393,7 @@ pub(super) async fn request_verification(
         (status = 401, description = "`invalid_token`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/api/v1/auth/verify-email/confirm")]
+#[post("/verify-email/confirm")]
 pub(super) async fn confirm_verification(
     state: web::Data<AppState>,
     body: Json<ConfirmRequest>,

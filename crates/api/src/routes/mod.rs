@@ -10,7 +10,11 @@ mod tenants;
 mod users;
 mod vector;
 
+use actix_web::middleware::from_fn;
+use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::rate_limit;
 
 /// Registers every documented route.
 pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
@@ -18,19 +22,26 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(system::health)
         .service(system::ready)
         .service(auth::jwks)
-        .service(auth::register)
-        .service(auth::login)
-        .service(auth::token)
-        .service(auth::refresh)
         .service(auth::logout)
         .service(auth::me)
-        .service(auth::forgot_password)
-        .service(auth::reset_password)
-        .service(auth::change_password)
-        .service(auth::request_verification)
-        .service(auth::confirm_verification)
         .service(auth::sessions)
         .service(auth::revoke_session)
+        // The routes that take a password or a token, counted against the `auth` rate-limit
+        // policy too. After the other `/api/v1/auth/…` routes: a scope takes every path under
+        // its prefix, including the ones none of its routes match.
+        .service(
+            scope(auth::CREDENTIALS)
+                .wrap(from_fn(rate_limit::credential_limit))
+                .service(auth::register)
+                .service(auth::login)
+                .service(auth::token)
+                .service(auth::refresh)
+                .service(auth::forgot_password)
+                .service(auth::reset_password)
+                .service(auth::change_password)
+                .service(auth::request_verification)
+                .service(auth::confirm_verification),
+        )
         // `me` before `{id}`: the first matching pattern wins.
         .service(users::me)
         .service(users::put_me)

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::auth::{CurrentUser, challenge};
+use crate::auth::{CurrentUser, Presented, ambiguous_credentials, challenge};
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -183,15 +183,18 @@ pub(super) async fn connect(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let hub = hub(&state)?.clone();
-    let bearer = crate::auth::credential(&req).map_err(challenge)?;
+    let bearer = Presented::read(&req)?;
     let ticket = ticket_of(&req);
-    if bearer.is_none() && ticket.is_none() {
-        return Err(challenge(AuthError::NotAuthenticated.into()));
+    match (&bearer, &ticket) {
+        (None, None) => return Err(challenge(AuthError::NotAuthenticated.into())),
+        (Some(_), Some(_)) => return Err(ambiguous_credentials("a header and a ticket")),
+        _ => {}
     }
     check_origin(&req, &state.settings.cors.allowed_origins, bearer.is_some())?;
     let (identity, proof) = match bearer {
-        Some(credential) => {
-            let user = crate::auth::required(&req, Scope::Read).await?;
+        Some(presented) => {
+            let credential = presented.credential().to_owned();
+            let user = presented.authenticate(&state, Scope::Read).await?;
             (identity_of(&user), Proof::Bearer(credential))
         }
         None => {
@@ -287,6 +290,25 @@ fn check_origin(req: &HttpRequest, allowed: &[String], bearer: bool) -> Result<(
     }
 }
 
+/// How a socket's task ends.
+enum Ending {
+    /// The server closes the connection, with its code.
+    Server(Close),
+    /// The client sent a Close frame (with its code, if any).
+    Client(Option<CloseReason>),
+    /// The connection is gone, or a send failed: nothing more can be said.
+    Gone,
+}
+
+/// The code to answer a client's Close with: its own, unless it is one no endpoint may send
+/// (RFC 6455 §7.4: 1004–1006, 1015, unassigned or out of range), which is a protocol error.
+fn echoed(code: CloseCode) -> CloseCode {
+    match u16::from(code) {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => code,
+        _ => CloseCode::Protocol,
+    }
+}
+
 /// One open socket: moves frames between it and the hub, pings, and enforces the credential's
 /// expiry.
 struct Transport {
@@ -308,15 +330,15 @@ impl Transport {
         let expiry = tokio::time::sleep_until(expiry(expires_at).unwrap_or(far));
         tokio::pin!(ping, pong, expiry);
         let mut awaiting_pong = false;
-        let close = loop {
+        let ending = loop {
             tokio::select! {
                 event = self.connection.next_event() => match event {
                     Event::Send(frame) => {
                         if self.session.text(frame).await.is_err() {
-                            break None;
+                            break Ending::Gone;
                         }
                     }
-                    Event::Close(reason) => break Some(reason),
+                    Event::Close(reason) => break Ending::Server(reason),
                     Event::Recheck => {
                         // Boxed, like every rare and deep future below: inline, the database
                         // and cache futures they contain would make every idle socket's task
@@ -340,18 +362,19 @@ impl Transport {
                             }
                         }
                     }
-                    Some(Ok(AggregatedMessage::Binary(_))) => break Some(Close::UNSUPPORTED_DATA),
+                    Some(Ok(AggregatedMessage::Binary(_))) => break Ending::Server(Close::UNSUPPORTED_DATA),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         if self.session.pong(&bytes).await.is_err() {
-                            break None;
+                            break Ending::Gone;
                         }
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => awaiting_pong = false,
-                    Some(Ok(AggregatedMessage::Close(_))) | None => break None,
-                    Some(Err(ProtocolError::Overflow)) => break Some(Close::MESSAGE_TOO_BIG),
+                    Some(Ok(AggregatedMessage::Close(reason))) => break Ending::Client(reason),
+                    None => break Ending::Gone,
+                    Some(Err(ProtocolError::Overflow)) => break Ending::Server(Close::MESSAGE_TOO_BIG),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket protocol error");
-                        break Some(Close::PROTOCOL_VIOLATION);
+                        break Ending::Server(Close::PROTOCOL_VIOLATION);
                     }
                 },
                 () = &mut ping => {
@@ -361,24 +384,32 @@ impl Transport {
                         pong.as_mut().reset(Instant::now() + self.pong_timeout);
                     }
                     if self.session.ping(b"").await.is_err() {
-                        break None;
+                        break Ending::Gone;
                     }
                 }
-                () = &mut pong, if awaiting_pong => break Some(Close::HEARTBEAT_TIMEOUT),
-                () = &mut expiry => break Some(Close::TOKEN_EXPIRED),
+                () = &mut pong, if awaiting_pong => break Ending::Server(Close::HEARTBEAT_TIMEOUT),
+                () = &mut expiry => break Ending::Server(Close::TOKEN_EXPIRED),
             }
         };
-        if let Some(reason) = close {
-            metrics::counter!("sovereign_ws_closed_total", "code" => reason.code.to_string())
-                .increment(1);
-            let frame = CloseReason {
-                code: CloseCode::from(reason.code),
-                description: Some(reason.reason.to_owned()),
-            };
-            // A client that reads nothing cannot take even a close frame: do not wait for it.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), self.session.close(Some(frame))).await;
-        }
+        let frame = match ending {
+            Ending::Server(reason) => {
+                metrics::counter!("sovereign_ws_closed_total", "code" => reason.code.to_string())
+                    .increment(1);
+                Some(CloseReason {
+                    code: CloseCode::from(reason.code),
+                    description: Some(reason.reason.to_owned()),
+                })
+            }
+            // The closing handshake (RFC 6455 §5.5.1): answer with a Close carrying the client's
+            // code, after which the connection ends.
+            Ending::Client(reason) => reason.map(|r| CloseReason {
+                code: echoed(r.code),
+                description: None,
+            }),
+            Ending::Gone => return,
+        };
+        // A client that reads nothing cannot take even a close frame: do not wait for it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.session.close(frame)).await;
     }
 
     /// The identity the credential proves now, from the database; `None` when it no longer
@@ -430,4 +461,19 @@ fn expiry(at: Option<DateTime<Utc>>) -> Option<Instant> {
     let at = at?;
     let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     Some(Instant::now() + left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_is_answered_with_its_own_code_unless_no_endpoint_may_send_it() {
+        for code in [1000, 1001, 1003, 1008, 1011, 3000, 4000, 4999] {
+            assert_eq!(u16::from(echoed(CloseCode::from(code))), code);
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert_eq!(echoed(CloseCode::from(code)), CloseCode::Protocol, "{code}");
+        }
+    }
 }

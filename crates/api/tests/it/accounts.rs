@@ -777,7 +777,7 @@ async fn bodies_must_be_objects_and_literal_routes_answer_405() {
             None,
         )
         .await;
-    assert_eq!(response.headers()["allow"], "GET, PUT, PATCH");
+    assert_eq!(response.headers()["allow"], "GET, HEAD, PUT, PATCH");
     expect_problem(response, 405, "method_not_allowed").await;
     let response = app
         .call(

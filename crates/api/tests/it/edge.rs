@@ -266,6 +266,55 @@ async fn authentication_routes_have_their_own_stricter_policy() {
 }
 
 #[tokio::test]
+async fn only_the_routes_that_take_a_password_or_a_token_count_against_the_auth_policy() {
+    let app = TestApp::spawn_with(
+        &[
+            ("RATE_LIMIT_API", "100/minute"),
+            ("RATE_LIMIT_AUTH", "50/minute"),
+        ],
+        None,
+    )
+    .await;
+    for path in [
+        "register",
+        "login",
+        "token",
+        "refresh",
+        "password/forgot",
+        "password/reset",
+        "password/change",
+        "verify-email/request",
+        "verify-email/confirm",
+    ] {
+        let response = app
+            .request(Method::POST, &format!("/api/v1/auth/{path}"), &[])
+            .await;
+        assert_eq!(
+            header(response.headers(), "ratelimit-limit"),
+            Some("50"),
+            "{path}"
+        );
+    }
+    let session = uuid::Uuid::now_v7();
+    for (method, path) in [
+        (Method::GET, "/api/v1/auth/me".to_owned()),
+        (Method::GET, "/api/v1/auth/sessions".to_owned()),
+        (Method::DELETE, format!("/api/v1/auth/sessions/{session}")),
+        (Method::POST, "/api/v1/auth/logout".to_owned()),
+        (Method::GET, "/.well-known/jwks.json".to_owned()),
+        (Method::GET, "/api/v1/users/me".to_owned()),
+        (Method::GET, "/api/v1/authors".to_owned()),
+    ] {
+        let response = app.request(method, &path, &[]).await;
+        assert_eq!(
+            header(response.headers(), "ratelimit-limit"),
+            Some("100"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn rotating_x_forwarded_for_from_an_untrusted_peer_opens_no_new_buckets() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_API", "3/minute")], None).await;
     for n in 0..3 {

@@ -105,12 +105,12 @@ async fn unknown_route_is_a_404_problem() {
 async fn wrong_method_is_a_405_problem_naming_the_allowed_ones() {
     let app = app().await;
     let response = app.client.delete(app.url("/health")).send().await.unwrap();
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
     let problem = expect_problem(response, 405, "method_not_allowed").await;
-    assert_eq!(problem.suggestion.as_deref(), Some("use GET"));
+    assert_eq!(problem.suggestion.as_deref(), Some("use GET, HEAD"));
 
     let response = app.client.post(app.url("/")).send().await.unwrap();
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
     expect_problem(response, 405, "method_not_allowed").await;
 
     // The docs UI is outside the document and still known.

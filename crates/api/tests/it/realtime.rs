@@ -9,6 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
@@ -31,8 +33,9 @@ fn ws_url(app: &TestApp, query: &str) -> String {
 /// Opens a socket with the given headers; the handshake's HTTP answer on refusal.
 async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value)> {
     let mut request = url.into_client_request().unwrap();
+    // Appended: a name given twice is sent twice.
     for (name, value) in headers {
-        request.headers_mut().insert(
+        request.headers_mut().append(
             reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
             value.parse().unwrap(),
         );
@@ -266,6 +269,112 @@ async fn handshakes_without_valid_credentials_or_from_other_origins_are_refused(
         (error["type"].as_str(), error["code"].as_str()),
         (Some("error"), Some("forbidden"))
     );
+}
+
+#[tokio::test]
+async fn a_handshake_with_a_repeated_header_or_two_credentials_is_refused() {
+    let app = TestApp::spawn_with(&vars(), None).await;
+    let ada = app.signup("ws-ada@example.com").await;
+    let bob = app.signup("ws-bob@example.com").await;
+    let url = ws_url(&app, "");
+    let (ada_bearer, bob_bearer) = (
+        format!("Bearer {}", ada.access),
+        format!("Bearer {}", bob.access),
+    );
+    // Each alone opens (the control).
+    let bob_id = welcome(&mut open_bearer(&app, &bob.access).await).await["user"].clone();
+    assert!(bob_id.is_string());
+
+    let refusals: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[
+                ("authorization", &ada_bearer),
+                ("authorization", &bob_bearer),
+            ],
+            "duplicate_header",
+        ),
+        (
+            &[
+                ("authorization", &bob_bearer),
+                ("authorization", &ada_bearer),
+            ],
+            "duplicate_header",
+        ),
+        (
+            &[("authorization", &bob_bearer), ("x-api-key", "sovak_bogus")],
+            "ambiguous_credentials",
+        ),
+        (
+            &[
+                ("authorization", "Bearer not-a-token"),
+                ("x-api-key", "sovak_bogus"),
+            ],
+            "ambiguous_credentials",
+        ),
+    ];
+    for (headers, code) in refusals {
+        let (status, body) = open(&url, headers).await.unwrap_err();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(code)),
+            "{headers:?}"
+        );
+    }
+
+    // A ticket beside a header credential is two credentials too, and the ticket is not spent.
+    let ticket = ticket(&app, &ada).await;
+    let with_ticket = ws_url(&app, &format!("?ticket={ticket}"));
+    let (status, body) = open(
+        &with_ticket,
+        &[("authorization", &bob_bearer), ("origin", ORIGIN)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("ambiguous_credentials"))
+    );
+    let mut socket = open(&with_ticket, &[("origin", ORIGIN)]).await.unwrap();
+    assert_ne!(welcome(&mut socket).await["user"], bob_id);
+}
+
+/// The next frame that is not a ping or pong, or `None` when the stream has ended.
+async fn next_frame(socket: &mut Socket) -> Option<Result<Message, WsError>> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame or the end in time");
+        if !matches!(frame, Some(Ok(Message::Ping(_) | Message::Pong(_)))) {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_its_code_and_the_connection_then_ends() {
+    let app = TestApp::spawn_with(&vars(), None).await;
+    let tokens = app.signup("ws-close@example.com").await;
+    for code in [Some(1000), Some(4321), None] {
+        let mut socket = open_bearer(&app, &tokens.access).await;
+        welcome(&mut socket).await;
+        let frame = code.map(|code| CloseFrame {
+            code: CloseCode::from(code),
+            reason: "done".into(),
+        });
+        socket.send(Message::Close(frame)).await.unwrap();
+        // RFC 6455 §5.5.1: the server echoes the Close (its code), then closes the connection.
+        match next_frame(&mut socket).await {
+            Some(Ok(Message::Close(answer))) => {
+                assert_eq!(answer.map(|f| u16::from(f.code)), code);
+            }
+            other => panic!("expected a Close frame for {code:?}, got {other:?}"),
+        }
+        let end = next_frame(&mut socket).await;
+        assert!(
+            end.is_none(),
+            "the stream ends after the closing handshake: {end:?}"
+        );
+    }
 }
 
 #[tokio::test]
