@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the registered routes.
 //!
-//! Every operation gets a `default` response referring to the shared `Problem` response, so
-//! the error body is declared once and every client generator knows it.
+//! The problem response is declared once, as `components.responses.Problem`: routes state only
+//! the status and which codes it carries (`(status = 404, description = "`not_found`")`), and
+//! every such error response — and every operation's `default` — refers to it. Each operation's
+//! id is unique (`<tag>_<handler>`), as typed clients need.
 
 use actix_web::App;
 use utoipa::openapi::header::HeaderBuilder;
@@ -47,6 +49,7 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
         (name = "realtime", description = "Websocket channels (`GET /api/v1/ws`): tickets for browsers and server-side publishing. The frames are the `ClientFrame` and `ServerFrame` schemas; docs/realtime.md describes the protocol"),
         (name = "vector", description = "Vector search: collections, points with JSON payloads, filtered nearest-neighbour search, recommendations and embeddings"),
     ),
+    paths(routes::users::me),
     modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;
@@ -125,6 +128,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .responses
         .insert(PROBLEM_RESPONSE.to_owned(), RefOr::T(problem));
 
+    alias_me(&mut doc);
     for item in doc.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -137,10 +141,53 @@ pub fn document() -> utoipa::openapi::OpenApi {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            refer_errors_to_problem(operation);
             add_default_problem(operation);
+            qualify_operation_id(operation);
         }
     }
     doc
+}
+
+/// `/api/v1/auth/me` is served by the same handler as `/api/v1/users/me`: the same operation,
+/// under the auth tag.
+fn alias_me(doc: &mut utoipa::openapi::OpenApi) {
+    let [profile, alias] = routes::users::ME_PATHS;
+    let Some(mut operation) = doc.paths.paths.get(profile).and_then(|i| i.get.clone()) else {
+        return;
+    };
+    operation.tags = Some(vec!["auth".to_owned()]);
+    let mut item = utoipa::openapi::PathItem::default();
+    item.get = Some(operation);
+    doc.paths.paths.insert(alias.to_owned(), item);
+}
+
+/// An error response a route declares by status and description only is the shared problem
+/// response, with the route's description of the codes it carries.
+fn refer_errors_to_problem(operation: &mut Operation) {
+    for (status, response) in &mut operation.responses.responses {
+        let is_error = status.parse::<u16>().is_ok_and(|s| s >= 400);
+        if let RefOr::T(declared) = response
+            && is_error
+            && declared.content.is_empty()
+        {
+            let mut reference = Ref::from_response_name(PROBLEM_RESPONSE);
+            reference.description = declared.description.clone();
+            *response = RefOr::Ref(reference);
+        }
+    }
+}
+
+/// `<tag>_<handler>`: handler names repeat across route modules (`list`, `create`, …).
+fn qualify_operation_id(operation: &mut Operation) {
+    let tag = operation
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .map(|tag| tag.replace('-', "_"));
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+        *id = format!("{tag}_{id}");
+    }
 }
 
 fn add_default_problem(operation: &mut Operation) {
@@ -177,14 +224,29 @@ mod tests {
         for path in ["/", "/health", "/ready"] {
             assert!(paths.contains_key(path), "{path} missing");
         }
+        let mut ids = std::collections::BTreeSet::new();
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
                 assert_eq!(
                     op["responses"]["default"]["$ref"], "#/components/responses/Problem",
                     "{method} {path}"
                 );
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let is_problem = response["$ref"] == "#/components/responses/Problem";
+                        let is_report = response["content"]["application/json"].is_object();
+                        assert!(is_problem || is_report, "{method} {path} {status}");
+                    }
+                }
+                let id = op["operationId"].as_str().unwrap().to_owned();
+                assert!(ids.insert(id.clone()), "operationId {id} repeats");
             }
         }
         assert!(json["components"]["schemas"]["Problem"].is_object());
+        assert_eq!(
+            paths["/api/v1/auth/me"]["get"]["responses"],
+            paths["/api/v1/users/me"]["get"]["responses"],
+            "one handler, one description"
+        );
     }
 }

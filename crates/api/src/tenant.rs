@@ -15,6 +15,20 @@ use crate::state::AppState;
 /// The header naming the tenant before authentication: its slug or UUID.
 pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 
+/// The `X-Tenant-ID` header as the OpenAPI document declares it, once, for every route that
+/// takes it (`params(TenantHeader)`). [`CurrentTenant`] reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "a declaration for the document; the header is read by `tenant_header`"
+)]
+pub struct TenantHeader {
+    /// The tenant's slug or UUID; required before signing in when multi-tenancy is on.
+    #[param(rename = "X-Tenant-ID", example = "acme")]
+    x_tenant_id: Option<String>,
+}
+
 /// The active tenant an unauthenticated request (register, login, forgot-password) acts for,
 /// from `X-Tenant-ID` (or the default tenant with multi-tenancy off).
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use secrecy::SecretString;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sovereign_cache::{Cache, RateKey, RateLimiter};
 use sovereign_db::schema::{action_tokens, api_keys, refresh_tokens, sessions, users};
 use sovereign_db::{Db, RunQueryDsl, ScopedFutureExt};
@@ -71,17 +71,27 @@ impl Purpose {
     }
 }
 
-/// What a successful sign-in or refresh returns.
+/// Tokens from a sign-in or a refresh.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9…",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "refresh_token": "sovrt_000000000000000000000000000000016f9c…",
+    "refresh_expires_in": 604800,
+    "session_id": "0193a6f0-7c3e-7b1a-9d2f-4a5b6c7d8e9f"
+})))]
 pub struct TokenPair {
+    /// A JWT (`typ: at+jwt`); send it as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: &'static str,
-    /// Seconds the access token is valid.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// Opaque; exchange it at `/auth/refresh` for a new pair. Single use.
+    /// Opaque and single use: exchange it at `/api/v1/auth/refresh` for a new pair.
     pub refresh_token: String,
-    /// Seconds the session (and so the refresh token) is valid.
+    /// Seconds until the session ends.
     pub refresh_expires_in: u64,
     pub session_id: Uuid,
 }
@@ -97,10 +107,27 @@ pub struct Authenticated {
 }
 
 /// A new account.
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "email": "ada@example.com", "password": "correct horse battery staple", "full_name": "Ada Lovelace"
+})))]
 pub struct Registration {
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
+    /// At least `PASSWORD_MIN_LENGTH` (12) characters, at most 256; no composition rules;
+    /// common and easily guessed passwords are refused.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, min_length = 12, max_length = 256)
+    )]
     pub password: SecretString,
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+    )]
     pub full_name: String,
 }
 

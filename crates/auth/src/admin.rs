@@ -62,10 +62,17 @@ pub struct UserQuery {
     pub sort: UserSort,
 }
 
-/// Changes an administrator may make to an account's profile.
-#[derive(Debug, Clone, Default)]
+/// Changes an administrator may make to an account's profile; a new address is unverified.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserUpdate {
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+    )]
     pub full_name: Option<String>,
 }
 

@@ -15,21 +15,49 @@ use crate::{Accounts, AuthError, Authenticated};
 /// Longest key lifetime.
 pub const MAX_KEY_DAYS: i64 = 3650;
 
+/// Most scopes a key to create may list (repeats included).
+pub const MAX_KEY_SCOPES: usize = 10;
+
 /// A key to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "nightly export", "scopes": ["read"], "expires_at": "2027-06-01T00:00:00Z"
+})))]
 pub struct NewApiKey {
+    /// 1 to 100 printable characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+        )
+    )]
     pub name: String,
     /// Defaults to the creator's role; may not exceed it.
     pub role: Option<Role>,
-    /// Defaults to read and write.
+    /// Defaults to `["read", "write"]`; repeats count once.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10))]
     pub scopes: Option<Vec<Scope>>,
+    /// When the key stops working; at most 10 years away. Never, if absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A created key: its listing, and the secret, shown this once.
-#[derive(Debug, Clone)]
+/// A created key: its listing, and the secret, shown this once and never recoverable.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
+    #[serde(flatten)]
     pub info: ApiKeyInfo,
+    /// Send it as `X-API-Key: <key>` or `Authorization: Bearer <key>`; never in a URL.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "sovak_00000000000000000000000000000001_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg"
+        )
+    )]
     pub key: String,
 }
 
@@ -60,6 +88,17 @@ impl Accounts {
         }
         let role = new.role.unwrap_or(principal.role);
         principal.may_grant(role)?;
+        if new
+            .scopes
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_KEY_SCOPES)
+        {
+            return Err(AuthError::invalid(
+                "scopes",
+                "length",
+                format!("must list at most {MAX_KEY_SCOPES} scopes"),
+            ));
+        }
         let mut scopes = new
             .scopes
             .unwrap_or_else(|| vec![Scope::Read, Scope::Write]);

@@ -13,6 +13,7 @@ use crate::AuthError;
 
 /// What an account may do. Ordered: `User < Admin < Superadmin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// An ordinary account of its tenant.
@@ -56,8 +57,20 @@ impl FromStr for Role {
     }
 }
 
-/// A loaded account. Handlers receive this, never a bag of claims.
+/// An account. Handlers receive a loaded one, never a bag of claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "0193a6f0-7c3e-7b1a-9d2f-4a5b6c7d8e9f",
+    "tenant_id": "00000000-0000-0000-0000-000000000001",
+    "email": "ada@example.com",
+    "full_name": "Ada Lovelace",
+    "role": "user",
+    "is_active": true,
+    "email_verified": false,
+    "created_at": "2026-11-25T10:00:00Z",
+    "updated_at": "2026-11-25T10:00:00Z"
+})))]
 pub struct User {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -103,6 +116,7 @@ impl TryFrom<UserRow> for User {
 
 /// One signed-in device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub id: Uuid,
     pub user_agent: String,
@@ -125,8 +139,10 @@ pub(crate) struct SessionRow {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What an API key may do besides its role's limits.
+/// What an API key may do besides its role's limits: `read` (GET) and/or `write` (everything
+/// else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Safe methods (GET).
@@ -165,10 +181,12 @@ impl Scope {
 
 /// An API key as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyInfo {
     pub id: Uuid,
     pub name: String,
-    /// The key's first characters, e.g. `sovak_…3f9a1c2e`, to tell keys apart.
+    /// The key's first characters, to tell keys apart.
+    #[cfg_attr(feature = "openapi", schema(example = "sovak_…3f9a1c2e"))]
     pub prefix: String,
     pub role: Role,
     pub scopes: Vec<Scope>,

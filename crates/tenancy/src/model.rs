@@ -16,6 +16,7 @@ pub const DEFAULT_TENANT_SLUG: &str = "default";
 
 /// Whether a tenant may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     Active,
@@ -50,12 +51,17 @@ impl FromStr for TenantStatus {
 
 /// A tenant as stored in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "acme"))]
     pub slug: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Acme Corp"))]
     pub name: String,
     pub status: TenantStatus,
-    /// Tenant-level configuration, a JSON object.
+    /// Tenant-level configuration, a JSON object; for the server, not sent to clients.
+    #[serde(skip_serializing, default)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub settings: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

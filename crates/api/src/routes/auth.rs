@@ -14,36 +14,17 @@ use actix_web::web::Query;
 use actix_web::{HttpResponse, delete, get, post, web};
 use secrecy::SecretString;
 use serde::Deserialize;
-use sovereign_auth::Registration;
+use sovereign_auth::{Registration, SessionInfo, TokenPair};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
-use crate::error::{ApiError, Problem};
-use crate::extract::Json;
-use crate::routes::dto::{Accepted, SessionOut, TokenOut, UserOut};
+use crate::error::ApiError;
+use crate::extract::{Json, Unchecked};
+use crate::routes::dto::Accepted;
 use crate::state::AppState;
-use crate::tenant::CurrentTenant;
-
-/// A new account.
-#[derive(Deserialize, Validate, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple", "full_name": "Ada Lovelace"}))]
-pub struct RegisterRequest {
-    #[validate(length(max = 254))]
-    #[schema(format = Email, max_length = 254)]
-    pub email: String,
-    /// At least `PASSWORD_MIN_LENGTH` (12) characters, at most 256; no composition rules;
-    /// common passwords are refused.
-    #[validate(length(max = 1024))]
-    #[schema(min_length = 12, max_length = 256)]
-    pub password: String,
-    #[serde(default)]
-    #[validate(length(max = 200))]
-    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
-    pub full_name: String,
-}
+use crate::tenant::{CurrentTenant, TenantHeader};
 
 /// An address and a password.
 #[derive(Deserialize, Validate, ToSchema)]
@@ -135,31 +116,23 @@ const REGISTER_ACCEPTED: &str = "If the address can be registered, a confirmatio
 /// this cannot be used to find out who has an account. Then sign in with `/auth/login`.
 #[utoipa::path(
     tag = "auth",
-    params(("X-Tenant-ID" = Option<String>, Header, description = "The tenant (slug or UUID); required when multi-tenancy is on")),
-    request_body = RegisterRequest,
+    params(TenantHeader),
+    request_body = Registration,
     responses(
         (status = 202, description = "Accepted; a confirmation link is mailed to new accounts", body = Accepted),
-        (status = 422, description = "`validation_failed`: invalid address, or the password breaks the policy (`too_short`, `too_long`, `too_common`, `too_weak`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: invalid address, or the password breaks the policy (`too_short`, `too_long`, `too_common`, `too_weak`)"),
+        (status = 429, description = "`rate_limited`"),
     )
 )]
 #[post("/register")]
 pub(super) async fn register(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
-    body: Json<RegisterRequest>,
+    body: Json<Unchecked<Registration>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
     state
         .accounts
-        .register(
-            tenant.0.id,
-            Registration {
-                email: body.email,
-                password: SecretString::from(body.password),
-                full_name: body.full_name,
-            },
-        )
+        .register(tenant.0.id, body.into_inner().0)
         .await?;
     Ok(HttpResponse::Accepted().json(Accepted::new(REGISTER_ACCEPTED)))
 }
@@ -168,13 +141,13 @@ pub(super) async fn register(
 /// get the same `401 invalid_credentials`, after the same amount of work.
 #[utoipa::path(
     tag = "auth",
-    params(("X-Tenant-ID" = Option<String>, Header, description = "The tenant (slug or UUID); required when multi-tenancy is on")),
+    params(TenantHeader),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenOut),
-        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`: right password, deactivated account", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: too many attempts for this address or from this client", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "`invalid_credentials`"),
+        (status = 403, description = "`account_disabled`: right password, deactivated account"),
+        (status = 429, description = "`rate_limited`: too many attempts for this address or from this client"),
     )
 )]
 #[post("/login")]
@@ -183,26 +156,26 @@ pub(super) async fn login(
     tenant: CurrentTenant,
     client: Client,
     body: Json<LoginRequest>,
-) -> Result<web::Json<TokenOut>, ApiError> {
+) -> Result<web::Json<TokenPair>, ApiError> {
     let body = body.into_inner();
     let password = SecretString::from(body.password);
     let pair = state
         .accounts
         .login(tenant.0.id, &body.email, &password, &client.0)
         .await?;
-    Ok(web::Json(pair.into()))
+    Ok(web::Json(pair))
 }
 
 /// The same sign-in as an OAuth2 password grant (form-encoded `username` and `password`), so
 /// OAuth2 clients and the docs page's Authorize button work.
 #[utoipa::path(
     tag = "auth",
-    params(("X-Tenant-ID" = Option<String>, Header, description = "The tenant (slug or UUID); required when multi-tenancy is on")),
+    params(TenantHeader),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Signed in", body = TokenOut),
-        (status = 400, description = "`unsupported_grant_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 400, description = "`unsupported_grant_type`"),
+        (status = 401, description = "`invalid_credentials`"),
     )
 )]
 #[post("/token")]
@@ -211,7 +184,7 @@ pub(super) async fn token(
     tenant: CurrentTenant,
     client: Client,
     form: web::Form<TokenForm>,
-) -> Result<web::Json<TokenOut>, ApiError> {
+) -> Result<web::Json<TokenPair>, ApiError> {
     let form = form.into_inner();
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(ApiError::new(
@@ -225,7 +198,7 @@ pub(super) async fn token(
         .accounts
         .login(tenant.0.id, &form.username, &password, &client.0)
         .await?;
-    Ok(web::Json(pair.into()))
+    Ok(web::Json(pair))
 }
 
 /// Exchanges a refresh token for a new pair; the old refresh token is spent. Presenting a spent
@@ -234,8 +207,8 @@ pub(super) async fn token(
     tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, description = "A new pair", body = TokenOut),
-        (status = 401, description = "`invalid_token`, or `refresh_token_reused` (the session is now revoked)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A new pair", body = TokenPair),
+        (status = 401, description = "`invalid_token`, or `refresh_token_reused` (the session is now revoked)"),
     )
 )]
 #[post("/refresh")]
@@ -243,12 +216,12 @@ pub(super) async fn refresh(
     state: web::Data<AppState>,
     client: Client,
     body: Json<RefreshRequest>,
-) -> Result<web::Json<TokenOut>, ApiError> {
+) -> Result<web::Json<TokenPair>, ApiError> {
     let pair = state
         .accounts
         .refresh(&body.into_inner().refresh_token, &client.0)
         .await?;
-    Ok(web::Json(pair.into()))
+    Ok(web::Json(pair))
 }
 
 /// Signs out this session (`all=true`: every session of the account). Access tokens of the
@@ -259,8 +232,8 @@ pub(super) async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "`not_authenticated` or `invalid_token`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`session_required`: API keys cannot sign out", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`not_authenticated` or `invalid_token`"),
+        (status = 403, description = "`session_required`: API keys cannot sign out"),
     )
 )]
 #[post("/api/v1/auth/logout")]
@@ -273,30 +246,16 @@ pub(super) async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The signed-in account.
-#[utoipa::path(
-    tag = "auth",
-    security(("bearer" = []), ("api_key" = [])),
-    responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 401, description = "`not_authenticated` or `invalid_token`", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-#[get("/api/v1/auth/me")]
-pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
-    web::Json(user.principal.user.into())
-}
-
 /// Mails a single-use password-reset link if the address has an active account. The answer is
 /// the same, and as fast, either way.
 #[utoipa::path(
     tag = "auth",
-    params(("X-Tenant-ID" = Option<String>, Header, description = "The tenant (slug or UUID); required when multi-tenancy is on")),
+    params(TenantHeader),
     request_body = ForgotRequest,
     responses(
         (status = 202, description = "Accepted", body = Accepted),
-        (status = 422, description = "`validation_failed`: not an email address", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: not an email address"),
+        (status = 429, description = "`rate_limited`"),
     )
 )]
 #[post("/password/forgot")]
@@ -320,8 +279,8 @@ pub(super) async fn forgot_password(
     request_body = ResetRequest,
     responses(
         (status = 204, description = "Password changed"),
-        (status = 401, description = "`invalid_token`: unknown, expired or already used", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: the new password breaks the policy", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`: unknown, expired or already used"),
+        (status = 422, description = "`validation_failed`: the new password breaks the policy"),
     )
 )]
 #[post("/password/reset")]
@@ -344,7 +303,7 @@ pub(super) async fn reset_password(
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed"),
-        (status = 422, description = "`wrong_password`, or `validation_failed` for the new one", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`wrong_password`, or `validation_failed` for the new one"),
     )
 )]
 #[post("/password/change")]
@@ -390,7 +349,7 @@ pub(super) async fn request_verification(
     request_body = ConfirmRequest,
     responses(
         (status = 204, description = "Verified"),
-        (status = 401, description = "`invalid_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`"),
     )
 )]
 #[post("/verify-email/confirm")]
@@ -409,17 +368,15 @@ pub(super) async fn confirm_verification(
 #[utoipa::path(
     tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, description = "Sessions", body = Vec<SessionOut>))
+    responses((status = 200, description = "Sessions", body = Vec<SessionInfo>))
 )]
 #[get("/api/v1/auth/sessions")]
 pub(super) async fn sessions(
     state: web::Data<AppState>,
     user: CurrentUser,
-) -> Result<web::Json<Vec<SessionOut>>, ApiError> {
+) -> Result<web::Json<Vec<SessionInfo>>, ApiError> {
     let sessions = state.accounts.sessions(&user.principal).await?;
-    Ok(web::Json(
-        sessions.into_iter().map(SessionOut::from).collect(),
-    ))
+    Ok(web::Json(sessions.into_iter().collect()))
 }
 
 /// Signs out one of the account's sessions.
@@ -429,7 +386,7 @@ pub(super) async fn sessions(
     params(("id" = Uuid, Path, description = "The session")),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 404, description = "`not_found`: no such live session of this account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such live session of this account"),
     )
 )]
 #[delete("/api/v1/auth/sessions/{id}")]

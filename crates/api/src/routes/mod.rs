@@ -7,10 +7,11 @@ pub(crate) mod dto;
 mod realtime;
 mod system;
 mod tenants;
-mod users;
+pub(crate) mod users;
 mod vector;
 
 use actix_web::middleware::from_fn;
+use actix_web::{guard, web};
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -23,7 +24,17 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(system::ready)
         .service(auth::jwks)
         .service(auth::logout)
-        .service(auth::me)
+        // `me`: one handler for both of its paths (the document has it from `ApiDoc`'s paths).
+        // Before the auth scope, which takes every path under its prefix, and before
+        // `/users/{id}`: the first matching pattern wins.
+        // The resource is guarded by GET so that other methods go on to `put_me` and `patch_me`.
+        .map(|cfg| {
+            cfg.service(
+                web::resource(users::ME_PATHS)
+                    .guard(guard::Get())
+                    .to(users::me),
+            )
+        })
         .service(auth::sessions)
         .service(auth::revoke_session)
         // The routes that take a password or a token, counted against the `auth` rate-limit
@@ -42,8 +53,6 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::request_verification)
                 .service(auth::confirm_verification),
         )
-        // `me` before `{id}`: the first matching pattern wins.
-        .service(users::me)
         .service(users::put_me)
         .service(users::patch_me)
         .service(users::list)

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::auth::{CurrentUser, Presented, ambiguous_credentials, challenge};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 use crate::state::AppState;
 
@@ -71,9 +71,9 @@ pub struct TicketResponse {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "A ticket", body = TicketResponse),
-        (status = 401, description = "`not_authenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: API keys connect with their header", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`feature_disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`not_authenticated`"),
+        (status = 403, description = "`forbidden`: API keys connect with their header"),
+        (status = 404, description = "`feature_disabled`"),
     )
 )]
 #[post("/api/v1/realtime/ticket")]
@@ -135,9 +135,9 @@ pub struct Published {
     request_body = PublishRequest,
     responses(
         (status = 202, description = "Published", body = Published),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`message_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_channel`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 413, description = "`message_too_large`"),
+        (status = 422, description = "`invalid_channel`"),
     )
 )]
 #[post("/api/v1/realtime/publish")]
@@ -170,10 +170,10 @@ pub(super) async fn publish(
     params(("ticket" = Option<String>, Query, description = "A single-use ticket (browsers)")),
     responses(
         (status = 101, description = "Switching protocols: the websocket is open"),
-        (status = 401, description = "`not_authenticated`, `invalid_token` or `invalid_ticket`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`origin_not_allowed` or `origin_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_connections`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`shutting_down`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`not_authenticated`, `invalid_token` or `invalid_ticket`"),
+        (status = 403, description = "`origin_not_allowed` or `origin_required`"),
+        (status = 429, description = "`too_many_connections`"),
+        (status = 503, description = "`shutting_down`"),
     )
 )]
 #[get("/api/v1/ws")]

@@ -4,16 +4,15 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use sovereign_auth::Role;
 use sovereign_auth::revocation::Revocation;
-use sovereign_tenancy::{TenantAdmin, TenantRef, TenantStatus};
+use sovereign_tenancy::{Tenant, TenantAdmin, TenantRef, TenantStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{CurrentUser, MaybeUser};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
-use crate::routes::dto::TenantOut;
 use crate::state::AppState;
-use crate::tenant::CurrentTenant;
+use crate::tenant::{CurrentTenant, TenantHeader};
 
 /// A tenant's public identity.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -31,12 +30,12 @@ pub struct TenantInfo {
 /// client check a tenant exists and is active before signing in.
 #[utoipa::path(
     tag = "tenancy",
-    params(("X-Tenant-ID" = Option<String>, Header, description = "The tenant's slug or UUID; required before authentication when multi-tenancy is on", example = "acme")),
+    params(TenantHeader),
     responses(
         (status = 200, description = "The resolved tenant", body = TenantInfo),
-        (status = 400, description = "`invalid_tenant`: X-Tenant-ID is malformed; `tenant_required`: it is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`tenant_suspended`, or `tenant_mismatch`: the header names another tenant than the credentials", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`tenant_not_found`: no tenant has this slug or id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_tenant`: X-Tenant-ID is malformed; `tenant_required`: it is missing"),
+        (status = 403, description = "`tenant_suspended`, or `tenant_mismatch`: the header names another tenant than the credentials"),
+        (status = 404, description = "`tenant_not_found`: no tenant has this slug or id"),
     )
 )]
 #[get("/api/v1/tenants/current")]
@@ -98,19 +97,17 @@ fn reference(text: &str) -> Result<TenantRef, ApiError> {
     tag = "tenancy",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Tenants, oldest first", body = Vec<TenantOut>),
-        (status = 403, description = "`forbidden`: superadministrators only", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Tenants, oldest first", body = Vec<Tenant>),
+        (status = 403, description = "`forbidden`: superadministrators only"),
     )
 )]
 #[get("/api/v1/tenants")]
 pub(super) async fn list(
     state: web::Data<AppState>,
     user: CurrentUser,
-) -> Result<web::Json<Vec<TenantOut>>, ApiError> {
+) -> Result<web::Json<Vec<Tenant>>, ApiError> {
     let tenants = admin(&state, &user)?.list().await?;
-    Ok(web::Json(
-        tenants.into_iter().map(TenantOut::from).collect(),
-    ))
+    Ok(web::Json(tenants.into_iter().collect()))
 }
 
 /// Creates a tenant (superadmins).
@@ -119,9 +116,9 @@ pub(super) async fn list(
     security(("bearer" = [])),
     request_body = CreateTenant,
     responses(
-        (status = 201, description = "Created", body = TenantOut),
-        (status = 409, description = "`tenant_exists`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = Tenant),
+        (status = 409, description = "`tenant_exists`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[post("/api/v1/tenants")]
@@ -133,7 +130,7 @@ pub(super) async fn create(
     let body = body.into_inner();
     let tenant = admin(&state, &user)?.create(&body.slug, &body.name).await?;
     tracing::info!(security_event = "tenant_created", tenant_id = %tenant.id, by = %user.principal.user.id, "tenant created");
-    Ok(HttpResponse::Created().json(TenantOut::from(tenant)))
+    Ok(HttpResponse::Created().json(tenant))
 }
 
 /// One tenant, by id or slug (superadmins).
@@ -142,8 +139,8 @@ pub(super) async fn create(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "UUID or slug")),
     responses(
-        (status = 200, description = "The tenant", body = TenantOut),
-        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "`tenant_not_found`"),
     )
 )]
 #[get("/api/v1/tenants/{id}")]
@@ -151,9 +148,9 @@ pub(super) async fn get_one(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
-) -> Result<web::Json<TenantOut>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     let tenant = admin(&state, &user)?.get(&reference(&id)?).await?;
-    Ok(web::Json(tenant.into()))
+    Ok(web::Json(tenant))
 }
 
 /// Renames a tenant (superadmins).
@@ -163,8 +160,8 @@ pub(super) async fn get_one(
     params(("id" = String, Path, description = "UUID or slug")),
     request_body = RenameTenant,
     responses(
-        (status = 200, description = "The tenant", body = TenantOut),
-        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "`tenant_not_found`"),
     )
 )]
 #[patch("/api/v1/tenants/{id}")]
@@ -173,11 +170,11 @@ pub(super) async fn rename(
     user: CurrentUser,
     id: web::Path<String>,
     body: Json<RenameTenant>,
-) -> Result<web::Json<TenantOut>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     let tenant = admin(&state, &user)?
         .rename(&reference(&id)?, &body.into_inner().name)
         .await?;
-    Ok(web::Json(tenant.into()))
+    Ok(web::Json(tenant))
 }
 
 /// Deletes a suspended tenant and everything it owns (superadmins). The default tenant cannot
@@ -188,8 +185,8 @@ pub(super) async fn rename(
     params(("id" = String, Path, description = "UUID or slug")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: still active, or the default tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`tenant_not_found`"),
+        (status = 422, description = "`validation_failed`: still active, or the default tenant"),
     )
 )]
 #[delete("/api/v1/tenants/{id}")]
@@ -209,7 +206,7 @@ async fn set_status(
     user: &CurrentUser,
     id: &str,
     status: TenantStatus,
-) -> Result<web::Json<TenantOut>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     let admin = admin(state, user)?;
     let reference = reference(id)?;
     if status == TenantStatus::Suspended
@@ -220,7 +217,7 @@ async fn set_status(
     let tenant = admin.set_status(&reference, status).await?;
     tracing::info!(security_event = "tenant_status", tenant_id = %tenant.id, status = status.as_str(), by = %user.principal.user.id, "tenant status changed");
     state.accounts.announce(Revocation::Tenant(tenant.id)).await;
-    Ok(web::Json(tenant.into()))
+    Ok(web::Json(tenant))
 }
 
 /// Suspends a tenant (superadmins): every request for it is refused at once; its data stays.
@@ -229,9 +226,9 @@ async fn set_status(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "UUID or slug")),
     responses(
-        (status = 200, description = "The tenant", body = TenantOut),
-        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`self_modification`: your own tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "`tenant_not_found`"),
+        (status = 409, description = "`self_modification`: your own tenant"),
     )
 )]
 #[post("/api/v1/tenants/{id}/suspend")]
@@ -239,7 +236,7 @@ pub(super) async fn suspend(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
-) -> Result<web::Json<TenantOut>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     set_status(&state, &user, &id, TenantStatus::Suspended).await
 }
 
@@ -249,8 +246,8 @@ pub(super) async fn suspend(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "UUID or slug")),
     responses(
-        (status = 200, description = "The tenant", body = TenantOut),
-        (status = 404, description = "`tenant_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "`tenant_not_found`"),
     )
 )]
 #[post("/api/v1/tenants/{id}/activate")]
@@ -258,6 +255,6 @@ pub(super) async fn activate(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
-) -> Result<web::Json<TenantOut>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     set_status(&state, &user, &id, TenantStatus::Active).await
 }

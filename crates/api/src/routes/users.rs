@@ -8,16 +8,16 @@
 use actix_web::web::Query;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use serde::Deserialize;
-use sovereign_auth::{Role, UserQuery, UserSort, UserUpdate};
+use sovereign_auth::{Role, User, UserQuery, UserSort, UserUpdate};
 use sovereign_core::pagination::PageRequest;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, Problem};
-use crate::extract::Json;
-use crate::routes::dto::{RoleName, UserOut, UserPage};
+use crate::error::ApiError;
+use crate::extract::{Json, Unchecked};
+use crate::routes::dto::UserPage;
 use crate::state::AppState;
 
 /// The whole profile. Only the name is a profile field: `role`, `tenant_id`, `is_active`,
@@ -51,23 +51,11 @@ pub struct UserPut {
     pub full_name: String,
 }
 
-/// Part of an account's profile, changed by an administrator. A new address is unverified.
-#[derive(Deserialize, Validate, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserPatch {
-    #[validate(length(max = 254))]
-    #[schema(format = Email, max_length = 254)]
-    pub email: Option<String>,
-    #[validate(length(max = 200))]
-    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
-    pub full_name: Option<String>,
-}
-
 /// A new role.
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
-    pub role: RoleName,
+    pub role: Role,
 }
 
 /// Paging, search, filters and order.
@@ -83,26 +71,32 @@ pub struct ListQuery {
     /// Case-insensitive substring of the address or name; `%` and `_` match themselves.
     #[param(max_length = 200)]
     pub search: Option<String>,
-    pub role: Option<RoleName>,
+    pub role: Option<Role>,
     pub is_active: Option<bool>,
     /// One of `created_at`, `-created_at`, `email`, `-email`, `full_name`, `-full_name`.
     #[param(pattern = "^-?(created_at|email|full_name)$")]
     pub sort: Option<String>,
 }
 
-/// The caller's account.
+/// The caller's account. Served at `/api/v1/users/me` and, the same handler, at
+/// `/api/v1/auth/me` (see [`ME_PATHS`]).
 #[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
     tag = "users",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 401, description = "`not_authenticated` or `invalid_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 401, description = "`not_authenticated` or `invalid_token`"),
     )
 )]
-#[get("/api/v1/users/me")]
-pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
-    web::Json(user.principal.user.into())
+pub(crate) async fn me(user: CurrentUser) -> web::Json<User> {
+    web::Json(user.principal.user)
 }
+
+/// Where [`me`] is served: the profile's path, and the one the auth routes have always had.
+/// The OpenAPI document declares the first and copies its operation to the second.
+pub(crate) const ME_PATHS: [&str; 2] = ["/api/v1/users/me", "/api/v1/auth/me"];
 
 /// Replaces the caller's profile.
 #[utoipa::path(
@@ -110,8 +104,8 @@ pub(super) async fn me(user: CurrentUser) -> web::Json<UserOut> {
     security(("bearer" = []), ("api_key" = [])),
     request_body = ProfilePut,
     responses(
-        (status = 200, description = "The updated account", body = UserOut),
-        (status = 422, description = "`validation_failed`, including any field that is not a profile field", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The updated account", body = User),
+        (status = 422, description = "`validation_failed`, including any field that is not a profile field"),
     )
 )]
 #[put("/api/v1/users/me")]
@@ -119,12 +113,12 @@ pub(super) async fn put_me(
     state: web::Data<AppState>,
     user: CurrentUser,
     body: Json<ProfilePut>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let updated = state
         .accounts
         .update_profile(&user.principal, &body.into_inner().full_name)
         .await?;
-    Ok(web::Json(updated.into()))
+    Ok(web::Json(updated))
 }
 
 /// Changes part of the caller's profile.
@@ -133,8 +127,8 @@ pub(super) async fn put_me(
     security(("bearer" = []), ("api_key" = [])),
     request_body = ProfilePatch,
     responses(
-        (status = 200, description = "The updated account", body = UserOut),
-        (status = 422, description = "`validation_failed`, including any field that is not a profile field", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The updated account", body = User),
+        (status = 422, description = "`validation_failed`, including any field that is not a profile field"),
     )
 )]
 #[patch("/api/v1/users/me")]
@@ -142,16 +136,15 @@ pub(super) async fn patch_me(
     state: web::Data<AppState>,
     user: CurrentUser,
     body: Json<ProfilePatch>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     match body.into_inner().full_name {
         Some(name) => Ok(web::Json(
             state
                 .accounts
                 .update_profile(&user.principal, &name)
-                .await?
-                .into(),
+                .await?,
         )),
-        None => Ok(web::Json(user.principal.user.into())),
+        None => Ok(web::Json(user.principal.user)),
     }
 }
 
@@ -163,8 +156,8 @@ pub(super) async fn patch_me(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: page, limit or sort out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 422, description = "`validation_failed`: page, limit or sort out of range"),
     )
 )]
 #[get("/api/v1/users")]
@@ -202,14 +195,14 @@ pub(super) async fn list(
             UserQuery {
                 page,
                 search: query.search,
-                role: query.role.map(Role::from),
+                role: query.role,
                 active: query.is_active,
                 sort,
             },
         )
         .await?;
     Ok(web::Json(UserPage {
-        items: page.items.into_iter().map(UserOut::from).collect(),
+        items: page.items.into_iter().collect(),
         total: page.total,
         page: page.page,
         limit: page.limit,
@@ -222,9 +215,9 @@ pub(super) async fn list(
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[get("/api/v1/users/{id}")]
@@ -232,13 +225,13 @@ pub(super) async fn get_one(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     user.require(Role::Admin)?;
     let found = state
         .accounts
         .get_user(user.tenant.id, id.into_inner())
         .await?;
-    Ok(web::Json(found.into()))
+    Ok(web::Json(found))
 }
 
 /// Replaces an account's address and name (administrators).
@@ -248,9 +241,9 @@ pub(super) async fn get_one(
     params(("id" = Uuid, Path)),
     request_body = UserPut,
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`email_taken`"),
     )
 )]
 #[put("/api/v1/users/{id}")]
@@ -259,7 +252,7 @@ pub(super) async fn put_one(
     user: CurrentUser,
     id: web::Path<Uuid>,
     body: Json<UserPut>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let body = body.into_inner();
     let update = UserUpdate {
         email: Some(body.email),
@@ -273,12 +266,12 @@ async fn update_one(
     user: &CurrentUser,
     id: Uuid,
     update: UserUpdate,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let updated = state
         .accounts
         .update_user(&user.principal, user.tenant.id, id, update)
         .await?;
-    Ok(web::Json(updated.into()))
+    Ok(web::Json(updated))
 }
 
 /// Changes an account's address or name (administrators).
@@ -286,11 +279,11 @@ async fn update_one(
     tag = "users",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path)),
-    request_body = UserPatch,
+    request_body = UserUpdate,
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`email_taken`"),
     )
 )]
 #[patch("/api/v1/users/{id}")]
@@ -298,14 +291,9 @@ pub(super) async fn patch_one(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: Json<UserPatch>,
-) -> Result<web::Json<UserOut>, ApiError> {
-    let body = body.into_inner();
-    let update = UserUpdate {
-        email: body.email,
-        full_name: body.full_name,
-    };
-    update_one(&state, &user, id.into_inner(), update).await
+    body: Json<Unchecked<UserUpdate>>,
+) -> Result<web::Json<User>, ApiError> {
+    update_one(&state, &user, id.into_inner(), body.into_inner().0).await
 }
 
 /// Soft-deletes an account (administrators): its sessions and API keys are revoked at once.
@@ -315,8 +303,8 @@ pub(super) async fn patch_one(
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`self_modification`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`self_modification`"),
     )
 )]
 #[delete("/api/v1/users/{id}")]
@@ -338,8 +326,8 @@ pub(super) async fn delete_one(
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[post("/api/v1/users/{id}/activate")]
@@ -347,12 +335,12 @@ pub(super) async fn activate(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let updated = state
         .accounts
         .set_active(&user.principal, user.tenant.id, id.into_inner(), true)
         .await?;
-    Ok(web::Json(updated.into()))
+    Ok(web::Json(updated))
 }
 
 /// Deactivates an account (administrators): it cannot sign in, and its sessions end at once.
@@ -361,9 +349,9 @@ pub(super) async fn activate(
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`self_modification`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 404, description = "`not_found`"),
+        (status = 409, description = "`self_modification`"),
     )
 )]
 #[post("/api/v1/users/{id}/deactivate")]
@@ -371,12 +359,12 @@ pub(super) async fn deactivate(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let updated = state
         .accounts
         .set_active(&user.principal, user.tenant.id, id.into_inner(), false)
         .await?;
-    Ok(web::Json(updated.into()))
+    Ok(web::Json(updated))
 }
 
 /// Changes an account's role (administrators; no higher than their own). Its sessions end, so
@@ -387,9 +375,9 @@ pub(super) async fn deactivate(
     params(("id" = Uuid, Path)),
     request_body = RoleRequest,
     responses(
-        (status = 200, description = "The account", body = UserOut),
-        (status = 403, description = "`forbidden`: a role above the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = User),
+        (status = 403, description = "`forbidden`: a role above the caller's"),
+        (status = 404, description = "`not_found`"),
     )
 )]
 #[put("/api/v1/users/{id}/role")]
@@ -398,15 +386,15 @@ pub(super) async fn set_role(
     user: CurrentUser,
     id: web::Path<Uuid>,
     body: Json<RoleRequest>,
-) -> Result<web::Json<UserOut>, ApiError> {
+) -> Result<web::Json<User>, ApiError> {
     let updated = state
         .accounts
         .set_role(
             &user.principal,
             user.tenant.id,
             id.into_inner(),
-            body.into_inner().role.into(),
+            body.into_inner().role,
         )
         .await?;
-    Ok(web::Json(updated.into()))
+    Ok(web::Json(updated))
 }

@@ -20,7 +20,7 @@ use sovereign_vector::{
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{CurrentUser, Reader};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{BulkJson, Json, Unchecked};
 use crate::state::AppState;
 
@@ -90,7 +90,7 @@ pub struct IndexQuery {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The collections", body = CollectionList),
-        (status = 401, description = "`not_authenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`not_authenticated`"),
     )
 )]
 #[get("/api/v1/vector/collections")]
@@ -110,9 +110,9 @@ pub(super) async fn list(
     request_body = NewCollection,
     responses(
         (status = 201, description = "Created", body = Collection),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`collection_exists`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 409, description = "`collection_exists`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[post("/api/v1/vector/collections")]
@@ -135,7 +135,7 @@ pub(super) async fn create(
     params(("name" = String, Path, description = "The collection's name")),
     responses(
         (status = 200, description = "The collection", body = Collection),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`collection_not_found`"),
     )
 )]
 #[get("/api/v1/vector/collections/{name}")]
@@ -156,8 +156,8 @@ pub(super) async fn get_one(
     params(("name" = String, Path, description = "The collection's name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
     )
 )]
 #[delete("/api/v1/vector/collections/{name}")]
@@ -182,9 +182,9 @@ pub(super) async fn delete_one(
     responses(
         (status = 200, description = "Built (`wait=true`)", body = Collection),
         (status = 202, description = "Building; `index` reads `building` until done", body = Collection),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: a malformed key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed`: a malformed key"),
     )
 )]
 #[post("/api/v1/vector/collections/{name}/index")]
@@ -215,11 +215,11 @@ pub(super) async fn index(
     request_body = UpsertPoints,
     responses(
         (status = 200, description = "Stored", body = Affected),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload_too_large`: over `JSON_BULK_LIMIT_BYTES`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, `dimension_mismatch` or `embedder_dimension_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`embedding_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 413, description = "`payload_too_large`: over `JSON_BULK_LIMIT_BYTES`"),
+        (status = 422, description = "`validation_failed`, `dimension_mismatch` or `embedder_dimension_mismatch`"),
+        (status = 503, description = "`embedding_unavailable`"),
     )
 )]
 #[put("/api/v1/vector/collections/{name}/points")]
@@ -243,8 +243,8 @@ pub(super) async fn upsert(
     params(("name" = String, Path, description = "The collection's name"), PointsQuery),
     responses(
         (status = 200, description = "The points found", body = PointList),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[get("/api/v1/vector/collections/{name}/points")]
@@ -275,9 +275,9 @@ pub(super) async fn get_points(
     request_body = PointSelector,
     responses(
         (status = 200, description = "Deleted", body = Affected),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[post("/api/v1/vector/collections/{name}/points/delete")]
@@ -302,9 +302,9 @@ pub(super) async fn delete_points(
     request_body = PayloadUpdate,
     responses(
         (status = 200, description = "Changed", body = Affected),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[post("/api/v1/vector/collections/{name}/points/payload")]
@@ -325,9 +325,9 @@ pub(super) async fn merge_payload(
     request_body = PayloadUpdate,
     responses(
         (status = 200, description = "Changed", body = Affected),
-        (status = 403, description = "`forbidden`: administrators only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: administrators only"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed`"),
     )
 )]
 #[put("/api/v1/vector/collections/{name}/points/payload")]
@@ -363,9 +363,9 @@ async fn set_payload(
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Results, closest first", body = SearchResults),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (e.g. `key_not_indexed` in `errors`), `dimension_mismatch` or `embedder_dimension_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`embedding_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed` (e.g. `key_not_indexed` in `errors`), `dimension_mismatch` or `embedder_dimension_mismatch`"),
+        (status = 503, description = "`embedding_unavailable`"),
     )
 )]
 #[post("/api/v1/vector/collections/{name}/search")]
@@ -389,8 +389,8 @@ pub(super) async fn search(
     request_body = RecommendRequest,
     responses(
         (status = 200, description = "Results, closest first", body = SearchResults),
-        (status = 404, description = "`collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (e.g. `point_not_found` in `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`collection_not_found`"),
+        (status = 422, description = "`validation_failed` (e.g. `point_not_found` in `errors`)"),
     )
 )]
 #[post("/api/v1/vector/collections/{name}/recommend")]

@@ -368,9 +368,9 @@ async fn profile_updates_cannot_set_privileged_fields() {
     for schema in [
         "ProfilePut",
         "ProfilePatch",
-        "RegisterRequest",
-        "UserPatch",
-        "CreateApiKey",
+        "Registration",
+        "UserUpdate",
+        "NewApiKey",
     ] {
         assert_eq!(
             doc["components"]["schemas"][schema]["additionalProperties"],
