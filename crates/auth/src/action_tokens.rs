@@ -1,0 +1,110 @@
+//! Mailed single-use tokens (the `action_tokens` table): password reset and email
+//! verification links. Only the token's SHA-256 is stored; a token is spent once, before it
+//! expires.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use sovereign_db::schema::action_tokens;
+use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use uuid::Uuid;
+
+use crate::accounts::later;
+use crate::opaque::{self, Kind};
+use crate::{Accounts, AuthError};
+
+/// What a mailed single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    PasswordReset,
+    EmailVerification,
+}
+
+impl Purpose {
+    /// The `action_tokens.purpose` value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+        }
+    }
+
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Self::PasswordReset => Kind::PasswordReset,
+            Self::EmailVerification => Kind::EmailVerification,
+        }
+    }
+}
+
+impl Accounts {
+    pub(crate) fn link(&self, page: &str, token: &str) -> String {
+        format!("{}/{page}?token={token}", self.inner.settings.public_url)
+    }
+
+    pub(crate) async fn action_token_owner(
+        &self,
+        tenant: Uuid,
+        digest: [u8; 32],
+        purpose: Purpose,
+    ) -> Result<Uuid, AuthError> {
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    action_tokens::table
+                        .filter(action_tokens::token_hash.eq(digest.to_vec()))
+                        .filter(action_tokens::purpose.eq(purpose.as_str()))
+                        .filter(action_tokens::used_at.is_null())
+                        .filter(action_tokens::expires_at.gt(diesel::dsl::now))
+                        .select(action_tokens::user_id)
+                        .first(conn)
+                        .await
+                        .optional()
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?
+            .ok_or(AuthError::InvalidToken("expired or used"))
+    }
+}
+
+pub(crate) async fn insert_action_token(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+    user: Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+) -> Result<String, AuthError> {
+    let minted = opaque::mint(purpose.kind(), tenant);
+    diesel::insert_into(action_tokens::table)
+        .values((
+            action_tokens::token_hash.eq(minted.digest.to_vec()),
+            action_tokens::tenant_id.eq(tenant),
+            action_tokens::user_id.eq(user),
+            action_tokens::purpose.eq(purpose.as_str()),
+            action_tokens::expires_at.eq(later(ttl)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(minted.token)
+}
+
+pub(crate) async fn consume_action_token(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    digest: [u8; 32],
+    purpose: Purpose,
+) -> Result<(), AuthError> {
+    let used = diesel::update(action_tokens::table)
+        .filter(action_tokens::token_hash.eq(digest.to_vec()))
+        .filter(action_tokens::purpose.eq(purpose.as_str()))
+        .filter(action_tokens::used_at.is_null())
+        .filter(action_tokens::expires_at.gt(diesel::dsl::now))
+        .set(action_tokens::used_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    if used == 0 {
+        return Err(AuthError::InvalidToken("expired or used"));
+    }
+    Ok(())
+}
