@@ -35,27 +35,54 @@ impl Purpose {
             Self::EmailVerification => Kind::EmailVerification,
         }
     }
+
+    /// Why a token of another form is refused.
+    fn wrong_kind(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "not a reset token",
+            Self::EmailVerification => "not a verification token",
+        }
+    }
+}
+
+/// A mailed token that can still be spent, and whose it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Redeemable {
+    pub tenant: Uuid,
+    pub digest: [u8; 32],
+    pub user: Uuid,
+}
+
+/// The tokens with `digest` for `purpose` that can still be spent: unused and unexpired.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn usable(digest: Vec<u8>, purpose: &'static str) -> _ {
+    action_tokens::table
+        .filter(action_tokens::token_hash.eq(digest))
+        .filter(action_tokens::purpose.eq(purpose))
+        .filter(action_tokens::used_at.is_null())
+        .filter(action_tokens::expires_at.gt(diesel::dsl::now))
 }
 
 impl Accounts {
+    /// The address of one of the web pages that take a mailed token.
     pub(crate) fn link(&self, page: &str, token: &str) -> String {
         format!("{}/{page}?token={token}", self.inner.settings.public_url)
     }
 
-    pub(crate) async fn action_token_owner(
+    /// Looks up a mailed token for `purpose` without spending it: its tenant, digest and
+    /// account. Spend it with [`consume_action_token`] in the transaction that acts on it.
+    pub(crate) async fn redeemable(
         &self,
-        tenant: Uuid,
-        digest: [u8; 32],
+        token: &str,
         purpose: Purpose,
-    ) -> Result<Uuid, AuthError> {
-        self.db()
+    ) -> Result<Redeemable, AuthError> {
+        let (tenant, digest) = opaque::parse(purpose.kind(), token)
+            .ok_or(AuthError::InvalidToken(purpose.wrong_kind()))?;
+        let user = self
+            .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    action_tokens::table
-                        .filter(action_tokens::token_hash.eq(digest.to_vec()))
-                        .filter(action_tokens::purpose.eq(purpose.as_str()))
-                        .filter(action_tokens::used_at.is_null())
-                        .filter(action_tokens::expires_at.gt(diesel::dsl::now))
+                    usable(digest.to_vec(), purpose.as_str())
                         .select(action_tokens::user_id)
                         .first(conn)
                         .await
@@ -65,10 +92,16 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?
-            .ok_or(AuthError::InvalidToken("expired or used"))
+            .ok_or(AuthError::InvalidToken("expired or used"))?;
+        Ok(Redeemable {
+            tenant,
+            digest,
+            user,
+        })
     }
 }
 
+/// Mints a token for `purpose`, valid for `ttl`, and stores its digest; returns the token.
 pub(crate) async fn insert_action_token(
     conn: &mut sovereign_db::AsyncPgConnection,
     tenant: Uuid,
@@ -90,16 +123,13 @@ pub(crate) async fn insert_action_token(
     Ok(minted.token)
 }
 
+/// Spends a token, which must still be usable.
 pub(crate) async fn consume_action_token(
     conn: &mut sovereign_db::AsyncPgConnection,
     digest: [u8; 32],
     purpose: Purpose,
 ) -> Result<(), AuthError> {
-    let used = diesel::update(action_tokens::table)
-        .filter(action_tokens::token_hash.eq(digest.to_vec()))
-        .filter(action_tokens::purpose.eq(purpose.as_str()))
-        .filter(action_tokens::used_at.is_null())
-        .filter(action_tokens::expires_at.gt(diesel::dsl::now))
+    let used = diesel::update(usable(digest.to_vec(), purpose.as_str()))
         .set(action_tokens::used_at.eq(diesel::dsl::now))
         .execute(conn)
         .await?;

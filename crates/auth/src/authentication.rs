@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use sovereign_db::schema::{sessions, users};
+use sovereign_db::schema::sessions;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use sovereign_tenancy::Tenant;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use crate::accounts::auth_event;
 use crate::model::{Credential, Principal, User, UserRow};
 use crate::opaque;
 use crate::revocation::{CHANNEL, CredentialKey, Entry, Revocation};
+use crate::sessions::live_session;
 use crate::{Accounts, AuthError};
 
 /// An authenticated caller and its (home) tenant.
@@ -111,14 +112,8 @@ impl Accounts {
             .db()
             .tenant_transaction(tenant_id, |conn| {
                 async move {
-                    sessions::table
-                        .inner_join(users::table.on(users::id.eq(sessions::user_id)))
-                        .filter(sessions::id.eq(sid))
+                    live_session(sid)
                         .filter(sessions::user_id.eq(sub))
-                        .filter(sessions::revoked_at.is_null())
-                        .filter(sessions::expires_at.gt(diesel::dsl::now))
-                        .filter(users::deleted_at.is_null())
-                        .filter(users::is_active.eq(true))
                         .select((UserRow::as_select(), sessions::expires_at))
                         .first(conn)
                         .await

@@ -9,10 +9,9 @@ use sovereign_tenancy::TenantRef;
 use uuid::Uuid;
 
 use crate::accounts::normalize_email;
-use crate::action_tokens::{Purpose, consume_action_token, insert_action_token};
+use crate::action_tokens::{Purpose, Redeemable, consume_action_token, insert_action_token};
 use crate::mailer::Email;
 use crate::model::Principal;
-use crate::opaque::{self, Kind};
 use crate::password::context_words;
 use crate::revocation::Revocation;
 use crate::sessions::{RevokeWhere, revoke_sessions};
@@ -131,11 +130,11 @@ impl Accounts {
     /// Sets a new password with a reset token, signs out every session, and marks the address
     /// verified (the mail was received).
     pub async fn reset_password(&self, token: &str, new: &SecretString) -> Result<(), AuthError> {
-        let (tenant, digest) = opaque::parse(Kind::PasswordReset, token)
-            .ok_or(AuthError::InvalidToken("not a reset token"))?;
-        let user = self
-            .action_token_owner(tenant, digest, Purpose::PasswordReset)
-            .await?;
+        let Redeemable {
+            tenant,
+            digest,
+            user,
+        } = self.redeemable(token, Purpose::PasswordReset).await?;
         self.throttle("reset", &user.to_string()).await?;
         let email = self.email_of(tenant, user).await?;
         let hash = self

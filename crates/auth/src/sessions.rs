@@ -93,26 +93,29 @@ impl Accounts {
                         ))
                         .execute(conn)
                         .await?;
-                    diesel::insert_into(refresh_tokens::table)
-                        .values((
-                            refresh_tokens::token_hash.eq(digest.to_vec()),
-                            refresh_tokens::tenant_id.eq(tenant),
-                            refresh_tokens::session_id.eq(session),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    Ok::<_, AuthError>(())
+                    insert_refresh_token(conn, tenant, session, digest).await
                 }
                 .scope_boxed()
             })
             .await?;
+        self.token_pair(user, session, refresh.token, refresh_ttl.as_secs())
+    }
+
+    /// The pair handed out for `session`: a new access token for `user`, and `refresh`.
+    fn token_pair(
+        &self,
+        user: &User,
+        session: Uuid,
+        refresh: String,
+        refresh_expires_in: u64,
+    ) -> Result<TokenPair, AuthError> {
         let access = self.inner.keys.issue(user, session)?;
         Ok(TokenPair {
             access_token: access.token,
             token_type: "Bearer",
             expires_in: access.expires_in.as_secs(),
-            refresh_token: refresh.token,
-            refresh_expires_in: refresh_ttl.as_secs(),
+            refresh_token: refresh,
+            refresh_expires_in,
             session_id: session,
         })
     }
@@ -175,13 +178,7 @@ impl Accounts {
                             None => Rotation::Invalid,
                         });
                     };
-                    let live = sessions::table
-                        .inner_join(users::table.on(users::id.eq(sessions::user_id)))
-                        .filter(sessions::id.eq(session))
-                        .filter(sessions::revoked_at.is_null())
-                        .filter(sessions::expires_at.gt(diesel::dsl::now))
-                        .filter(users::deleted_at.is_null())
-                        .filter(users::is_active.eq(true))
+                    let live = live_session(session)
                         .select((UserRow::as_select(), sessions::expires_at))
                         .first::<(UserRow, DateTime<Utc>)>(conn)
                         .await
@@ -189,14 +186,7 @@ impl Accounts {
                     let Some((row, expires_at)) = live else {
                         return Ok(Rotation::Invalid);
                     };
-                    diesel::insert_into(refresh_tokens::table)
-                        .values((
-                            refresh_tokens::token_hash.eq(next.digest.to_vec()),
-                            refresh_tokens::tenant_id.eq(tenant),
-                            refresh_tokens::session_id.eq(session),
-                        ))
-                        .execute(conn)
-                        .await?;
+                    insert_refresh_token(conn, tenant, session, next.digest).await?;
                     diesel::update(sessions::table.find(session))
                         .set((
                             sessions::last_used_at.eq(diesel::dsl::now),
@@ -227,17 +217,15 @@ impl Accounts {
                 refresh,
                 expires_at,
             } => {
-                let access = self.inner.keys.issue(&user, session)?;
-                auth_event("refresh");
                 let remaining = (expires_at - Utc::now()).num_seconds().max(0);
-                Ok(TokenPair {
-                    access_token: access.token,
-                    token_type: "Bearer",
-                    expires_in: access.expires_in.as_secs(),
-                    refresh_token: refresh,
-                    refresh_expires_in: u64::try_from(remaining).unwrap_or(0),
-                    session_id: session,
-                })
+                let pair = self.token_pair(
+                    &user,
+                    session,
+                    refresh,
+                    u64::try_from(remaining).unwrap_or(0),
+                )?;
+                auth_event("refresh");
+                Ok(pair)
             }
             Rotation::Reused { session, user } => {
                 auth_event("refresh_token_reused");
@@ -258,19 +246,12 @@ impl Accounts {
     pub async fn logout(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
         let session = principal.session_id()?;
         let user = principal.user.id;
-        let tenant = principal.user.tenant_id;
-        self.db()
-            .tenant_transaction(tenant, |conn| {
-                async move {
-                    let target = if all {
-                        RevokeWhere::User(user)
-                    } else {
-                        RevokeWhere::Session(session)
-                    };
-                    revoke_sessions(conn, target, "logout").await
-                }
-                .scope_boxed()
-            })
+        let target = if all {
+            RevokeWhere::User(user)
+        } else {
+            RevokeWhere::Session(session)
+        };
+        self.revoke(principal.user.tenant_id, target, "logout")
             .await?;
         tracing::info!(security_event = "logout", user_id = %user, all, "signed out");
         self.announce(if all {
@@ -332,18 +313,11 @@ impl Accounts {
     ) -> Result<(), AuthError> {
         let user = principal.user.id;
         let revoked = self
-            .db()
-            .tenant_transaction(principal.user.tenant_id, |conn| {
-                async move {
-                    revoke_sessions(
-                        conn,
-                        RevokeWhere::OwnSession { session, user },
-                        "revoked_by_user",
-                    )
-                    .await
-                }
-                .scope_boxed()
-            })
+            .revoke(
+                principal.user.tenant_id,
+                RevokeWhere::OwnSession { session, user },
+                "revoked_by_user",
+            )
             .await?;
         if revoked.is_empty() {
             return Err(AuthError::NotFound("session"));
@@ -351,6 +325,52 @@ impl Accounts {
         self.announce(Revocation::Session(session)).await;
         Ok(())
     }
+
+    /// Revokes sessions in a transaction of their own; returns `(session, user)` of each one
+    /// revoked.
+    async fn revoke(
+        &self,
+        tenant: Uuid,
+        target: RevokeWhere,
+        reason: &'static str,
+    ) -> Result<Vec<(Uuid, Uuid)>, AuthError> {
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move { revoke_sessions(conn, target, reason).await }.scope_boxed()
+            })
+            .await
+    }
+}
+
+/// The session `session` while it is live, joined to its account: unrevoked, unexpired, and
+/// the account active and not deleted.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub(crate) fn live_session(session: Uuid) -> _ {
+    sessions::table
+        .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+        .filter(sessions::id.eq(session))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(users::deleted_at.is_null())
+        .filter(users::is_active.eq(true))
+}
+
+/// Stores the digest of a refresh token for `session`.
+async fn insert_refresh_token(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+    session: Uuid,
+    digest: [u8; 32],
+) -> Result<(), AuthError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(digest.to_vec()),
+            refresh_tokens::tenant_id.eq(tenant),
+            refresh_tokens::session_id.eq(session),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Which sessions to revoke.

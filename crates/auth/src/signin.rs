@@ -71,15 +71,7 @@ impl Accounts {
         match created {
             Some(token) => {
                 tracing::info!(security_event = "account_created", %tenant, "account registered");
-                self.send_later(Email {
-                    to: email,
-                    subject: "Confirm your email address".to_owned(),
-                    body: format!(
-                        "Welcome! Confirm your address by opening this link:\n\n{}\n\nIt expires in {} hours.\n",
-                        self.link("verify-email", &token),
-                        verify_ttl.as_secs() / 3600
-                    ),
-                });
+                self.mail_verification(email, &token, true);
             }
             None => self.send_later(Email {
                 to: email,

@@ -4,10 +4,9 @@ use diesel::prelude::*;
 use sovereign_db::schema::users;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 
-use crate::action_tokens::{Purpose, consume_action_token, insert_action_token};
+use crate::action_tokens::{Purpose, Redeemable, consume_action_token, insert_action_token};
 use crate::mailer::Email;
 use crate::model::Principal;
-use crate::opaque::{self, Kind};
 use crate::revocation::Revocation;
 use crate::{Accounts, AuthError};
 
@@ -30,25 +29,17 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        self.send_later(Email {
-            to: user.email.clone(),
-            subject: "Confirm your email address".to_owned(),
-            body: format!(
-                "Confirm your address by opening this link:\n\n{}\n\nIt expires in {} hours.\n",
-                self.link("verify-email", &token),
-                ttl.as_secs() / 3600
-            ),
-        });
+        self.mail_verification(user.email.clone(), &token, false);
         Ok(())
     }
 
     /// Marks the address verified with a verification token.
     pub async fn confirm_verification(&self, token: &str) -> Result<(), AuthError> {
-        let (tenant, digest) = opaque::parse(Kind::EmailVerification, token)
-            .ok_or(AuthError::InvalidToken("not a verification token"))?;
-        let user = self
-            .action_token_owner(tenant, digest, Purpose::EmailVerification)
-            .await?;
+        let Redeemable {
+            tenant,
+            digest,
+            user,
+        } = self.redeemable(token, Purpose::EmailVerification).await?;
         self.throttle("verify-confirm", &user.to_string()).await?;
         self.db()
             .tenant_transaction(tenant, |conn| {
@@ -68,5 +59,19 @@ impl Accounts {
             .await?;
         self.announce(Revocation::User(user)).await;
         Ok(())
+    }
+
+    /// Mails `to` the link that verifies its address; `welcome` greets a new account.
+    pub(crate) fn mail_verification(&self, to: String, token: &str, welcome: bool) {
+        self.send_later(Email {
+            to,
+            subject: "Confirm your email address".to_owned(),
+            body: format!(
+                "{}Confirm your address by opening this link:\n\n{}\n\nIt expires in {} hours.\n",
+                if welcome { "Welcome! " } else { "" },
+                self.link("verify-email", token),
+                self.inner.settings.email_verify_ttl.as_secs() / 3600
+            ),
+        });
     }
 }
