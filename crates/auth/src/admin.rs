@@ -7,11 +7,11 @@ use sovereign_db::schema::users;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
-use crate::accounts::{
-    RevokeWhere, normalize_email, normalize_name, revoke_keys_of, revoke_sessions,
-};
+use crate::accounts::{normalize_email, normalize_name};
+use crate::keys::revoke_keys_of;
 use crate::model::{Principal, Role, User, UserRow};
 use crate::revocation::Revocation;
+use crate::sessions::{RevokeWhere, revoke_sessions};
 use crate::{Accounts, AuthError};
 
 /// Orders a user list may be sorted by (an allow-list; nothing else reaches SQL).

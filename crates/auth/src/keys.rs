@@ -303,3 +303,17 @@ impl Accounts {
         })
     }
 }
+
+/// Revokes every API key of `user` (on deletion).
+pub(crate) async fn revoke_keys_of(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    user: Uuid,
+) -> Result<(), AuthError> {
+    diesel::update(api_keys::table)
+        .filter(api_keys::user_id.eq(user))
+        .filter(api_keys::revoked_at.is_null())
+        .set(api_keys::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

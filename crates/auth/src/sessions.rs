@@ -1,0 +1,436 @@
+//! Sessions: opening one at sign-in, rotating its single-use refresh tokens, listing the
+//! account's live sessions and ending them (and the one query that revokes sessions, used by
+//! every flow that signs an account out).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use sovereign_db::schema::{refresh_tokens, sessions, users};
+use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use uuid::Uuid;
+
+use crate::accounts::{auth_event, later};
+use crate::model::{Credential, Principal, User, UserRow};
+use crate::opaque::{self, Kind};
+use crate::revocation::Revocation;
+use crate::{Accounts, AuthError};
+
+/// Longest user agent kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// Where a request came from, kept with the sessions it opens.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientContext {
+    /// The user agent as stored: at most [`MAX_USER_AGENT_CHARS`] characters.
+    fn user_agent(&self) -> Option<String> {
+        self.user_agent
+            .as_deref()
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect())
+    }
+}
+
+/// Tokens from a sign-in or a refresh.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9…",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "refresh_token": "sovrt_000000000000000000000000000000016f9c…",
+    "refresh_expires_in": 604800,
+    "session_id": "0193a6f0-7c3e-7b1a-9d2f-4a5b6c7d8e9f"
+})))]
+pub struct TokenPair {
+    /// A JWT (`typ: at+jwt`); send it as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque and single use: exchange it at `/api/v1/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Seconds until the session ends.
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
+/// What rotating a refresh token found.
+enum Rotation {
+    Rotated {
+        user: User,
+        session: Uuid,
+        refresh: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// A spent token: the session is now revoked.
+    Reused { session: Uuid, user: Uuid },
+    /// Unknown, or its session ended.
+    Invalid,
+}
+
+impl Accounts {
+    /// Opens a session for `user`, signed in from `client`, with its first refresh token.
+    pub(crate) async fn open_session(
+        &self,
+        user: &User,
+        client: &ClientContext,
+    ) -> Result<TokenPair, AuthError> {
+        let refresh_ttl = self.inner.settings.refresh_token_ttl;
+        let session = Uuid::now_v7();
+        let (tenant, user_id) = (user.tenant_id, user.id);
+        let refresh = opaque::mint(Kind::Refresh, tenant);
+        let digest = refresh.digest;
+        let user_agent = client.user_agent().unwrap_or_default();
+        let ip = client.ip.map(|ip| ip.to_string());
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::insert_into(sessions::table)
+                        .values((
+                            sessions::id.eq(session),
+                            sessions::tenant_id.eq(tenant),
+                            sessions::user_id.eq(user_id),
+                            sessions::user_agent.eq(user_agent),
+                            sessions::ip.eq(ip),
+                            sessions::expires_at.eq(later(refresh_ttl)),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    insert_refresh_token(conn, tenant, session, digest).await
+                }
+                .scope_boxed()
+            })
+            .await?;
+        self.token_pair(user, session, refresh.token, refresh_ttl.as_secs())
+    }
+
+    /// The pair handed out for `session`: a new access token for `user`, and `refresh`.
+    fn token_pair(
+        &self,
+        user: &User,
+        session: Uuid,
+        refresh: String,
+        refresh_expires_in: u64,
+    ) -> Result<TokenPair, AuthError> {
+        let access = self.inner.keys.issue(user, session)?;
+        Ok(TokenPair {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in.as_secs(),
+            refresh_token: refresh,
+            refresh_expires_in,
+            session_id: session,
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair. The token is spent atomically: of two
+    /// concurrent refreshes one wins, and the other — like any later replay — is treated as
+    /// reuse and revokes the session. There is no grace period.
+    pub async fn refresh(
+        &self,
+        token: &str,
+        client: &ClientContext,
+    ) -> Result<TokenPair, AuthError> {
+        let (tenant, digest) = opaque::parse(Kind::Refresh, token)
+            .ok_or(AuthError::InvalidToken("not a refresh token"))?;
+        let owner: Option<Uuid> = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    refresh_tokens::table
+                        .inner_join(sessions::table.on(sessions::id.eq(refresh_tokens::session_id)))
+                        .filter(refresh_tokens::token_hash.eq(digest.to_vec()))
+                        .select(sessions::user_id)
+                        .first(conn)
+                        .await
+                        .optional()
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let owner = owner.ok_or(AuthError::InvalidToken("unknown refresh token"))?;
+        self.throttle("refresh", &owner.to_string()).await?;
+
+        let next = opaque::mint(Kind::Refresh, tenant);
+        let next_token = next.token.clone();
+        let user_agent = client.user_agent();
+        let ip = client.ip.map(|ip| ip.to_string());
+        let rotation = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    let spent: Option<Uuid> = diesel::update(refresh_tokens::table)
+                        .filter(refresh_tokens::token_hash.eq(digest.to_vec()))
+                        .filter(refresh_tokens::spent_at.is_null())
+                        .set(refresh_tokens::spent_at.eq(diesel::dsl::now))
+                        .returning(refresh_tokens::session_id)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    let Some(session) = spent else {
+                        // Spent before: a replay, or the loser of a concurrent refresh.
+                        let revoked = revoke_sessions(
+                            conn,
+                            RevokeWhere::TokenSession(digest.to_vec()),
+                            "refresh_token_reused",
+                        )
+                        .await?;
+                        return Ok::<_, AuthError>(match <[_]>::first(&revoked) {
+                            Some(&(session, user)) => Rotation::Reused { session, user },
+                            None => Rotation::Invalid,
+                        });
+                    };
+                    let live = live_session(session)
+                        .select((UserRow::as_select(), sessions::expires_at))
+                        .first::<(UserRow, DateTime<Utc>)>(conn)
+                        .await
+                        .optional()?;
+                    let Some((row, expires_at)) = live else {
+                        return Ok(Rotation::Invalid);
+                    };
+                    insert_refresh_token(conn, tenant, session, next.digest).await?;
+                    diesel::update(sessions::table.find(session))
+                        .set((
+                            sessions::last_used_at.eq(diesel::dsl::now),
+                            sessions::ip.eq(ip),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    if let Some(ua) = user_agent {
+                        diesel::update(sessions::table.find(session))
+                            .set(sessions::user_agent.eq(ua))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(Rotation::Rotated {
+                        user: User::try_from(row)?,
+                        session,
+                        refresh: next_token,
+                        expires_at,
+                    })
+                }
+                .scope_boxed()
+            })
+            .await?;
+        match rotation {
+            Rotation::Rotated {
+                user,
+                session,
+                refresh,
+                expires_at,
+            } => {
+                let remaining = (expires_at - Utc::now()).num_seconds().max(0);
+                let pair = self.token_pair(
+                    &user,
+                    session,
+                    refresh,
+                    u64::try_from(remaining).unwrap_or(0),
+                )?;
+                auth_event("refresh");
+                Ok(pair)
+            }
+            Rotation::Reused { session, user } => {
+                auth_event("refresh_token_reused");
+                tracing::warn!(
+                    security_event = "refresh_token_reused",
+                    session_id = %session,
+                    user_id = %user,
+                    "a spent refresh token was presented; session revoked"
+                );
+                self.announce(Revocation::Session(session)).await;
+                Err(AuthError::RefreshReused)
+            }
+            Rotation::Invalid => Err(AuthError::InvalidToken("session ended")),
+        }
+    }
+
+    /// Ends this session, or every session of the account.
+    pub async fn logout(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
+        let session = principal.session_id()?;
+        let user = principal.user.id;
+        let target = if all {
+            RevokeWhere::User(user)
+        } else {
+            RevokeWhere::Session(session)
+        };
+        self.revoke(principal.user.tenant_id, target, "logout")
+            .await?;
+        tracing::info!(security_event = "logout", user_id = %user, all, "signed out");
+        self.announce(if all {
+            Revocation::User(user)
+        } else {
+            Revocation::Session(session)
+        })
+        .await;
+        Ok(())
+    }
+
+    /// The account's live sessions, newest first.
+    pub async fn sessions(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<crate::SessionInfo>, AuthError> {
+        let current = match principal.credential {
+            Credential::Session { id } => Some(id),
+            Credential::ApiKey { .. } => None,
+        };
+        let user = principal.user.id;
+        let rows = self
+            .db()
+            .tenant_transaction(principal.user.tenant_id, |conn| {
+                async move {
+                    sessions::table
+                        .filter(sessions::user_id.eq(user))
+                        .filter(sessions::revoked_at.is_null())
+                        .filter(sessions::expires_at.gt(diesel::dsl::now))
+                        .order(sessions::created_at.desc())
+                        .limit(100)
+                        .select(crate::model::SessionRow::as_select())
+                        .load(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::SessionInfo {
+                current: Some(r.id) == current,
+                id: r.id,
+                user_agent: r.user_agent,
+                ip: r.ip,
+                created_at: r.created_at,
+                last_used_at: r.last_used_at,
+                expires_at: r.expires_at,
+            })
+            .collect())
+    }
+
+    /// Ends one of the account's own sessions.
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        session: Uuid,
+    ) -> Result<(), AuthError> {
+        let user = principal.user.id;
+        let revoked = self
+            .revoke(
+                principal.user.tenant_id,
+                RevokeWhere::OwnSession { session, user },
+                "revoked_by_user",
+            )
+            .await?;
+        if revoked.is_empty() {
+            return Err(AuthError::NotFound("session"));
+        }
+        self.announce(Revocation::Session(session)).await;
+        Ok(())
+    }
+
+    /// Revokes sessions in a transaction of their own; returns `(session, user)` of each one
+    /// revoked.
+    async fn revoke(
+        &self,
+        tenant: Uuid,
+        target: RevokeWhere,
+        reason: &'static str,
+    ) -> Result<Vec<(Uuid, Uuid)>, AuthError> {
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move { revoke_sessions(conn, target, reason).await }.scope_boxed()
+            })
+            .await
+    }
+}
+
+/// The session `session` while it is live, joined to its account: unrevoked, unexpired, and
+/// the account active and not deleted.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub(crate) fn live_session(session: Uuid) -> _ {
+    sessions::table
+        .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+        .filter(sessions::id.eq(session))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(users::deleted_at.is_null())
+        .filter(users::is_active.eq(true))
+}
+
+/// Stores the digest of a refresh token for `session`.
+async fn insert_refresh_token(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+    session: Uuid,
+    digest: [u8; 32],
+) -> Result<(), AuthError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(digest.to_vec()),
+            refresh_tokens::tenant_id.eq(tenant),
+            refresh_tokens::session_id.eq(session),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Which sessions to revoke.
+pub(crate) enum RevokeWhere {
+    Session(Uuid),
+    OwnSession {
+        session: Uuid,
+        user: Uuid,
+    },
+    User(Uuid),
+    OtherSessions {
+        user: Uuid,
+        keep: Uuid,
+    },
+    /// The session a refresh token belongs to.
+    TokenSession(Vec<u8>),
+}
+
+/// Revokes live sessions; returns `(session, user)` of each one revoked.
+pub(crate) async fn revoke_sessions(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    target: RevokeWhere,
+    reason: &'static str,
+) -> Result<Vec<(Uuid, Uuid)>, AuthError> {
+    let base = diesel::update(sessions::table)
+        .filter(sessions::revoked_at.is_null())
+        .into_boxed();
+    let filtered = match target {
+        RevokeWhere::Session(id) => base.filter(sessions::id.eq(id)),
+        RevokeWhere::OwnSession { session, user } => base
+            .filter(sessions::id.eq(session))
+            .filter(sessions::user_id.eq(user)),
+        RevokeWhere::User(user) => base.filter(sessions::user_id.eq(user)),
+        RevokeWhere::OtherSessions { user, keep } => base
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::id.ne(keep)),
+        RevokeWhere::TokenSession(digest) => base.filter(
+            sessions::id.eq_any(
+                refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(digest))
+                    .select(refresh_tokens::session_id),
+            ),
+        ),
+    };
+    Ok(filtered
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .returning((sessions::id, sessions::user_id))
+        .get_results(conn)
+        .await?)
+}
