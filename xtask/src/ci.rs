@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{deploy, generated, pg, python, redis};
+use crate::{deploy, generated, licences, pg, python, redis};
 
 /// The administrator URL tests create their databases with: `TEST_DATABASE_URL`, or the
 /// project-local cluster (started, and pgvector installed, when needed).
@@ -37,6 +37,7 @@ pub fn run() -> Result<(), String> {
     let nginx = step("nginx", deploy::nginx)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
+    step("licences", licences::check)?;
     step("tests", || {
         let mut tests = cargo();
         if run::available("cargo-nextest") {

@@ -68,7 +68,7 @@ fn ensure_diesel_cli() -> Result<(), String> {
     ]))
 }
 
-fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
+pub fn compare_or_write(file: &str, generated: &str, check: bool, fix: &str) -> Result<(), String> {
     let path = root().join(file);
     let committed = fs::read_to_string(&path).unwrap_or_default();
     if committed == generated {
