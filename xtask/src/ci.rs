@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{deploy, generated, graph, pg, python, redis};
+use crate::{deploy, generated, graph, licences, pg, python, redis};
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
@@ -29,6 +29,7 @@ pub fn run() -> Result<(), String> {
     let nginx = step("nginx", deploy::nginx)?;
     step("OpenAPI document", || generated::openapi(true))?;
     step("schema.rs", || generated::schema(true))?;
+    step("licences", licences::check)?;
     step("tests", || {
         let mut tests = cargo();
         if run::available("cargo-nextest") {

@@ -8,6 +8,7 @@ mod dev;
 mod generated;
 mod graph;
 mod json;
+mod licences;
 mod nginx_conf;
 mod pg;
 mod python;
@@ -22,8 +23,8 @@ usage: cargo xtask <command>
   dev                 run the service with everything it needs (local PostgreSQL with pgvector
                       unless DATABASE_URL is set, migrations, docs at /docs)
   ci                  exactly what CI runs: fmt, the crate graph and its rules, clippy,
-                      generated-file checks, the whole test suite against real PostgreSQL
-                      (+pgvector) and real Redis
+                      generated-file and licence checks, the whole test suite against real
+                      PostgreSQL (+pgvector) and real Redis
   db up|down|status   start, stop or inspect the project-local PostgreSQL cluster
   migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
   create-superuser ARGS  `sovereign create-superuser ARGS` against the dev database, e.g.
@@ -32,6 +33,10 @@ usage: cargo xtask <command>
   schema [--check]    write crates/db/src/schema.rs from a migrated database (or check it)
   graph [--check]     draw the crate graph into docs/ARCHITECTURE.md from `cargo metadata` (or
                       check it is current) and check the dependency rules
+  licences            check every dependency's licence against deny.toml (cargo-deny) and
+                      that the third-party notices are current; offline
+  notices [--check]   write deploy/THIRD-PARTY-NOTICES.txt from Cargo.lock (cargo-about), or
+                      check it is current
   bench http          load-test GET /health on a release build (wrk, 64 connections)
   bench cache         GET/SET ops/s through sovereign-cache beside redis-benchmark on the same
                       Redis (REDIS_URL, default 127.0.0.1:6379), and the in-process backend
@@ -69,6 +74,9 @@ fn main() -> ExitCode {
         ["schema", "--check"] => generated::schema(true),
         ["graph"] => graph::run(false),
         ["graph", "--check"] => graph::run(true),
+        ["licences"] => licences::check(),
+        ["notices"] => licences::notices(false),
+        ["notices", "--check"] => licences::notices(true),
         ["bench", "http"] => bench::http(),
         ["bench", "cache"] => bench::cache(),
         ["bench", "auth"] => bench::auth(),
