@@ -4,7 +4,10 @@
 //! any are given) and `must_not` (none holds). A condition tests one payload key — `match` a
 //! value or any of several, a numeric `range`, or `exists` — or is itself a filter. Keys must
 //! be indexed in the collection (`POST …/index`), which makes them the allow-list: no text of a
-//! request reaches SQL except as a bound parameter or as a key that passed that check.
+//! request reaches SQL except as a bound parameter or as a key that passed that check. The
+//! type a key is indexed as, a [`PayloadKind`], decides which conditions it supports.
+//!
+//! This module stands alone in the crate: the data model uses its types, never the reverse.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,14 +16,52 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sovereign_core::FieldError;
 
-use crate::model::PayloadKind;
-
 /// Deepest nesting of filters, counting the outermost.
 pub const MAX_DEPTH: usize = 4;
 /// Most conditions in one filter, counting nested ones.
 pub const MAX_CONDITIONS: usize = 64;
 /// Most values of one `any`.
 pub const MAX_ANY: usize = 1000;
+
+/// The type of an indexed payload key, which decides the conditions it supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    /// Strings: `match` (value, any) and `exists`.
+    Keyword,
+    /// Whole numbers: `match`, `range` and `exists`.
+    Integer,
+    /// Numbers: `match`, `range` and `exists`.
+    Float,
+    /// Booleans: `match` and `exists`.
+    Bool,
+}
+
+impl PayloadKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Keyword => "keyword",
+            Self::Integer => "integer",
+            Self::Float => "float",
+            Self::Bool => "bool",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "keyword" => Some(Self::Keyword),
+            "integer" => Some(Self::Integer),
+            "float" => Some(Self::Float),
+            "bool" => Some(Self::Bool),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_numeric(self) -> bool {
+        matches!(self, Self::Integer | Self::Float)
+    }
+}
 
 /// A boolean combination of payload conditions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::filter::Filter;
+/// The filter language owns the types of payload keys (they decide which conditions a key
+/// supports); a collection lists its indexed keys with them, so they are found here too.
+pub use crate::filter::PayloadKind;
 
 /// Longest point id, in characters.
 pub const MAX_POINT_ID_CHARS: usize = 128;
@@ -129,46 +132,6 @@ pub enum IndexState {
     Building,
     /// Searches use the HNSW index.
     Ready,
-}
-
-/// The type of an indexed payload key, which decides the conditions it supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum PayloadKind {
-    /// Strings: `match` (value, any) and `exists`.
-    Keyword,
-    /// Whole numbers: `match`, `range` and `exists`.
-    Integer,
-    /// Numbers: `match`, `range` and `exists`.
-    Float,
-    /// Booleans: `match` and `exists`.
-    Bool,
-}
-
-impl PayloadKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Keyword => "keyword",
-            Self::Integer => "integer",
-            Self::Float => "float",
-            Self::Bool => "bool",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        match text {
-            "keyword" => Some(Self::Keyword),
-            "integer" => Some(Self::Integer),
-            "float" => Some(Self::Float),
-            "bool" => Some(Self::Bool),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn is_numeric(self) -> bool {
-        matches!(self, Self::Integer | Self::Float)
-    }
 }
 
 /// A collection and its state.

@@ -51,15 +51,20 @@ pub fn from_settings(settings: &EmbedderSettings) -> Result<Arc<dyn Embedder>, E
     })
 }
 
+/// The length [`normalize`] divides `v` by; `None` when there is none to divide by: `v` is all
+/// zeros (or too long to measure in `f32`).
+pub(crate) fn length(v: &[f32]) -> Option<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (norm > 0.0 && norm.is_finite()).then_some(norm)
+}
+
 /// Scales `v` to unit length; `false` (and `v` untouched) when it is all zeros.
 pub(crate) fn normalize(v: &mut [f32]) -> bool {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        for x in v.iter_mut() {
-            *x /= norm;
-        }
-        true
-    } else {
-        false
+    let Some(norm) = length(v) else {
+        return false;
+    };
+    for x in v.iter_mut() {
+        *x /= norm;
     }
+    true
 }
