@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use sovereign_cache::{Cache, CacheError, LogEntry, LogPosition, Replay};
 use uuid::Uuid;
 
-use super::registry::Subscriber;
+use super::registry::{Flow, Subscriber};
 use super::{Frame, Hub, Key, lock, read};
 use crate::channel::Channel;
 use crate::error::RealtimeError;
@@ -140,9 +140,8 @@ impl Hub {
     ) {
         let conn = &subscriber.conn;
         let replay = self.replay(tenant, channel, since).await;
-        // Under the buffer's lock, so nothing new slips between replay and live.
-        let mut buffer = lock(&subscriber.buffer);
-        let pending = buffer.take().unwrap_or_default();
+        // Under the flow's lock, so nothing new slips between replay and live.
+        let mut flow = lock(&subscriber.flow);
         let (entries, position, recovered) = match replay {
             Replay::Complete { entries, position } => (entries, position, true),
             Replay::Gap { position } => (Vec::new(), position, false),
@@ -160,13 +159,20 @@ impl Hub {
                 conn.push(frame);
             }
         }
-        // Buffered messages at or before the position were replayed (or, after a gap,
-        // are older than where the client was told to start).
+        // Messages at or before the position were replayed (or, after a gap, are older than
+        // where the client was told to start): those buffered meanwhile, and any the bus still
+        // brings late.
+        let after = (Arc::from(position.epoch.as_str()), position.offset);
+        let pending = match std::mem::replace(&mut *flow, Flow::Live { after: None }) {
+            Flow::Recovering(pending) => pending,
+            Flow::Live { .. } => Vec::new(),
+        };
         for (epoch, offset, frame) in pending {
-            if *epoch != *position.epoch || offset > position.offset {
+            if *epoch != *after.0 || offset > after.1 {
                 conn.push(frame);
             }
         }
+        *flow = Flow::Live { after: Some(after) };
     }
 
     async fn replay(&self, tenant: Uuid, channel: &Channel, since: &Position) -> Replay {

@@ -17,19 +17,38 @@ use crate::protocol::{PresenceEvent, ServerFrame};
 /// A message that arrived while its subscriber was recovering: epoch, offset, frame.
 pub(super) type Pending = (Arc<str>, u64, Frame);
 
+/// Where a subscription's messages go.
+pub(super) enum Flow {
+    /// Missed messages are being replayed: new ones wait.
+    Recovering(Vec<Pending>),
+    /// Straight to the connection — except, right after a recovery, messages of the epoch it
+    /// ended in at or before the offset it ended at: the client has them (or was told they
+    /// are gone). The bus can hand this instance a message a moment after it was appended, so
+    /// one published before the recovery may arrive after it.
+    Live { after: Option<(Arc<str>, u64)> },
+}
+
 /// A subscription: live, or buffering new messages while missed ones are replayed.
 pub(super) struct Subscriber {
     pub(super) conn: Arc<ConnShared>,
-    /// `Some` while recovering.
-    pub(super) buffer: Mutex<Option<Vec<Pending>>>,
+    pub(super) flow: Mutex<Flow>,
 }
 
 impl Subscriber {
     pub(super) fn deliver(&self, epoch: &Arc<str>, offset: u64, frame: &Frame) {
-        let mut buffer = lock(&self.buffer);
-        match buffer.as_mut() {
-            Some(pending) => pending.push((Arc::clone(epoch), offset, frame.clone())),
-            None => self.conn.push(frame.clone()),
+        let mut flow = lock(&self.flow);
+        match &mut *flow {
+            Flow::Recovering(pending) => pending.push((Arc::clone(epoch), offset, frame.clone())),
+            Flow::Live { after } => {
+                if let Some((seen_epoch, seen)) = after {
+                    if **seen_epoch == **epoch && offset <= *seen {
+                        return;
+                    }
+                    // Past the recovered position: nothing older can follow.
+                    *after = None;
+                }
+                self.conn.push(frame.clone());
+            }
         }
     }
 }

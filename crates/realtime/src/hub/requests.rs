@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use sovereign_cache::RateKey;
 
 use super::connection::FRAMES_IN;
-use super::registry::Subscriber;
+use super::registry::{Flow, Subscriber};
 use super::{Close, Connection, Frame, Identity, lock};
 use crate::channel::{Action, Channel, authorize};
 use crate::error::RealtimeError;
@@ -154,7 +154,11 @@ impl Connection {
         };
         let subscriber = Arc::new(Subscriber {
             conn: Arc::clone(&self.shared),
-            buffer: Mutex::new(since.is_some().then(Vec::new)),
+            flow: Mutex::new(if since.is_some() {
+                Flow::Recovering(Vec::new())
+            } else {
+                Flow::Live { after: None }
+            }),
         });
         hub.add_subscriber(key, &subscriber, presence);
 
