@@ -35,6 +35,7 @@ pub fn http() -> Result<(), String> {
     ]))?;
     let urls = dev::database_urls()?;
     migrate(&urls)?;
+    dev::ensure_dev_role()?;
     let port = 18_000 + (std::process::id() % 1000) as u16;
     let log = run::state_dir().join("bench-server.log");
 
@@ -165,7 +166,10 @@ fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Comm
         .env("DATABASE_OWNER_URL", &urls.owner)
         .env("PORT", port.to_string())
         .env("LOG_LEVEL", log_level)
-        .env("LOG_FORMAT", "json");
+        .env("LOG_FORMAT", "json")
+        // A listener of its own (the metrics are recorded as deployed), never a clash with a
+        // development server on the default port.
+        .env("METRICS_ADDR", "127.0.0.1:0");
     c
 }
 
