@@ -5,6 +5,7 @@ mod bench;
 mod ci;
 mod deploy;
 mod dev;
+mod fuzz;
 mod generated;
 mod graph;
 mod json;
@@ -50,6 +51,9 @@ usage: cargo xtask <command>
   bench ws            10,000 websockets on one channel: broadcast latency p50/p99, the highest
                       sustained delivery rate, memory per idle connection; then two instances
                       sharing Redis (BENCH_WS_CONNECTIONS to change the count)
+  fuzz                schemathesis (pinned) over every operation of the OpenAPI document as a
+                      superadmin, against a release build: what the document says vs what
+                      the server does (docs/development.md lists the rules it cannot state)
 ";
 
 #[expect(
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         ["bench", "vector"] => bench::vector(),
         ["bench", "ws"] => bench::ws(),
         ["bench", "memory"] => bench::memory(),
+        ["fuzz"] => fuzz::run(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");

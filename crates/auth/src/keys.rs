@@ -32,7 +32,7 @@ pub struct NewApiKey {
         schema(
             min_length = 1,
             max_length = 100,
-            pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+            pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f\\s][^\\u0000-\\u001f\\u007f-\\u009f]*$"
         )
     )]
     pub name: String,

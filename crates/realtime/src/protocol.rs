@@ -48,7 +48,7 @@ pub enum ClientFrame {
     Publish {
         id: Option<RequestId>,
         channel: String,
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        #[cfg_attr(feature = "openapi", schema(value_type = Value))]
         payload: Box<RawValue>,
     },
     /// Who is in a channel the client may subscribe to.
@@ -181,12 +181,15 @@ pub enum ServerFrame<'a> {
         offset: u64,
         /// The publishing user; `null` for server-side publishing.
         publisher: Option<Uuid>,
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        #[cfg_attr(feature = "openapi", schema(value_type = Value))]
         payload: &'a RawValue,
     },
-    /// A request succeeded. For `subscribe` and `publish`, the channel's position.
+    /// A request succeeded. For `subscribe` and `publish`, the channel's position; for
+    /// `refresh`, when the new credential expires (seconds since the epoch).
     Ack {
         id: Option<&'a RequestId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         channel: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]

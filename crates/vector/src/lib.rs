@@ -6,6 +6,7 @@ pub mod filter;
 pub mod model;
 mod settings;
 mod store;
+mod wire;
 
 pub use embed::{Embedder, HashEmbedder, LocalEmbedder, OpenAiEmbedder};
 pub use error::{EmbedError, VectorError};
@@ -17,3 +18,4 @@ pub use model::{
 };
 pub use settings::{EmbedderKind, EmbedderSettings, VectorSettings};
 pub use store::{MAX_EXAMPLES, MAX_IDS, VectorHealth, Vectors};
+pub use wire::NoOtherFields;

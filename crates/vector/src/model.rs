@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::wire::{NoOtherFields, whole};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -65,11 +67,14 @@ impl Distance {
 pub struct HnswConfig {
     /// Links per node, 2–100. More: better recall, bigger index, slower build.
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 100, example = 16))]
-    #[serde(default = "default_m")]
+    #[serde(default = "default_m", deserialize_with = "whole::number")]
     pub m: u16,
     /// Candidate list size while building, 4–1000 and at least 2·m.
     #[cfg_attr(feature = "openapi", schema(minimum = 4, maximum = 1000, example = 64))]
-    #[serde(default = "default_ef_construction")]
+    #[serde(
+        default = "default_ef_construction",
+        deserialize_with = "whole::number"
+    )]
     pub ef_construction: u16,
 }
 
@@ -106,6 +111,7 @@ pub struct NewCollection {
     pub name: String,
     /// Length of every vector, 1–2000.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2000))]
+    #[serde(deserialize_with = "whole::number")]
     pub dimension: u32,
     #[serde(default = "default_distance")]
     pub distance: Distance,
@@ -165,24 +171,41 @@ pub enum IndexRequest {
     Payload {
         /// A key of the payload object, or a dotted path into nested objects (`meta.lang`):
         /// up to 4 identifiers of letters, digits and `_`.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}$")
+        )]
         key: String,
         #[serde(rename = "type")]
         kind: PayloadKind,
     },
 }
 
+/// A point id as the document describes it: a UUID or any string of 1–128 printable
+/// characters (the server checks the same rule on every id it reads).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$", example = "doc-1")]
+pub struct PointId(pub String);
+
 /// A point to insert or replace: a vector, or a text to embed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PointInput {
-    /// A UUID or any string of 1–128 characters; unique in the collection.
+    /// A UUID or any string of 1–128 printable characters; unique in the collection.
+    #[cfg_attr(feature = "openapi", schema(value_type = PointId))]
     pub id: String,
     /// Exactly one of `vector` and `text`.
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
-    /// Embedded with the server's embedder; the text itself is not stored.
+    /// Embedded with the server's embedder; the text itself is not stored. Not blank, at
+    /// most 8,192 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 8192, pattern = r"^[^\u0000]*[^\u0000\s][^\u0000]*$")
+    )]
     pub text: Option<String>,
     /// Any JSON object, at most 64 KiB.
     #[serde(default)]
@@ -224,11 +247,11 @@ pub struct QueryOptions {
     #[serde(default)]
     pub filter: Option<Filter>,
     /// Results to return, 1–1000.
-    #[serde(default = "default_limit")]
+    #[serde(default = "default_limit", deserialize_with = "whole::number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub limit: u32,
     /// Results to skip, at most 10,000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::number")]
     #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub offset: u32,
     /// Cosine and dot: the lowest score returned. L2: the largest distance returned.
@@ -240,7 +263,7 @@ pub struct QueryOptions {
     pub with_vector: bool,
     /// HNSW candidate list size (`hnsw.ef_search`) for this query, 1–1000; the server's
     /// `VECTOR_EF_SEARCH` when absent. Raised to `limit + offset` when smaller.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub ef: Option<u32>,
     /// Compare with every point instead of using the index: exact, and slow on big collections.
@@ -281,10 +304,18 @@ pub struct SearchRequest {
     /// Exactly one of `vector` and `text`.
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
+    /// Embedded with the server's embedder. Not blank, at most 8,192 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 8192, pattern = r"^[^\u0000]*[^\u0000\s][^\u0000]*$")
+    )]
     pub text: Option<String>,
     #[serde(flatten)]
     pub options: QueryOptions,
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub no_other_fields: NoOtherFields,
 }
 
 /// A point given by id, or a vector.
@@ -292,6 +323,7 @@ pub struct SearchRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Example {
+    #[cfg_attr(feature = "openapi", schema(value_type = PointId))]
     Id(String),
     Vector(Vec<f32>),
 }
@@ -304,19 +336,31 @@ pub enum Example {
 #[cfg_attr(feature = "openapi", schema(example = json!({"positive": ["doc-1"], "negative": ["doc-7"], "limit": 5})))]
 pub struct RecommendRequest {
     /// 1–64 examples.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 64))]
     pub positive: Vec<Example>,
     /// 0–64 examples.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub negative: Vec<Example>,
     #[serde(flatten)]
     pub options: QueryOptions,
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub no_other_fields: NoOtherFields,
 }
 
 /// Which points a change applies to: exactly one of `ids` and `filter`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"ids": ["doc-1", "doc-2"]})))]
+#[serde(deny_unknown_fields)]
 pub struct PointSelector {
+    /// 1–1,000 ids.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<PointId>>, min_items = 1, max_items = 1000)
+    )]
     pub ids: Option<Vec<String>>,
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -331,6 +375,9 @@ pub struct PayloadUpdate {
     pub points: PointSelector,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Map<String, Value>,
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub no_other_fields: NoOtherFields,
 }
 
 /// How many points a change touched.

@@ -125,7 +125,7 @@ fn release_with_example(example: &str) -> Result<dev::Urls, String> {
 }
 
 /// A new superadmin for one run (`bench-<name>-<pid>@example.com`); its login body.
-fn superuser(urls: &dev::Urls, name: &str) -> Result<String, String> {
+pub(crate) fn superuser(urls: &dev::Urls, name: &str) -> Result<String, String> {
     let email = format!("bench-{name}-{}@example.com", std::process::id());
     let password = "correct horse battery staple";
     run::run(
@@ -139,7 +139,7 @@ fn superuser(urls: &dev::Urls, name: &str) -> Result<String, String> {
 }
 
 /// Applies the migrations to the development database with the release build.
-fn migrate(urls: &dev::Urls) -> Result<(), String> {
+pub(crate) fn migrate(urls: &dev::Urls) -> Result<(), String> {
     run::run(
         cmd(root().join("target/release/sovereign"))
             .arg("migrate")
@@ -149,7 +149,7 @@ fn migrate(urls: &dev::Urls) -> Result<(), String> {
 }
 
 /// Signs in over HTTP and returns the access token.
-fn login(port: u16, credentials: &str) -> Result<String, String> {
+pub(crate) fn login(port: u16, credentials: &str) -> Result<String, String> {
     let (status, body) = post_json(port, "/api/v1/auth/login", credentials)?;
     body.split(r#""access_token":""#)
         .nth(1)
@@ -159,7 +159,7 @@ fn login(port: u16, credentials: &str) -> Result<String, String> {
         .ok_or_else(|| format!("login answered {status}: {body}"))
 }
 
-fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Command {
+pub(crate) fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Command {
     let mut c = cmd(root().join("target/release/sovereign"));
     c.arg("serve")
         .env("DATABASE_URL", &urls.runtime)
@@ -173,11 +173,11 @@ fn sovereign(urls: &dev::Urls, port: u16, log_level: &str) -> std::process::Comm
     c
 }
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Server {
     /// Starts `command` with its output in `log` and waits until `GET /health` answers.
-    fn start(
+    pub(crate) fn start(
         command: &mut std::process::Command,
         port: u16,
         log: &std::path::Path,
@@ -348,12 +348,24 @@ fn redis_host_port(url: &str) -> Result<(String, String), String> {
 
 /// A JSON request on loopback; returns the status and the body. Enough HTTP for the benches.
 fn post_json(port: u16, path: &str, body: &str) -> Result<(u16, String), String> {
+    post_json_as(port, path, body, None)
+}
+
+/// [`post_json`] with `Authorization: Bearer <bearer>`.
+pub(crate) fn post_json_as(
+    port: u16,
+    path: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String), String> {
     use std::io::Write;
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let authorization =
+        bearer.map_or_else(String::new, |b| format!("Authorization: Bearer {b}\r\n"));
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream

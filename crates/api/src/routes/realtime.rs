@@ -112,9 +112,12 @@ pub(super) async fn create_ticket(
 pub struct PublishRequest {
     /// `public:<name>`, `admin:<name>` or `user:<uuid>`, in the caller's tenant.
     #[validate(length(min = 1, max = 128))]
+    #[schema(
+        pattern = "^(public:[A-Za-z0-9_.-]{1,121}|admin:[A-Za-z0-9_.-]{1,122}|user:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+    )]
     pub channel: String,
     /// Any JSON value, at most `REALTIME_MAX_MESSAGE_BYTES`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub payload: Box<RawValue>,
 }
 

@@ -64,8 +64,15 @@ pub(super) async fn current(
 pub struct CreateTenant {
     /// A DNS label: lowercase letters, digits and inner hyphens, at most 63 characters.
     #[validate(length(max = 63))]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: String,
+    /// 1 to 200 characters, not only spaces (leading and trailing spaces are dropped).
     #[validate(length(max = 200))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\s][^\u0000]*$"
+    )]
     pub name: String,
 }
 
@@ -73,7 +80,13 @@ pub struct CreateTenant {
 #[derive(serde::Deserialize, validator::Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameTenant {
+    /// 1 to 200 characters, not only spaces (leading and trailing spaces are dropped).
     #[validate(length(max = 200))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\s][^\u0000]*$"
+    )]
     pub name: String,
 }
 

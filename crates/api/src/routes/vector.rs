@@ -41,6 +41,7 @@ fn vectors(state: &AppState) -> Result<&Vectors, ApiError> {
     {"id": "doc-1", "vector": [0.1, 0.2, 0.3], "payload": {"category": "news", "year": 2024}},
     {"id": "doc-2", "text": "Text is embedded by the server's embedder", "payload": {"category": "blog"}}
 ]}))]
+#[serde(deny_unknown_fields)]
 pub struct UpsertPoints {
     /// 1 to `VECTOR_MAX_BATCH` (1,000) points, stored in one transaction: all or none.
     pub points: Vec<PointInput>,
@@ -68,7 +69,11 @@ pub struct PointList {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PointsQuery {
-    /// Comma-separated ids (at most 1,000; ids containing commas cannot be read this way).
+    /// Comma-separated ids, each of 1–128 printable characters (at most 1,000; ids containing
+    /// commas cannot be read this way).
+    #[param(
+        pattern = r"^[^,\u0000-\u001f\u007f-\u009f]{1,128}(,[^,\u0000-\u001f\u007f-\u009f]{1,128}){0,999}$"
+    )]
     pub ids: String,
     /// Include payloads (default true).
     pub with_payload: Option<bool>,

@@ -10,6 +10,7 @@
 mod accounts;
 mod authz;
 mod cache;
+mod closed;
 mod common;
 mod credentials;
 mod docs;
@@ -29,3 +30,4 @@ mod shutdown;
 mod tenancy;
 mod users;
 mod vector;
+mod walk;

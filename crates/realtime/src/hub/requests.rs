@@ -11,7 +11,7 @@ use sovereign_cache::RateKey;
 
 use super::connection::FRAMES_IN;
 use super::registry::{Flow, Subscriber};
-use super::{Close, Connection, Frame, Identity, lock};
+use super::{Close, Connection, Identity, lock};
 use crate::channel::{Action, Channel, authorize};
 use crate::error::RealtimeError;
 use crate::protocol::{ClientFrame, Position, PresenceEvent, PresenceUser, RequestId, ServerFrame};
@@ -59,6 +59,7 @@ impl Connection {
             ClientFrame::Unsubscribe { id, channel } => match self.unsubscribe(&channel).await {
                 Ok(()) => self.shared.push_frame(&ServerFrame::Ack {
                     id: id.as_ref(),
+                    expires_at: None,
                     channel: Some(&channel),
                     epoch: None,
                     offset: None,
@@ -72,6 +73,7 @@ impl Connection {
             } => match self.publish(&channel, &payload).await {
                 Ok(position) => self.shared.push_frame(&ServerFrame::Ack {
                     id: id.as_ref(),
+                    expires_at: None,
                     channel: Some(&channel),
                     epoch: Some(&position.epoch),
                     offset: Some(position.offset),
@@ -106,11 +108,15 @@ impl Connection {
                     && new.role == identity.role =>
             {
                 *identity = new;
-                let expires = identity.expires_at.map(|at| at.timestamp());
+                let expires_at = identity.expires_at.map(|at| at.timestamp());
                 drop(identity);
-                self.shared.push(Frame::from(
-                    serde_json::json!({"type": "ack", "id": id, "expires_at": expires}).to_string(),
-                ));
+                self.shared.push_frame(&ServerFrame::Ack {
+                    id,
+                    expires_at,
+                    channel: None,
+                    epoch: None,
+                    offset: None,
+                });
                 true
             }
             _ => {
@@ -167,6 +173,7 @@ impl Connection {
                 let position = hub.position(tenant, &channel).await;
                 self.shared.push_frame(&ServerFrame::Ack {
                     id,
+                    expires_at: None,
                     channel: Some(channel.as_str()),
                     epoch: Some(&position.epoch),
                     offset: Some(position.offset),
