@@ -447,8 +447,14 @@ mod tests {
         assert!(json["components"]["schemas"]["Problem"].is_object());
 
         let schemas = &json["components"]["schemas"];
-        assert!(schemas.get("QueryOptions").is_none(), "merged into the searches");
-        assert_eq!(schemas["LoginRequest"]["properties"]["password"]["pattern"], NO_NUL);
+        assert!(
+            schemas.get("QueryOptions").is_none(),
+            "merged into the searches"
+        );
+        assert_eq!(
+            schemas["LoginRequest"]["properties"]["password"]["pattern"],
+            NO_NUL
+        );
         assert_eq!(
             schemas["SearchRequest"]["oneOf"],
             serde_json::json!([
