@@ -6,7 +6,7 @@ use crate::run::{self, cargo};
 /// The development database in the local cluster.
 const DEV_DATABASE: &str = "sovereign";
 /// The development server's login role: a member of `sovereign_app`, like production's.
-const DEV_ROLE: &str = "sovereign_dev";
+pub const DEV_ROLE: &str = "sovereign_dev";
 
 /// Connection URLs for the server (runtime role) and for migrations (owner).
 pub struct Urls {

@@ -15,6 +15,7 @@ mod pg;
 mod python;
 mod redis;
 mod run;
+mod web;
 
 use std::process::ExitCode;
 
@@ -30,7 +31,8 @@ usage: cargo xtask <command>
   migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
   create-superuser ARGS  `sovereign create-superuser ARGS` against the dev database, e.g.
                       echo 'a long passphrase' | cargo xtask create-superuser --email E --password-stdin
-  openapi [--check]   write docs/openapi.json from the code (or check it is current)
+  openapi [--check]   write docs/openapi.json from the code and regenerate the TypeScript
+                      client's generated part from it (or check that both are current)
   schema [--check]    write crates/db/src/schema.rs from a migrated database (or check it)
   graph [--check]     draw the crate graph into docs/ARCHITECTURE.md from `cargo metadata` (or
                       check it is current) and check the dependency rules
@@ -51,6 +53,11 @@ usage: cargo xtask <command>
   bench ws            10,000 websockets on one channel: broadcast latency p50/p99, the highest
                       sustained delivery rate, memory per idle connection; then two instances
                       sharing Redis (BENCH_WS_CONNECTIONS to change the count)
+  web                 the TypeScript client and the example app: npm ci, build, unit tests,
+                      then Node tests (API key) and browser tests (Debian Chromium,
+                      playwright-core) against a real server, PostgreSQL and Redis
+  bench sdk           min+gzip size of what an app imports for sign-in + realtime, beside
+                      @supabase/supabase-js and pocketbase bundled the same way
   fuzz                schemathesis (pinned) over every operation of the OpenAPI document as a
                       superadmin, against a release build: what the document says vs what
                       the server does (docs/development.md lists the rules it cannot state)
@@ -88,6 +95,7 @@ fn main() -> ExitCode {
         ["bench", "ws"] => bench::ws(),
         ["bench", "memory"] => bench::memory(),
         ["fuzz"] => fuzz::run(),
+        ["web"] => web::run(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");

@@ -1,0 +1,299 @@
+// The session layer: sign-in, tokens kept fresh, sign-out. Refresh tokens are single use and the
+// server ends the whole session when a spent one is replayed, so every refresh goes through one
+// door: one refresh at a time per JavaScript context (single flight), and — where the storage is
+// shared by several tabs — one at a time per browser (a Web Lock named after the storage key).
+// Whoever waited on the lock re-reads the storage before refreshing and uses the new tokens.
+
+import type { Client } from "./generated/client/index.js";
+import * as api from "./generated/sdk.gen.js";
+import type {
+  Accepted,
+  ApiKeyInfo,
+  ChangePasswordRequest,
+  CreatedApiKey,
+  LoginRequest,
+  NewApiKey,
+  ProfilePatch,
+  Registration,
+  ResetRequest,
+  SessionInfo,
+  TokenPair,
+  User,
+} from "./generated/types.gen.js";
+import { SovereignError } from "./errors.js";
+import type { StoredSession, TokenStorage } from "./storage.js";
+
+/** What changed about the session. */
+export type AuthEvent =
+  | { type: "signed_in"; session: StoredSession }
+  | { type: "refreshed"; session: StoredSession }
+  | {
+      type: "signed_out";
+      /** `sign_out`: this client signed out; `session_ended`: the server ended it (expired,
+       * revoked, or signed out elsewhere); `elsewhere`: another tab removed it. */
+      reason: "sign_out" | "session_ended" | "elsewhere";
+    };
+
+export interface AuthOptions {
+  client: Client;
+  storage: TokenStorage;
+  /** Refresh this long before the access token expires (at most a quarter of its lifetime). */
+  refreshMarginMs: number;
+  now: () => number;
+}
+
+const NO_LOCKS = Symbol("no locks");
+
+export class Auth {
+  readonly #client: Client;
+  readonly #storage: TokenStorage;
+  readonly #margin: number;
+  readonly #now: () => number;
+  readonly #listeners = new Set<(event: AuthEvent) => void>();
+  #inflight: Promise<StoredSession | null> | null = null;
+  #refreshes = 0;
+
+  constructor(options: AuthOptions) {
+    this.#client = options.client;
+    this.#storage = options.storage;
+    this.#margin = options.refreshMarginMs;
+    this.#now = options.now;
+    this.#storage.subscribe?.((session) => {
+      if (session === null) this.#emit({ type: "signed_out", reason: "elsewhere" });
+      else this.#emit({ type: "refreshed", session });
+    });
+  }
+
+  /** Listens to sign-in, refresh and sign-out (this tab's and, with shared storage, others'). */
+  onChange(listener: (event: AuthEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The stored session, or `null` when signed out. */
+  async session(): Promise<StoredSession | null> {
+    return this.#storage.get();
+  }
+
+  /** How many refresh calls this client has made (for diagnostics and tests). */
+  get refreshCount(): number {
+    return this.#refreshes;
+  }
+
+  /** Creates an account. The answer is the same whether or not the address was taken. */
+  async register(registration: Registration): Promise<Accepted> {
+    const { data } = await api.authRegister({ client: this.#client, body: registration });
+    return data;
+  }
+
+  /** Signs in with an address and password and stores the new session. */
+  async signIn(credentials: LoginRequest): Promise<StoredSession> {
+    const { data } = await api.authLogin({ client: this.#client, body: credentials });
+    const session = this.#toStored(data);
+    await this.#storage.set(session);
+    this.#emit({ type: "signed_in", session });
+    return session;
+  }
+
+  /**
+   * Ends this session at the server (`all: true`: every session of the account) and forgets it
+   * here. The local session is forgotten even when the server cannot be reached; that error is
+   * then thrown.
+   */
+  async signOut(options: { all?: boolean } = {}): Promise<void> {
+    const session = await this.#storage.get();
+    if (!session) return;
+    try {
+      await api.authLogout({
+        client: this.#client,
+        query: options.all ? { all: true } : undefined,
+        headers: { Authorization: `Bearer ${session.accessToken}` },
+      });
+    } catch (error) {
+      // 401: the session had already ended; signing out is then done.
+      if (!(error instanceof SovereignError && error.status === 401)) {
+        await this.#forget(session, "sign_out");
+        throw error;
+      }
+    }
+    await this.#forget(session, "sign_out");
+  }
+
+  /** The signed-in user (or the API key's owner). */
+  async me(): Promise<User> {
+    return (await api.usersMe({ client: this.#client })).data;
+  }
+
+  /** Changes the profile fields given. */
+  async updateProfile(patch: ProfilePatch): Promise<User> {
+    return (await api.usersPatchMe({ client: this.#client, body: patch })).data;
+  }
+
+  /** Changes the password; the server ends every other session of the account. */
+  async changePassword(request: ChangePasswordRequest): Promise<void> {
+    await api.authChangePassword({ client: this.#client, body: request });
+  }
+
+  /** Sends a reset link if the address has an account (the answer never tells). */
+  async forgotPassword(email: string): Promise<Accepted> {
+    return (await api.authForgotPassword({ client: this.#client, body: { email } })).data;
+  }
+
+  /** Sets a new password with the token from the reset link. */
+  async resetPassword(request: ResetRequest): Promise<void> {
+    await api.authResetPassword({ client: this.#client, body: request });
+  }
+
+  /** Sends the signed-in user a verification link. */
+  async requestVerification(): Promise<void> {
+    await api.authRequestVerification({ client: this.#client });
+  }
+
+  /** Confirms the address with the token from the verification link. */
+  async confirmVerification(token: string): Promise<void> {
+    await api.authConfirmVerification({ client: this.#client, body: { token } });
+  }
+
+  /** The account's open sessions; `current` marks this one. */
+  async sessions(): Promise<SessionInfo[]> {
+    return (await api.authSessions({ client: this.#client })).data;
+  }
+
+  /** Ends one session. Ending this client's own session signs it out here too. */
+  async revokeSession(id: string): Promise<void> {
+    await api.authRevokeSession({ client: this.#client, path: { id } });
+    const session = await this.#storage.get();
+    if (session?.sessionId === id) await this.#forget(session, "sign_out");
+  }
+
+  /** The caller's API keys. */
+  async apiKeys(): Promise<ApiKeyInfo[]> {
+    return (await api.apiKeysList({ client: this.#client })).data;
+  }
+
+  /** Creates an API key; its secret is in the answer only. */
+  async createApiKey(key: NewApiKey): Promise<CreatedApiKey> {
+    return (await api.apiKeysCreate({ client: this.#client, body: key })).data;
+  }
+
+  /** Revokes an API key. */
+  async revokeApiKey(id: string): Promise<void> {
+    await api.apiKeysRevoke({ client: this.#client, path: { id } });
+  }
+
+  /**
+   * A valid access token, refreshed first when it expires within its refresh margin (or within
+   * `minValidityMs`); `undefined` when signed out.
+   */
+  async accessToken(minValidityMs = 0): Promise<string | undefined> {
+    const session = await this.#storage.get();
+    if (!session) return undefined;
+    if (!this.#due(session, minValidityMs)) return session.accessToken;
+    return (await this.refresh(session, minValidityMs))?.accessToken;
+  }
+
+  /**
+   * Exchanges the refresh token of `seen` (by default the stored session) for a new pair, unless
+   * someone already did. Concurrent calls share one exchange. `null` when signed out.
+   */
+  refresh(seen?: StoredSession, minValidityMs = 0): Promise<StoredSession | null> {
+    this.#inflight ??= this.#locked(() => this.#refreshOnce(seen, minValidityMs)).finally(() => {
+      this.#inflight = null;
+    });
+    return this.#inflight;
+  }
+
+  /** After a 401 on `accessToken`: a newer token, by refreshing if nobody has yet. */
+  async recover(accessToken: string): Promise<string | undefined> {
+    const session = await this.#storage.get();
+    if (!session) return undefined;
+    if (session.accessToken !== accessToken) return session.accessToken;
+    try {
+      return (await this.refresh(session, Number.POSITIVE_INFINITY))?.accessToken;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #refreshOnce(seen: StoredSession | undefined, minValidityMs: number) {
+    const current = await this.#storage.get();
+    if (!current) return null;
+    // Another call or tab refreshed while this one waited: its tokens are the ones to use.
+    if (seen && current.refreshToken !== seen.refreshToken) return current;
+    if (!seen && !this.#due(current, minValidityMs)) return current;
+    let pair: TokenPair;
+    try {
+      this.#refreshes += 1;
+      pair = (
+        await api.authRefresh({
+          client: this.#client,
+          body: { refresh_token: current.refreshToken },
+        })
+      ).data;
+    } catch (error) {
+      // 401: expired, revoked or replayed elsewhere; the session is over.
+      if (error instanceof SovereignError && error.status === 401) {
+        const still = await this.#storage.get();
+        if (still?.refreshToken === current.refreshToken) await this.#forget(still, "session_ended");
+      }
+      throw error;
+    }
+    const next = this.#toStored(pair);
+    await this.#storage.set(next);
+    this.#emit({ type: "refreshed", session: next });
+    return next;
+  }
+
+  #due(session: StoredSession, minValidityMs: number): boolean {
+    const now = this.#now();
+    const refreshAt = session.refreshAt ?? session.expiresAt - this.#margin;
+    return now >= refreshAt || session.expiresAt - now <= minValidityMs;
+  }
+
+  #locked<T>(task: () => Promise<T>): Promise<T> {
+    const locks = lockManager();
+    const name = this.#storage.key;
+    if (locks === NO_LOCKS || name === undefined) return task();
+    return locks.request(`sovereign.refresh:${name}`, task);
+  }
+
+  #toStored(pair: TokenPair): StoredSession {
+    const now = this.#now();
+    const lifetime = pair.expires_in * 1000;
+    return {
+      accessToken: pair.access_token,
+      refreshToken: pair.refresh_token,
+      expiresAt: now + lifetime,
+      refreshAt: now + lifetime - Math.min(this.#margin, lifetime / 4),
+      refreshExpiresAt: now + pair.refresh_expires_in * 1000,
+      sessionId: pair.session_id,
+    };
+  }
+
+  async #forget(session: StoredSession, reason: "sign_out" | "session_ended") {
+    const still = await this.#storage.get();
+    if (still?.refreshToken === session.refreshToken) await this.#storage.remove();
+    this.#emit({ type: "signed_out", reason });
+  }
+
+  #emit(event: AuthEvent) {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+interface Locks {
+  request<T>(name: string, task: () => Promise<T>): Promise<T>;
+}
+
+function lockManager(): Locks | typeof NO_LOCKS {
+  const nav = (globalThis as { navigator?: { locks?: Locks } }).navigator;
+  return nav?.locks ?? NO_LOCKS;
+}

@@ -1,0 +1,210 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { createSovereign, localStorageStorage, memoryStorage, type StorageLike, type StoredSession } from "../../src/index.js";
+import { fakeFetch, json, problem, tick, tokenPair, user } from "./fake-server.js";
+
+const URL = "http://sovereign.test";
+
+/** A clock the test moves. */
+function clock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+/** A server that hands out token pairs and answers `me` for the current access token only. */
+function server(options: { refreshDelay?: () => Promise<void> } = {}) {
+  let current = "";
+  const stub = fakeFetch(async (call) => {
+    if (call.path === "/api/v1/auth/login" || call.path === "/api/v1/auth/refresh") {
+      if (call.path === "/api/v1/auth/refresh") await options.refreshDelay?.();
+      const pair = tokenPair(900);
+      current = pair.access_token;
+      return json(200, pair);
+    }
+    if (call.path === "/api/v1/users/me") {
+      return call.headers.get("authorization") === `Bearer ${current}`
+        ? json(200, user)
+        : problem(401, "invalid_token");
+    }
+    return problem(404, "not_found");
+  });
+  return { ...stub, refreshes: () => stub.calls.filter((c) => c.path === "/api/v1/auth/refresh") };
+}
+
+test("ten requests after expiry share one refresh, and every one uses the new token", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const srv = server({ refreshDelay: () => gate });
+  const time = clock();
+  const sov = createSovereign({ url: URL, fetch: srv.fetch, now: time.now });
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  time.advance(900_000);
+
+  const all = Promise.all(Array.from({ length: 10 }, () => sov.auth.me()));
+  await tick();
+  release();
+  const users = await all;
+
+  assert.equal(users.length, 10);
+  assert.equal(srv.refreshes().length, 1);
+  const meCalls = srv.calls.filter((c) => c.path === "/api/v1/users/me");
+  assert.equal(meCalls.length, 10);
+  assert.ok(meCalls.every((c) => c.headers.get("authorization") === "Bearer access-" + tokenNumber(srv)));
+});
+
+function tokenNumber(srv: ReturnType<typeof server>) {
+  const last = srv.calls.filter((c) => c.path === "/api/v1/users/me").at(-1)!;
+  return last.headers.get("authorization")!.replace("Bearer access-", "");
+}
+
+test("a token is refreshed ahead of expiry, not before its margin", async () => {
+  const srv = server();
+  const time = clock();
+  const sov = createSovereign({ url: URL, fetch: srv.fetch, now: time.now, refreshMarginMs: 60_000 });
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  time.advance(900_000 - 61_000);
+  await sov.auth.me();
+  assert.equal(srv.refreshes().length, 0);
+  time.advance(2_000);
+  await sov.auth.me();
+  assert.equal(srv.refreshes().length, 1);
+});
+
+test("clients sharing a storage and a lock refresh once between them", async () => {
+  // Two tabs: two clients over one storage, serialized by a Web Locks-like manager.
+  const queue = new Map<string, Promise<unknown>>();
+  const locks = {
+    request<T>(name: string, task: () => Promise<T>): Promise<T> {
+      const previous = queue.get(name) ?? Promise.resolve();
+      const run = previous.then(task, task);
+      queue.set(name, run.catch(() => {}));
+      return run;
+    },
+  };
+  Object.defineProperty(globalThis, "navigator", { value: { locks }, configurable: true });
+  try {
+    const srv = server();
+    const time = clock();
+    const shared = new Map<string, string>();
+    const backing: StorageLike = {
+      getItem: (k) => shared.get(k) ?? null,
+      setItem: (k, v) => void shared.set(k, v),
+      removeItem: (k) => void shared.delete(k),
+    };
+    const tabA = createSovereign({ url: URL, fetch: srv.fetch, now: time.now, storage: localStorageStorage("s", backing) });
+    const tabB = createSovereign({ url: URL, fetch: srv.fetch, now: time.now, storage: localStorageStorage("s", backing) });
+    await tabA.auth.signIn({ email: "ada@example.com", password: "pw" });
+    time.advance(900_000);
+    await Promise.all([tabA.auth.me(), tabB.auth.me(), tabA.auth.me(), tabB.auth.me()]);
+    assert.equal(srv.refreshes().length, 1);
+    // The second tab used the first one's refresh token, never a spent one.
+    assert.equal(tabA.auth.refreshCount + tabB.auth.refreshCount, 1);
+  } finally {
+    Reflect.deleteProperty(globalThis, "navigator");
+  }
+});
+
+test("a refused refresh ends the session here and says so", async () => {
+  const time = clock();
+  const stub = fakeFetch((call) =>
+    call.path === "/api/v1/auth/login" ? json(200, tokenPair()) : problem(401, "refresh_token_reused"),
+  );
+  const sov = createSovereign({ url: URL, fetch: stub.fetch, now: time.now });
+  const events: string[] = [];
+  sov.auth.onChange((e) => events.push(e.type === "signed_out" ? `signed_out:${e.reason}` : e.type));
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  time.advance(900_000);
+  await assert.rejects(sov.auth.me(), { name: "SovereignError", code: "refresh_token_reused" });
+  assert.equal(await sov.auth.session(), null);
+  assert.deepEqual(events, ["signed_in", "signed_out:session_ended"]);
+});
+
+test("a 401 on a current token refreshes once and retries once", async () => {
+  let refused = true;
+  const stub = fakeFetch((call) => {
+    if (call.path === "/api/v1/auth/login" || call.path === "/api/v1/auth/refresh") return json(200, tokenPair());
+    if (refused) {
+      refused = false;
+      return problem(401, "invalid_token");
+    }
+    return json(200, user);
+  });
+  const sov = createSovereign({ url: URL, fetch: stub.fetch });
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  const me = await sov.auth.me();
+  assert.equal(me.email, "ada@example.com");
+  assert.deepEqual(
+    stub.calls.map((c) => c.path),
+    ["/api/v1/auth/login", "/api/v1/users/me", "/api/v1/auth/refresh", "/api/v1/users/me"],
+  );
+});
+
+test("sign-out ends the session at the server with its own token and forgets it", async () => {
+  const stub = fakeFetch((call) =>
+    call.path === "/api/v1/auth/login" ? json(200, tokenPair()) : new Response(null, { status: 204 }),
+  );
+  const sov = createSovereign({ url: URL, fetch: stub.fetch });
+  const session = await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  await sov.auth.signOut({ all: true });
+  const logout = stub.calls[1]!;
+  assert.equal(logout.path, "/api/v1/auth/logout?all=true");
+  assert.equal(logout.headers.get("authorization"), `Bearer ${session.accessToken}`);
+  assert.equal(await sov.auth.session(), null);
+});
+
+test("tokens never travel in cookies or URLs, and one credential goes per request", async () => {
+  const stub = fakeFetch((call) => (call.path.endsWith("/login") ? json(200, tokenPair()) : json(200, user)));
+  const sov = createSovereign({ url: URL, fetch: stub.fetch, tenant: "acme" });
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  await sov.auth.me();
+  for (const call of stub.calls) {
+    assert.equal(call.headers.get("cookie"), null);
+    assert.ok(!call.path.includes("access-") && !call.path.includes("refresh-"));
+    assert.equal(call.headers.get("x-tenant-id"), "acme");
+  }
+  assert.equal(stub.calls[0]!.headers.get("authorization"), null, "sign-in carries no credential");
+
+  const keyed = fakeFetch(() => json(200, user));
+  const server = createSovereign({ url: URL, fetch: keyed.fetch, apiKey: "sovak_x" });
+  await server.auth.me();
+  assert.equal(keyed.calls[0]!.headers.get("x-api-key"), "sovak_x");
+  assert.equal(keyed.calls[0]!.headers.get("authorization"), null);
+});
+
+test("memory storage keeps one session per client", async () => {
+  const a = memoryStorage();
+  const b = memoryStorage();
+  const session: StoredSession = {
+    accessToken: "a",
+    refreshToken: "r",
+    expiresAt: 1,
+    refreshExpiresAt: 2,
+    sessionId: "s",
+  };
+  await a.set(session);
+  assert.deepEqual(await a.get(), session);
+  assert.equal(await b.get(), null);
+  await a.remove();
+  assert.equal(await a.get(), null);
+});
+
+test("localStorage storage round-trips and treats a damaged entry as no session", () => {
+  const map = new Map<string, string>();
+  const backing: StorageLike = {
+    getItem: (k) => map.get(k) ?? null,
+    setItem: (k, v) => void map.set(k, v),
+    removeItem: (k) => void map.delete(k),
+  };
+  const storage = localStorageStorage("app.session", backing);
+  const session: StoredSession = { accessToken: "a", refreshToken: "r", expiresAt: 1, refreshExpiresAt: 2, sessionId: "s" };
+  storage.set(session);
+  assert.deepEqual(storage.get(), session);
+  assert.equal(storage.key, "app.session");
+  map.set("app.session", "{not json");
+  assert.equal(storage.get(), null);
+  map.set("app.session", JSON.stringify({ accessToken: 1 }));
+  assert.equal(storage.get(), null);
+  storage.remove();
+  assert.equal(map.has("app.session"), false);
+});

@@ -1,0 +1,253 @@
+// The example app: plain DOM, the Sovereign client only. Screens are hash routes.
+import {
+  createSovereign,
+  localStorageStorage,
+  NetworkError,
+  SovereignError,
+  vectorCreate,
+  vectorSearch,
+  vectorUpsert,
+  type CloseInfo,
+  type Message,
+  type Realtime,
+  type Subscription,
+} from "@sovereign/client";
+import "./style.css";
+
+const api = new URLSearchParams(location.search).get("api") ?? import.meta.env.VITE_SOVEREIGN_URL ?? "http://127.0.0.1:8000";
+const sovereign = createSovereign({ url: api, storage: localStorageStorage("sovereign.example") });
+const realtime: Realtime = sovereign.realtime();
+const ROOM = "public:lobby";
+const NOTES = "notes";
+
+// For the browser tests and the devtools console.
+Object.assign(window, { sovereign, realtime });
+
+const app = document.querySelector<HTMLElement>("#app")!;
+const nav = document.querySelector<HTMLElement>("#nav")!;
+const status = document.querySelector<HTMLElement>("#status")!;
+
+/** `h("button", { type: "submit" }, "Save")`: an element with attributes and children. */
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) element.setAttribute(name, value);
+  element.append(...children);
+  return element;
+}
+
+function say(text: string, kind: "info" | "error" = "info") {
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+/** Errors as the client types them: the server's code and request id, or "offline". */
+function explain(error: unknown): string {
+  if (error instanceof SovereignError) {
+    const fields = error.fields.map((f) => `${f.field}: ${f.message}`).join("; ");
+    const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
+    return `${error.detail}${fields ? ` (${fields})` : ""}${wait} [${error.code}, request ${error.requestId ?? "?"}]`;
+  }
+  if (error instanceof NetworkError) return "The server cannot be reached. Check your connection.";
+  return String(error);
+}
+
+/** Runs a form's action with its button disabled, reporting errors in the status line. */
+function onSubmit(form: HTMLFormElement, action: (data: FormData) => Promise<void>) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button");
+    if (button) button.disabled = true;
+    try {
+      await action(new FormData(form));
+    } catch (error) {
+      say(explain(error), "error");
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+function field(name: string, label: string, type = "text", value = ""): HTMLLabelElement {
+  return h("label", {}, label, h("input", { name, type, value, required: "", "data-testid": name }));
+}
+
+// --- screens ---------------------------------------------------------------------------------
+
+function signInScreen() {
+  const signIn = h("form", { "data-testid": "sign-in" }, h("h2", {}, "Sign in"), field("email", "Email", "email"), field("password", "Password", "password"), h("button", { type: "submit" }, "Sign in"));
+  onSubmit(signIn, async (data) => {
+    await sovereign.auth.signIn({ email: String(data.get("email")), password: String(data.get("password")) });
+    say("Signed in.");
+    location.hash = "#/profile";
+  });
+  const signUp = h("form", { "data-testid": "sign-up" }, h("h2", {}, "Create an account"), field("full_name", "Name"), field("email", "Email", "email"), field("password", "Password (12 characters or more)", "password"), h("button", { type: "submit" }, "Sign up"));
+  onSubmit(signUp, async (data) => {
+    const email = String(data.get("email"));
+    const password = String(data.get("password"));
+    await sovereign.auth.register({ email, password, full_name: String(data.get("full_name")) });
+    await sovereign.auth.signIn({ email, password });
+    say("Welcome!");
+    location.hash = "#/profile";
+  });
+  app.replaceChildren(h("div", { class: "columns" }, signIn, signUp));
+}
+
+async function profileScreen() {
+  const me = await sovereign.auth.me();
+  const form = h("form", { "data-testid": "profile" }, h("h2", {}, "Profile"), h("p", {}, `${me.email} · ${me.role}${me.email_verified ? " · verified" : ""}`), field("full_name", "Name", "text", me.full_name), h("button", { type: "submit" }, "Save"));
+  onSubmit(form, async (data) => {
+    const updated = await sovereign.auth.updateProfile({ full_name: String(data.get("full_name")) });
+    say(`Saved: ${updated.full_name}`);
+  });
+  app.replaceChildren(form);
+}
+
+async function sessionsScreen() {
+  const sessions = await sovereign.auth.sessions();
+  const list = h("ul", { "data-testid": "sessions" });
+  for (const session of sessions) {
+    const revoke = h("button", { type: "button" }, session.current ? "Sign out here" : "Revoke");
+    revoke.addEventListener("click", async () => {
+      try {
+        await sovereign.auth.revokeSession(session.id);
+        say("Session ended.");
+        if (!session.current) void sessionsScreen();
+      } catch (error) {
+        say(explain(error), "error");
+      }
+    });
+    list.append(h("li", {}, `${session.user_agent.slice(0, 60)} · since ${new Date(session.created_at).toLocaleString()}${session.current ? " (this one)" : ""} `, revoke));
+  }
+  app.replaceChildren(h("h2", {}, "Sessions"), list);
+}
+
+async function notesScreen() {
+  const results = h("ol", { "data-testid": "note-results" });
+  const add = h("form", { "data-testid": "add-note" }, h("h2", {}, "Notes"), field("note", "New note"), h("button", { type: "submit" }, "Add"));
+  onSubmit(add, async (data) => {
+    const text = String(data.get("note"));
+    await ensureNotes();
+    await vectorUpsert({ client: sovereign.client, path: { name: NOTES }, body: { points: [{ id: crypto.randomUUID(), text, payload: { text } }] } });
+    add.reset();
+    say("Note added.");
+  });
+  const search = h("form", { "data-testid": "search-notes" }, field("query", "Search by meaning"), h("button", { type: "submit" }, "Search"));
+  onSubmit(search, async (data) => {
+    const { data: found } = await vectorSearch({ client: sovereign.client, path: { name: NOTES }, body: { text: String(data.get("query")), limit: 5, with_payload: true } });
+    results.replaceChildren(...found.results.map((r) => h("li", {}, `${String((r.payload as { text?: string } | null)?.text ?? r.id)} (${r.score.toFixed(3)})`)));
+  });
+  app.replaceChildren(add, search, results);
+}
+
+/** Creates the notes collection on first use (administrators may; others are told why not). */
+async function ensureNotes() {
+  try {
+    await vectorCreate({ client: sovereign.client, body: { name: NOTES, dimension: 384 } });
+  } catch (error) {
+    if (!(error instanceof SovereignError && error.status === 409)) throw error;
+  }
+}
+
+let room: Subscription | undefined;
+const roomLog = h("ol", { "data-testid": "room-log" });
+const people = h("ul", { "data-testid": "room-people" });
+/** The realtime connection's state, always in the header. */
+const roomState = document.querySelector<HTMLElement>("#connection")!;
+
+function joinRoom() {
+  if (room) return;
+  room = realtime.subscribe(
+    ROOM,
+    {
+      onMessage: (message: Message) => {
+        const text = String((message.payload as { text?: unknown })?.text ?? "");
+        roomLog.append(h("li", { "data-offset": String(message.offset) }, text));
+      },
+      onRecovery: (recovery) => {
+        if (!recovery.recovered) {
+          roomLog.append(h("li", { class: "gap", "data-testid": "room-gap" }, "Some messages were missed while offline."));
+        }
+      },
+      onPresence: () => void showPeople(),
+    },
+    { presence: true },
+  );
+  void room.ready.then(showPeople);
+}
+
+async function showPeople() {
+  const users = await realtime.presence(ROOM);
+  people.replaceChildren(...users.map((u) => h("li", { "data-user": u.user }, `${u.user === realtime.user ? "you" : u.user.slice(0, 8)} (${u.connections})`)));
+}
+
+function roomScreen() {
+  const form = h("form", { "data-testid": "room-send" }, field("message", "Message"), h("button", { type: "submit" }, "Send"));
+  onSubmit(form, async (data) => {
+    await realtime.publish(ROOM, { text: String(data.get("message")) });
+    form.reset();
+  });
+  app.replaceChildren(h("h2", {}, "Live room"), h("h3", {}, "Here now"), people, h("h3", {}, "Messages"), roomLog, form);
+  joinRoom();
+}
+
+realtime.onState((state) => {
+  roomState.textContent = state === "idle" ? "" : `realtime: ${state}`;
+  roomState.dataset.state = state;
+});
+realtime.onClose((info: CloseInfo) => {
+  roomState.dataset.closed = info.reason;
+  roomState.dataset.code = String(info.code);
+  if (info.signInAgain) say(`Realtime closed: ${info.reason}. Sign in again.`, "error");
+});
+
+// --- routing ---------------------------------------------------------------------------------
+
+const screens: Record<string, () => void | Promise<void>> = {
+  "#/profile": profileScreen,
+  "#/sessions": sessionsScreen,
+  "#/notes": notesScreen,
+  "#/room": roomScreen,
+};
+
+async function route() {
+  const signedIn = (await sovereign.auth.session()) !== null;
+  nav.hidden = !signedIn;
+  if (!signedIn) {
+    // The server closes this session's socket itself (close code 4001, "session_ended").
+    room?.unsubscribe().catch(() => {});
+    room = undefined;
+    roomLog.replaceChildren();
+    return signInScreen();
+  }
+  if (realtime.state === "idle" || realtime.state === "closed") {
+    realtime.connect().catch((error: unknown) => say(explain(error), "error"));
+  }
+  const screen = screens[location.hash] ?? profileScreen;
+  try {
+    await screen();
+    document.body.dataset.screen = location.hash || "#/profile";
+  } catch (error) {
+    say(explain(error), "error");
+  }
+}
+
+document.querySelector("#sign-out")!.addEventListener("click", async () => {
+  try {
+    await sovereign.auth.signOut();
+  } catch (error) {
+    say(explain(error), "error");
+  }
+});
+sovereign.auth.onChange((event) => {
+  if (event.type === "signed_out") {
+    say(event.reason === "sign_out" ? "Signed out." : "Your session ended. Sign in again.");
+    location.hash = "";
+    void route();
+  }
+});
+window.addEventListener("hashchange", () => void route());
+void route();
