@@ -1,8 +1,13 @@
 // The generated part of the client: types, one function per operation and the fetch client,
-// from the committed OpenAPI document. `cargo xtask openapi` runs this; `--check` compares.
+// from the committed OpenAPI document. `cargo xtask openapi` runs this; `--check` generates into
+// a scratch folder (SOVEREIGN_CLIENT_OUT) and compares it with src/generated.
 export default {
-  input: "../../docs/openapi.json",
-  output: { path: "src/generated", postProcess: [], importFileExtension: ".js" },
+  input: process.env.SOVEREIGN_OPENAPI ?? "../../docs/openapi.json",
+  output: {
+    path: process.env.SOVEREIGN_CLIENT_OUT ?? "src/generated",
+    postProcess: [],
+    importFileExtension: ".js",
+  },
   logs: { file: false },
   plugins: [
     "@hey-api/typescript",

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::run::{self, cargo};
-use crate::{deploy, generated, graph, licences, pg, python, redis};
+use crate::{deploy, generated, graph, licences, pg, python, redis, web};
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
@@ -53,6 +53,10 @@ pub fn run() -> Result<(), String> {
                 .env("RUST_BACKTRACE", "1"),
         )
     })?;
+    step(
+        "TypeScript client and example app (browser tests)",
+        web::run,
+    )?;
     step("deployment artefacts", || {
         run::run(cargo().args(["build", "--locked", "-p", "sovereign"]))?;
         deploy::check(&target_dir().join("debug").join("sovereign"))

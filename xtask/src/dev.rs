@@ -7,6 +7,8 @@ use crate::run::{self, cargo};
 const DEV_DATABASE: &str = "sovereign";
 /// The development server's login role: a member of `sovereign_app`, like production's.
 pub const DEV_ROLE: &str = "sovereign_dev";
+/// The example web app's development server (`npm run dev` in examples/web), allowed by CORS.
+const EXAMPLE_ORIGINS: &str = "http://127.0.0.1:5173,http://localhost:5173";
 
 /// Connection URLs for the server (runtime role) and for migrations (owner).
 pub struct Urls {
@@ -95,5 +97,14 @@ pub fn run() -> Result<(), String> {
     if std::env::var_os("DOCS_ENABLED").is_none() {
         serve.env("DOCS_ENABLED", "true");
     }
+    // The example web app's development server may call the API (and open websockets).
+    if std::env::var_os("BACKEND_CORS_ORIGINS").is_none() {
+        serve.env("BACKEND_CORS_ORIGINS", EXAMPLE_ORIGINS);
+    }
+    println!(
+        "The example web app (examples/web), in another terminal:\n  \
+         cd examples/web && npm ci && VITE_SOVEREIGN_URL=http://{host}:{port} npm run dev\n  \
+         then open http://127.0.0.1:5173/ (see docs/clients.md)\n"
+    );
     run::run(&mut serve)
 }

@@ -26,7 +26,7 @@ usage: cargo xtask <command>
                       unless DATABASE_URL is set, migrations, docs at /docs)
   ci                  exactly what CI runs: fmt, the crate graph and its rules, clippy,
                       generated-file and licence checks, the whole test suite against real
-                      PostgreSQL (+pgvector) and real Redis
+                      PostgreSQL (+pgvector) and real Redis, and `web`
   db up|down|status   start, stop or inspect the project-local PostgreSQL cluster
   migrate [ARGS]      run `sovereign migrate ARGS` against the dev database (or DATABASE_URL)
   create-superuser ARGS  `sovereign create-superuser ARGS` against the dev database, e.g.
@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         ["bench", "vector"] => bench::vector(),
         ["bench", "ws"] => bench::ws(),
         ["bench", "memory"] => bench::memory(),
+        ["bench", "sdk"] => bench::sdk(),
         ["fuzz"] => fuzz::run(),
         ["web"] => web::run(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),

@@ -30,14 +30,23 @@ pub fn run() -> Result<(), String> {
     let server = start_server(&binary, &redis.url, api, metrics, app)?;
     let env = [
         ("SOVEREIGN_URL", format!("http://127.0.0.1:{api}")),
-        ("SOVEREIGN_METRICS_URL", format!("http://127.0.0.1:{metrics}/metrics")),
+        (
+            "SOVEREIGN_METRICS_URL",
+            format!("http://127.0.0.1:{metrics}/metrics"),
+        ),
         ("SOVEREIGN_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
         ("SOVEREIGN_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
-        ("EXAMPLE_DIST", root().join(EXAMPLE_DIR).join("dist").display().to_string()),
+        (
+            "EXAMPLE_DIST",
+            root().join(EXAMPLE_DIR).join("dist").display().to_string(),
+        ),
         ("APP_PORT", app.to_string()),
         ("OTHER_PORT", other.to_string()),
         ("CHROMIUM", chromium.display().to_string()),
-        ("SCREENSHOT_DIR", target_dir().join("web-screenshots").display().to_string()),
+        (
+            "SCREENSHOT_DIR",
+            target_dir().join("web-screenshots").display().to_string(),
+        ),
     ];
     let node = run::run(npm(CLIENT_DIR).args(["run", "test:node"]).envs(env.clone()));
     let browser = run::run(npm(EXAMPLE_DIR).args(["run", "test:browser"]).envs(env));
@@ -66,9 +75,11 @@ pub fn ensure_node() -> Result<(), String> {
     if run::available("node") && run::available("npm") {
         return Ok(());
     }
-    Err("Node.js 20.19 or later with npm is needed for the TypeScript client: \
+    Err(
+        "Node.js 20.19 or later with npm is needed for the TypeScript client: \
          `sudo apt-get install nodejs npm`, or https://nodejs.org"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 /// Debian's Chromium (Playwright's own browser download is not used), installed when missing.
@@ -82,9 +93,11 @@ fn chromium() -> Result<PathBuf, String> {
         return Ok(path);
     }
     if !is_root() || !run::available("apt-get") {
-        return Err("Chromium is missing: `sudo apt-get install chromium`, or set CHROMIUM to a \
+        return Err(
+            "Chromium is missing: `sudo apt-get install chromium`, or set CHROMIUM to a \
                     Chromium or Chrome binary"
-            .to_owned());
+                .to_owned(),
+        );
     }
     run::run(
         cmd("apt-get")
@@ -97,9 +110,18 @@ fn chromium() -> Result<PathBuf, String> {
 /// A fresh database, migrated, with a superadmin; the server on it with short-lived access
 /// tokens (refresh paths get exercised), a small realtime history (recovery can fail on purpose)
 /// and the example app's origin allowed.
-fn start_server(binary: &Path, redis: &str, api: u16, metrics: u16, app: u16) -> Result<Server, String> {
+fn start_server(
+    binary: &Path,
+    redis: &str,
+    api: u16,
+    metrics: u16,
+    app: u16,
+) -> Result<Server, String> {
     let cluster = pg::up()?;
-    cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))?;
+    cluster.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+    )?;
     cluster.ensure_database(DATABASE)?;
     let owner = cluster.url(DATABASE);
     run::run(

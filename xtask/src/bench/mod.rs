@@ -12,8 +12,10 @@ use crate::dev;
 use crate::run::{self, cargo, cmd, is_root, root};
 
 mod memory;
+mod sdk;
 
 pub use memory::memory;
+pub use sdk::sdk;
 
 const CONNECTIONS: u32 = 64;
 const DURATION: &str = "10s";
