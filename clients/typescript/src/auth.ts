@@ -2,7 +2,9 @@
 // server ends the whole session when a spent one is replayed, so every refresh goes through one
 // door: one refresh at a time per JavaScript context (single flight), and — where the storage is
 // shared by several tabs — one at a time per browser (a Web Lock named after the storage key).
-// Whoever waited on the lock re-reads the storage before refreshing and uses the new tokens.
+// Whoever waited on the lock re-reads the storage before refreshing and uses the new tokens; a
+// ledger in IndexedDB (see ledger.ts) covers the moment when another tab's write is not yet
+// visible in this tab's localStorage.
 
 import type { Client } from "./generated/client/index.js";
 import * as api from "./generated/sdk.gen.js";
@@ -21,6 +23,7 @@ import type {
   User,
 } from "./generated/types.gen.js";
 import { SovereignError } from "./errors.js";
+import type { Ledger } from "./ledger.js";
 import type { StoredSession, TokenStorage } from "./storage.js";
 
 /** What changed about the session. */
@@ -40,6 +43,8 @@ export interface AuthOptions {
   /** Refresh this long before the access token expires (at most a quarter of its lifetime). */
   refreshMarginMs: number;
   now: () => number;
+  /** Where tabs sharing the storage record their refreshes (browsers: IndexedDB). */
+  ledger?: Ledger;
 }
 
 const NO_LOCKS = Symbol("no locks");
@@ -49,6 +54,7 @@ export class Auth {
   readonly #storage: TokenStorage;
   readonly #margin: number;
   readonly #now: () => number;
+  readonly #ledger: Ledger | undefined;
   readonly #listeners = new Set<(event: AuthEvent) => void>();
   #inflight: Promise<StoredSession | null> | null = null;
   #refreshes = 0;
@@ -58,6 +64,7 @@ export class Auth {
     this.#storage = options.storage;
     this.#margin = options.refreshMarginMs;
     this.#now = options.now;
+    this.#ledger = options.storage.key === undefined ? undefined : options.ledger;
     this.#storage.subscribe?.((session) => {
       if (session === null) this.#emit({ type: "signed_out", reason: "elsewhere" });
       else this.#emit({ type: "refreshed", session });
@@ -221,6 +228,14 @@ export class Auth {
     // Another call or tab refreshed while this one waited: its tokens are the ones to use.
     if (seen && current.refreshToken !== seen.refreshToken) return current;
     if (!seen && !this.#due(current, minValidityMs)) return current;
+    // Another tab exchanged this refresh token a moment ago; its write is not visible here yet.
+    const key = this.#storage.key;
+    const entry = this.#ledger && key !== undefined ? await this.#ledger.get(key) : undefined;
+    if (entry && entry.spent === current.refreshToken) {
+      await this.#storage.set(entry.session);
+      this.#emit({ type: "refreshed", session: entry.session });
+      return entry.session;
+    }
     let pair: TokenPair;
     try {
       this.#refreshes += 1;
@@ -239,6 +254,9 @@ export class Auth {
       throw error;
     }
     const next = this.#toStored(pair);
+    if (this.#ledger && key !== undefined) {
+      await this.#ledger.put(key, { spent: current.refreshToken, session: next });
+    }
     await this.#storage.set(next);
     this.#emit({ type: "refreshed", session: next });
     return next;
@@ -273,6 +291,8 @@ export class Auth {
   async #forget(session: StoredSession, reason: "sign_out" | "session_ended") {
     const still = await this.#storage.get();
     if (still?.refreshToken === session.refreshToken) await this.#storage.remove();
+    const key = this.#storage.key;
+    if (this.#ledger && key !== undefined) await this.#ledger.remove(key).catch(() => {});
     this.#emit({ type: "signed_out", reason });
   }
 

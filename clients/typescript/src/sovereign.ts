@@ -4,6 +4,7 @@
 import { createClient, type Client } from "./generated/client/index.js";
 import { Auth } from "./auth.js";
 import { NetworkError, SovereignError } from "./errors.js";
+import { indexedDbLedger } from "./ledger.js";
 import { Realtime, type RealtimeOptions, type WebSocketFactory } from "./realtime.js";
 import { memoryStorage, type TokenStorage } from "./storage.js";
 
@@ -49,7 +50,13 @@ export function createSovereign(options: SovereignOptions): Sovereign {
   if (options.tenant) headers["X-Tenant-ID"] = options.tenant;
 
   const client = createClient({ baseUrl, headers, credentials: "omit", throwOnError: true });
-  const auth = new Auth({ client, storage, now, refreshMarginMs: options.refreshMarginMs ?? 60_000 });
+  const auth = new Auth({
+    client,
+    storage,
+    now,
+    refreshMarginMs: options.refreshMarginMs ?? 60_000,
+    ledger: storage.key === undefined ? undefined : indexedDbLedger(),
+  });
 
   client.setConfig({
     // One credential per request: the API key when configured, else the session's access token.

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { createSovereign, localStorageStorage, memoryStorage, type StorageLike, type StoredSession } from "../../src/index.js";
+import { Auth, createSovereign, localStorageStorage, memoryStorage, type StorageLike, type StoredSession } from "../../src/index.js";
+import { createClient } from "../../src/generated/client/index.js";
+import type { Ledger, LedgerEntry } from "../../src/ledger.js";
 import { fakeFetch, json, problem, tick, tokenPair, user } from "./fake-server.js";
 
 const URL = "http://sovereign.test";
@@ -207,4 +209,61 @@ test("localStorage storage round-trips and treats a damaged entry as no session"
   assert.equal(storage.get(), null);
   storage.remove();
   assert.equal(map.has("app.session"), false);
+});
+
+test("a tab whose localStorage still shows a spent refresh token takes the other tab's refresh from the ledger", async () => {
+  const queue = new Map<string, Promise<unknown>>();
+  const locks = {
+    request<T>(name: string, task: () => Promise<T>): Promise<T> {
+      const previous = queue.get(name) ?? Promise.resolve();
+      const run = previous.then(task, task);
+      queue.set(name, run.catch(() => {}));
+      return run;
+    },
+  };
+  Object.defineProperty(globalThis, "navigator", { value: { locks }, configurable: true });
+  try {
+    const srv = server();
+    const time = clock();
+    // Tab A writes through; tab B reads a copy that lags until `sync` (as Chromium's
+    // per-process localStorage cache can).
+    const shared = new Map<string, string>();
+    let lagging = new Map<string, string>();
+    const sync = () => (lagging = new Map(shared));
+    const backingA: StorageLike = {
+      getItem: (k) => shared.get(k) ?? null,
+      setItem: (k, v) => void shared.set(k, v),
+      removeItem: (k) => void shared.delete(k),
+    };
+    const backingB: StorageLike = {
+      getItem: (k) => lagging.get(k) ?? null,
+      setItem: (k, v) => void shared.set(k, v),
+      removeItem: (k) => void shared.delete(k),
+    };
+    const entries = new Map<string, LedgerEntry>();
+    const ledger: Ledger = {
+      get: async (name) => entries.get(name),
+      put: async (name, entry) => void entries.set(name, entry),
+      remove: async (name) => void entries.delete(name),
+    };
+    const tab = (backing: StorageLike) =>
+      new Auth({
+        client: createClient({ baseUrl: URL, fetch: srv.fetch, throwOnError: true }),
+        storage: localStorageStorage("s", backing),
+        now: time.now,
+        refreshMarginMs: 60_000,
+        ledger,
+      });
+    const a = tab(backingA);
+    const b = tab(backingB);
+    await a.signIn({ email: "ada@example.com", password: "pw" });
+    sync();
+    time.advance(900_000);
+    const fromA = await a.accessToken();
+    const fromB = await b.accessToken();
+    assert.equal(srv.refreshes().length, 1, "one exchange of the refresh token, never a replay");
+    assert.equal(fromB, fromA);
+  } finally {
+    Reflect.deleteProperty(globalThis, "navigator");
+  }
 });
