@@ -101,7 +101,7 @@ fn describe() {
     );
     describe_counter!(
         "sovereign_auth_events_total",
-        "Authentication events: login, login_failed, refresh, refresh_token_reused, revocation"
+        "Authentication events: login, login_failed, refresh, refresh_repeated, refresh_token_reused, revocation"
     );
     describe_gauge!("sovereign_ws_connections", "Open websocket connections");
     describe_counter!(

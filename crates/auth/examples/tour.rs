@@ -21,7 +21,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each crate reads its own settings; these two are all accounts need.
     let database =
         from_vars::<DatabaseSettings, _, _, _>([("DATABASE_URL", url.as_str())])?.settings;
-    let auth = from_vars::<AuthSettings, _, _, _>([("BCRYPT_COST", "10")])?.settings;
+    // No refresh reuse interval, so that the replay below is reuse at once.
+    let auth = from_vars::<AuthSettings, _, _, _>([
+        ("BCRYPT_COST", "10"),
+        ("REFRESH_TOKEN_REUSE_SECONDS", "0"),
+    ])?
+    .settings;
     let db = Db::from_settings(&database)?;
     let outbox = Outbox::new();
     let accounts = Accounts::from_settings(
@@ -59,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let next = accounts.refresh(&tokens.refresh_token, &client).await?;
     println!("refreshed: new refresh token issued, old one spent");
+    // (With the default REFRESH_TOKEN_REUSE_SECONDS=5, a replay within 5 s would get `next` again.)
 
     match accounts.refresh(&tokens.refresh_token, &client).await {
         Err(AuthError::RefreshReused) => println!("replaying the spent token revoked the session"),

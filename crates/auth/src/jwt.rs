@@ -200,8 +200,26 @@ impl TokenKeys {
 
     /// Signs an access token for `user` in session `session`.
     pub fn issue(&self, user: &User, session: Uuid) -> Result<IssuedToken, AuthError> {
-        let now = chrono::Utc::now().timestamp();
+        self.issue_at(
+            user,
+            session,
+            chrono::Utc::now().timestamp(),
+            Uuid::now_v7(),
+        )
+    }
+
+    /// Signs an access token issued at `iat` (seconds) with id `jti`: the same inputs give the
+    /// same claims, so a repeated refresh inside the reuse interval can answer with the same
+    /// token. `expires_in` counts from now.
+    pub fn issue_at(
+        &self,
+        user: &User,
+        session: Uuid,
+        iat: i64,
+        jti: Uuid,
+    ) -> Result<IssuedToken, AuthError> {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let exp = iat.saturating_add(ttl);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -209,19 +227,20 @@ impl TokenKeys {
             tenant: user.tenant_id,
             role: user.role,
             sid: session,
-            jti: Uuid::now_v7(),
-            iat: now,
-            nbf: now,
-            exp: now.saturating_add(ttl),
+            jti,
+            iat,
+            nbf: iat,
+            exp,
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid.clone_from(&self.signing_kid);
         let token = jsonwebtoken::encode(&header, &claims, &self.signing)
             .map_err(|e| AuthError::Config(format!("cannot sign tokens: {e}")))?;
+        let now = chrono::Utc::now().timestamp();
         Ok(IssuedToken {
             token,
-            expires_in: self.ttl,
+            expires_in: Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0)),
         })
     }
 

@@ -56,6 +56,37 @@ pub fn mint(kind: Kind, tenant: Uuid) -> Minted {
     Minted { token, digest }
 }
 
+/// The token of `kind` that `parent` is exchanged for: a keyed function of the parent
+/// (HMAC-SHA256 with `key`), so the same parent always yields the same successor and nobody
+/// without the key can compute it. Refresh tokens use it to answer a repeated exchange inside
+/// the reuse interval with the very same successor.
+#[must_use]
+pub fn successor(kind: Kind, tenant: Uuid, key: &[u8], parent: &str) -> Minted {
+    let secret = keyed(key, b"sovereign successor token v1", parent);
+    let token = format!(
+        "{}_{}_{}",
+        kind.prefix(),
+        tenant.simple(),
+        URL_SAFE_NO_PAD.encode(secret)
+    );
+    let digest = digest(&token);
+    Minted { token, digest }
+}
+
+/// HMAC-SHA256 of `purpose` and `input` under `key`.
+#[must_use]
+pub fn keyed(key: &[u8], purpose: &[u8], input: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    };
+    mac.update(purpose);
+    mac.update(&[0]);
+    mac.update(input.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// The stored form of a token.
 #[must_use]
 pub fn digest(token: &str) -> [u8; 32] {

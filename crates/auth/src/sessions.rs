@@ -63,11 +63,16 @@ pub struct TokenPair {
 
 /// What rotating a refresh token found.
 enum Rotation {
+    /// The successor pair: just made, or (`repeated`) made by an exchange of the same token
+    /// inside the reuse interval.
     Rotated {
         user: User,
         session: Uuid,
         refresh: String,
         expires_at: DateTime<Utc>,
+        /// When the token was spent: the successor access token's `iat`.
+        spent_at: DateTime<Utc>,
+        repeated: bool,
     },
     /// A spent token: the session is now revoked.
     Reused { session: Uuid, user: Uuid },
@@ -131,8 +136,11 @@ impl Accounts {
     }
 
     /// Exchanges a refresh token for a new pair. The token is spent atomically: of two
-    /// concurrent refreshes one wins, and the other — like any later replay — is treated as
-    /// reuse and revokes the session. There is no grace period.
+    /// concurrent refreshes one wins. Presented again within `REFRESH_TOKEN_REUSE_SECONDS` of
+    /// being spent, it answers with the same successor pair — never a second branch: the
+    /// successor refresh token and the access token's id are keyed functions of the spent token,
+    /// and the access token's `iat` is when it was spent. Any later replay is reuse and revokes
+    /// the session.
     pub async fn refresh(
         &self,
         token: &str,
@@ -159,24 +167,40 @@ impl Accounts {
         let owner = owner.ok_or(AuthError::InvalidToken("unknown refresh token"))?;
         self.throttle("refresh", &owner.to_string()).await?;
 
-        let next = opaque::mint(Kind::Refresh, tenant);
+        let key = self.inner.settings.secret_key_bytes();
+        let next = opaque::successor(Kind::Refresh, tenant, key, token);
+        let jti = Uuid::from_bytes(uuid_bytes(opaque::keyed(
+            key,
+            b"sovereign access token id v1",
+            token,
+        )));
         let next_token = next.token.clone();
+        let reuse = chrono::Duration::from_std(self.inner.settings.refresh_reuse_interval)
+            .unwrap_or_else(|_| chrono::Duration::zero());
         let user_agent = client.user_agent();
         let ip = client.ip.map(|ip| ip.to_string());
         let rotation = self
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    let spent: Option<Uuid> = diesel::update(refresh_tokens::table)
-                        .filter(refresh_tokens::token_hash.eq(digest.to_vec()))
-                        .filter(refresh_tokens::spent_at.is_null())
-                        .set(refresh_tokens::spent_at.eq(diesel::dsl::now))
-                        .returning(refresh_tokens::session_id)
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                    let Some(session) = spent else {
-                        // Spent before: a replay, or the loser of a concurrent refresh.
+                    let spent: Option<(Uuid, Option<DateTime<Utc>>)> =
+                        diesel::update(refresh_tokens::table)
+                            .filter(refresh_tokens::token_hash.eq(digest.to_vec()))
+                            .filter(refresh_tokens::spent_at.is_null())
+                            .set(refresh_tokens::spent_at.eq(diesel::dsl::now))
+                            .returning((refresh_tokens::session_id, refresh_tokens::spent_at))
+                            .get_result(conn)
+                            .await
+                            .optional()?;
+                    let Some((session, Some(spent_at))) = spent else {
+                        // Spent before: the loser of a concurrent refresh, or a replay. Inside
+                        // the reuse interval, the successor the first exchange made.
+                        if let Some(repeat) =
+                            repeated_exchange(conn, digest, (next.digest, &next_token), reuse)
+                                .await?
+                        {
+                            return Ok(repeat);
+                        }
                         let revoked = revoke_sessions(
                             conn,
                             RevokeWhere::TokenSession(digest.to_vec()),
@@ -215,6 +239,8 @@ impl Accounts {
                         session,
                         refresh: next_token,
                         expires_at,
+                        spent_at,
+                        repeated: false,
                     })
                 }
                 .scope_boxed()
@@ -226,16 +252,27 @@ impl Accounts {
                 session,
                 refresh,
                 expires_at,
+                spent_at,
+                repeated,
             } => {
                 let remaining = (expires_at - Utc::now()).num_seconds().max(0);
-                let pair = self.token_pair(
-                    &user,
-                    session,
-                    refresh,
-                    u64::try_from(remaining).unwrap_or(0),
-                )?;
-                auth_event("refresh");
-                Ok(pair)
+                let access = self
+                    .inner
+                    .keys
+                    .issue_at(&user, session, spent_at.timestamp(), jti)?;
+                auth_event(if repeated {
+                    "refresh_repeated"
+                } else {
+                    "refresh"
+                });
+                Ok(TokenPair {
+                    access_token: access.token,
+                    token_type: "Bearer",
+                    expires_in: access.expires_in.as_secs(),
+                    refresh_token: refresh,
+                    refresh_expires_in: u64::try_from(remaining).unwrap_or(0),
+                    session_id: session,
+                })
             }
             Rotation::Reused { session, user } => {
                 auth_event("refresh_token_reused");
@@ -433,4 +470,64 @@ pub(crate) async fn revoke_sessions(
         .returning((sessions::id, sessions::user_id))
         .get_results(conn)
         .await?)
+}
+
+/// A refresh token spent less than `reuse` ago, presented again: the successor its first
+/// exchange made (`successor` is that token's digest), while the session lives and the
+/// successor is on record. `None`: this is reuse.
+async fn repeated_exchange(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    digest: [u8; 32],
+    (successor, successor_token): ([u8; 32], &str),
+    reuse: chrono::Duration,
+) -> Result<Option<Rotation>, AuthError> {
+    if reuse <= chrono::Duration::zero() {
+        return Ok(None);
+    }
+    let earlier: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(digest.to_vec()))
+        .select((refresh_tokens::session_id, refresh_tokens::spent_at))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((session, Some(spent_at))) = earlier else {
+        return Ok(None);
+    };
+    if Utc::now() - spent_at > reuse {
+        return Ok(None);
+    }
+    let recorded: i64 = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(successor.to_vec()))
+        .filter(refresh_tokens::session_id.eq(session))
+        .count()
+        .get_result(conn)
+        .await?;
+    if recorded == 0 {
+        return Ok(None);
+    }
+    let live = live_session(session)
+        .select((UserRow::as_select(), sessions::expires_at))
+        .first::<(UserRow, DateTime<Utc>)>(conn)
+        .await
+        .optional()?;
+    let Some((row, expires_at)) = live else {
+        return Ok(None);
+    };
+    Ok(Some(Rotation::Rotated {
+        user: User::try_from(row)?,
+        session,
+        refresh: successor_token.to_owned(),
+        expires_at,
+        spent_at,
+        repeated: true,
+    }))
+}
+
+/// The first 16 bytes of `hash` as a version-4-shaped UUID (an access token's `jti`).
+fn uuid_bytes(hash: [u8; 32]) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    bytes
 }

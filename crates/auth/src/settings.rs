@@ -32,6 +32,12 @@ setting!(
     "Lifetime of refresh tokens (sessions), in days (1 to 365)."
 );
 setting!(
+    REFRESH_TOKEN_REUSE_SECONDS,
+    "REFRESH_TOKEN_REUSE_SECONDS",
+    Value("5"),
+    "How long a spent refresh token presented again still answers with the same successor pair it already produced (0 to 60 seconds; 0: never), so that parallel refreshes of one session do not revoke it. After this, presenting it revokes the session."
+);
+setting!(
     JWT_ISSUER,
     "JWT_ISSUER",
     Value("sovereign"),
@@ -136,6 +142,8 @@ pub struct AuthSettings {
     pub secret_key: SecretString,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long a spent refresh token still answers with its successor pair.
+    pub refresh_reuse_interval: Duration,
     pub issuer: String,
     pub audience: String,
     /// Ed25519 signing key (PKCS#8 PEM text); `None` signs with HS256 from `secret_key`.
@@ -318,6 +326,7 @@ fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
         secret_key,
         access_token_ttl,
         refresh_token_ttl,
+        refresh_reuse_interval: Duration::from_secs(r.bounded(&REFRESH_TOKEN_REUSE_SECONDS, 0, 60)),
         issuer,
         audience,
         private_key_pem,

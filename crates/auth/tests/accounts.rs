@@ -13,6 +13,7 @@ use sovereign_auth::{
 };
 use sovereign_cache::{Cache, Quota};
 use sovereign_core::settings::SecretUrl;
+use sovereign_db::RunQueryDsl;
 use sovereign_db::{Db, PoolSettings};
 use sovereign_tenancy::DEFAULT_TENANT_ID;
 use sovereign_test_db::TestDatabase;
@@ -26,11 +27,22 @@ struct Harness {
     db: TestDatabase,
 }
 
+/// Accounts with no refresh reuse interval: a spent refresh token presented again is reuse at
+/// once (what happens after the interval).
 async fn harness() -> Harness {
     harness_with(None).await
 }
 
 async fn harness_with(cache: Option<Cache>) -> Harness {
+    build(cache, Duration::ZERO).await
+}
+
+/// Accounts whose spent refresh tokens answer with their successor for `reuse`.
+async fn harness_reuse(reuse: Duration) -> Harness {
+    build(None, reuse).await
+}
+
+async fn build(cache: Option<Cache>, reuse: Duration) -> Harness {
     let db = TestDatabase::migrated().await;
     let pool = Db::new(
         db.url(),
@@ -60,6 +72,7 @@ async fn harness_with(cache: Option<Cache>) -> Harness {
         mailer: Arc::new(outbox.clone()),
         settings: AuthSettings {
             refresh_token_ttl: Duration::from_secs(3600),
+            refresh_reuse_interval: reuse,
             password_reset_ttl: Duration::from_secs(1800),
             email_verify_ttl: Duration::from_secs(3600),
             account_quota: Quota::per_minute(1000).unwrap(),
@@ -182,6 +195,116 @@ async fn registering_a_taken_address_answers_the_same_and_tells_the_owner() {
             )
             .await
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn eight_concurrent_refreshes_inside_the_reuse_interval_get_one_successor_pair() {
+    let h = harness_reuse(Duration::from_secs(5)).await;
+    register(&h, "parallel@example.com").await;
+    let client = ClientContext::default();
+    let pair = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "parallel@example.com",
+            &secret(PASSWORD),
+            &client,
+        )
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|_| {
+        let accounts = h.accounts.clone();
+        let token = pair.refresh_token.clone();
+        tokio::spawn(async move { accounts.refresh(&token, &ClientContext::default()).await })
+    });
+    let results: Vec<_> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    let first = &results[0];
+    assert_ne!(first.refresh_token, pair.refresh_token);
+    for other in &results {
+        assert_eq!(
+            other.refresh_token, first.refresh_token,
+            "one successor, never a branch"
+        );
+        assert_eq!(
+            other.access_token, first.access_token,
+            "the same access token too"
+        );
+        assert_eq!(other.session_id, pair.session_id);
+    }
+    // Nothing was revoked: the session and its successor work.
+    assert!(h.accounts.authenticate(&first.access_token).await.is_ok());
+    // One successor on record, not eight.
+    let mut owner = h.db.owner_conn().await;
+    let rows: Vec<Count> =
+        diesel::sql_query("SELECT count(*) AS n FROM refresh_tokens WHERE session_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(pair.session_id)
+            .load(&mut owner)
+            .await
+            .unwrap();
+    assert_eq!(rows[0].n, 2, "the first token and its one successor");
+    let next = h
+        .accounts
+        .refresh(&first.refresh_token, &client)
+        .await
+        .unwrap();
+    assert!(h.accounts.authenticate(&next.access_token).await.is_ok());
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn after_the_reuse_interval_a_replay_revokes_the_session() {
+    let h = harness_reuse(Duration::from_secs(5)).await;
+    register(&h, "late@example.com").await;
+    let client = ClientContext::default();
+    let pair = h
+        .accounts
+        .login(
+            DEFAULT_TENANT_ID,
+            "late@example.com",
+            &secret(PASSWORD),
+            &client,
+        )
+        .await
+        .unwrap();
+    let next = h
+        .accounts
+        .refresh(&pair.refresh_token, &client)
+        .await
+        .unwrap();
+    // Inside the interval: the same pair again.
+    let again = h
+        .accounts
+        .refresh(&pair.refresh_token, &client)
+        .await
+        .unwrap();
+    assert_eq!(again.refresh_token, next.refresh_token);
+    // The interval passes (the spent token is dated back rather than waited for).
+    let mut owner = h.db.owner_conn().await;
+    diesel::sql_query("UPDATE refresh_tokens SET spent_at = spent_at - interval '6 seconds' WHERE spent_at IS NOT NULL")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let replay = h.accounts.refresh(&pair.refresh_token, &client).await;
+    assert!(matches!(replay, Err(AuthError::RefreshReused)));
+    assert!(
+        h.accounts.authenticate(&next.access_token).await.is_err(),
+        "the session is revoked"
+    );
+    assert!(
+        h.accounts
+            .refresh(&next.refresh_token, &client)
+            .await
+            .is_err()
     );
 }
 
@@ -323,7 +446,6 @@ async fn a_token_for_another_tenant_finds_nothing() {
 #[tokio::test]
 async fn the_hot_path_answers_from_memory_until_a_revocation_arrives() {
     use sovereign_auth::revocation::Revocation;
-    use sovereign_db::RunQueryDsl;
 
     let h = harness().await;
     let started = tokio::time::Instant::now();
@@ -365,7 +487,6 @@ async fn the_hot_path_answers_from_memory_until_a_revocation_arrives() {
 async fn every_account_table_is_tenant_owned_and_hidden_without_a_tenant() {
     use diesel::QueryableByName;
     use diesel::sql_types::{BigInt, Text};
-    use sovereign_db::RunQueryDsl;
 
     #[derive(QueryableByName)]
     struct Table {
@@ -475,7 +596,7 @@ async fn a_frozen_redis_stops_the_memory_being_trusted_until_it_answers_again() 
     // A revocation written while Redis is frozen (its announcement cannot be delivered) is
     // enforced anyway: the database answers.
     let mut owner = h.db.owner_conn().await;
-    sovereign_db::RunQueryDsl::execute(
+    RunQueryDsl::execute(
         diesel::sql_query("UPDATE sessions SET revoked_at = now()"),
         &mut owner,
     )

@@ -453,6 +453,8 @@ async fn security_events_are_logged_without_secrets() {
         ("LOG_FORMAT", "json"),
         ("BCRYPT_COST", "4"),
         ("SECRET_KEY", STRONG_KEY),
+        // A replay is reuse at once (no reuse interval), so the second refresh below is one.
+        ("REFRESH_TOKEN_REUSE_SECONDS", "0"),
     ]);
     let listening = served.wait_for("listening", |l| l["message"] == "listening");
     let port = listening["port"].as_u64().unwrap();

@@ -549,8 +549,34 @@ async fn email_verification_and_session_management() {
 }
 
 #[tokio::test]
-async fn a_refresh_token_replay_signs_the_session_out() {
+async fn parallel_refreshes_of_one_token_get_the_same_pair_and_sign_nothing_out() {
     let app = TestApp::spawn().await;
+    let tokens = app.signup("parallel@example.com").await;
+    let answers = futures_util::future::join_all((0..8).map(|_| {
+        app.post_json(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": tokens.refresh}),
+        )
+    }))
+    .await;
+    let mut pairs = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+        pairs.push(answer.json::<Value>().await.unwrap());
+    }
+    for pair in &pairs {
+        assert_eq!(pair["refresh_token"], pairs[0]["refresh_token"]);
+        assert_eq!(pair["access_token"], pairs[0]["access_token"]);
+    }
+    let access = pairs[0]["access_token"].as_str().unwrap();
+    assert_eq!(app.get_auth("/api/v1/users/me", access).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_refresh_token_replay_signs_the_session_out() {
+    // No reuse interval: a replay is reuse at once (as it is after the interval).
+    let app = TestApp::spawn_with(&[("REFRESH_TOKEN_REUSE_SECONDS", "0")], None).await;
     let tokens = app.signup("replay@example.com").await;
     let next: Value = app
         .post_json(
