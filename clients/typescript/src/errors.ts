@@ -67,6 +67,22 @@ export class SovereignError extends Error {
   }
 }
 
+/** A sign-in needs a second factor: complete it with `auth.completeSignIn({ challenge, code })`. */
+export class MfaRequiredError extends Error {
+  override readonly name = "MfaRequiredError";
+  /** Single use; valid for `expiresIn` seconds. */
+  readonly challenge: string;
+  readonly expiresIn: number;
+  /** `totp`, `recovery_code`. */
+  readonly methods: string[];
+  constructor(challenge: { challenge: string; expires_in: number; methods: string[] }) {
+    super("a second factor is required to complete the sign-in");
+    this.challenge = challenge.challenge;
+    this.expiresIn = challenge.expires_in;
+    this.methods = challenge.methods;
+  }
+}
+
 /** The request got no answer: the network, DNS, CORS or an abort. Nothing reached the app. */
 export class NetworkError extends Error {
   override readonly name = "NetworkError";

@@ -7,7 +7,7 @@
 
 export { createSovereign, type Sovereign, type SovereignOptions } from "./sovereign.js";
 export { Auth, type AuthEvent } from "./auth.js";
-export { SovereignError, NetworkError } from "./errors.js";
+export { MfaRequiredError, SovereignError, NetworkError } from "./errors.js";
 export {
   Realtime,
   RealtimeError,

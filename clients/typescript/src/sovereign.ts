@@ -70,6 +70,9 @@ export function createSovereign(options: SovereignOptions): Sovereign {
       const retry = sent && options.apiKey === undefined ? request.clone() : null;
       const response = await send(baseFetch, request);
       if (response.status !== 401 || retry === null || !sent?.startsWith("Bearer ")) return response;
+      // Only a refused token is worth a refresh (not `reauthentication_required`, say).
+      const problem = (await response.clone().json().catch(() => null)) as { code?: string } | null;
+      if (problem?.code !== "invalid_token") return response;
       // The token was refused (expired early, a clock behind the server's): refresh once, retry once.
       const fresh = await auth.recover(sent.slice("Bearer ".length));
       if (fresh === undefined || `Bearer ${fresh}` === sent) return response;

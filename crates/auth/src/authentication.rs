@@ -73,8 +73,10 @@ impl Accounts {
             && entry.principal.user.id == claims.sub
             && entry.tenant.id == claims.tenant
         {
+            let mut principal = entry.principal;
+            principal.assurance = Some(claims.assurance());
             return Ok(Authenticated {
-                principal: entry.principal,
+                principal,
                 tenant: entry.tenant,
                 expires_at,
             });
@@ -83,6 +85,9 @@ impl Accounts {
             .session_principal(claims.tenant, claims.sub, claims.sid)
             .await?;
         authenticated.expires_at = expires_at;
+        // What this token says, not what the session says now: a token keeps the assurance it
+        // was issued with (a step-up issues a new token).
+        authenticated.principal.assurance = Some(claims.assurance());
         self.inner
             .local
             .remember(
@@ -108,14 +113,18 @@ impl Accounts {
         session_id: Uuid,
     ) -> Result<Authenticated, AuthError> {
         let (tenant_id, sid, sub) = (tenant_id, session_id, user_id);
-        let (row, session_expires) = self
+        let (row, session_expires, assurance) = self
             .db()
             .tenant_transaction(tenant_id, |conn| {
                 async move {
                     live_session(sid)
                         .filter(sessions::user_id.eq(sub))
-                        .select((UserRow::as_select(), sessions::expires_at))
-                        .first(conn)
+                        .select((
+                            UserRow::as_select(),
+                            sessions::expires_at,
+                            crate::sessions::ASSURANCE_COLUMNS,
+                        ))
+                        .first::<(UserRow, DateTime<Utc>, crate::sessions::AssuranceRow)>(conn)
                         .await
                         .optional()
                         .map_err(AuthError::from)
@@ -130,6 +139,7 @@ impl Accounts {
             role: user.role,
             user,
             credential: Credential::Session { id: sid },
+            assurance: Some(crate::sessions::assurance_of(assurance)),
         };
         Ok(Authenticated {
             principal,

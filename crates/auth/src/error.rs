@@ -48,6 +48,21 @@ pub enum AuthError {
     /// The address belongs to another account of this tenant.
     #[error("email already in use")]
     EmailTaken,
+    /// The sign-in challenge is unknown, expired or already completed.
+    #[error("invalid sign-in challenge")]
+    InvalidChallenge,
+    /// A wrong second-factor code (or recovery code).
+    #[error("invalid code")]
+    InvalidCode,
+    /// A TOTP code that was already accepted (or an earlier one).
+    #[error("code already used")]
+    CodeReused,
+    /// A sensitive operation, and the session is neither `aal2` nor recently authenticated.
+    #[error("reauthentication required")]
+    ReauthenticationRequired,
+    /// [`crate::Accounts::login`] of an account with a second factor (use `sign_in`).
+    #[error("a second factor is required")]
+    MfaRequired,
     /// Too many attempts for this account.
     #[error("too many attempts")]
     RateLimited { retry_after: Duration },
@@ -82,7 +97,11 @@ impl Diagnostic for AuthError {
             Self::NotAuthenticated
             | Self::InvalidCredentials
             | Self::InvalidToken(_)
-            | Self::RefreshReused => ErrorKind::Unauthenticated,
+            | Self::RefreshReused
+            | Self::InvalidChallenge
+            | Self::ReauthenticationRequired
+            | Self::MfaRequired => ErrorKind::Unauthenticated,
+            Self::InvalidCode | Self::CodeReused => ErrorKind::Validation,
             Self::AccountDisabled | Self::Forbidden(_) | Self::SessionRequired => {
                 ErrorKind::Forbidden
             }
@@ -110,6 +129,11 @@ impl Diagnostic for AuthError {
             Self::NotFound(_) => "not_found",
             Self::Invalid(_) => "validation_failed",
             Self::EmailTaken => "email_taken",
+            Self::InvalidChallenge => "invalid_challenge",
+            Self::InvalidCode => "invalid_code",
+            Self::CodeReused => "code_already_used",
+            Self::ReauthenticationRequired => "reauthentication_required",
+            Self::MfaRequired => "mfa_required",
             Self::RateLimited { .. } => "rate_limited",
             Self::Config(_) | Self::Hashing(_) => "internal_error",
             Self::Tenancy(e) => e.code(),
@@ -139,6 +163,15 @@ impl Diagnostic for AuthError {
             Self::NotFound(what) => format!("No such {what}."),
             Self::Invalid(_) => "Some fields are invalid; see `errors`.".to_owned(),
             Self::EmailTaken => "Another account already uses this email address.".to_owned(),
+            Self::InvalidChallenge => {
+                "The sign-in challenge is unknown, expired or already completed.".to_owned()
+            }
+            Self::InvalidCode => "The code is wrong.".to_owned(),
+            Self::CodeReused => "This code was already used; wait for the next one.".to_owned(),
+            Self::ReauthenticationRequired => {
+                "This needs a recent sign-in or a second factor.".to_owned()
+            }
+            Self::MfaRequired => "This account signs in with a second factor.".to_owned(),
             Self::RateLimited { .. } => {
                 "Too many attempts for this account; wait and retry.".to_owned()
             }
@@ -158,7 +191,10 @@ impl Diagnostic for AuthError {
             Self::InvalidToken(_) => Some(Cow::Borrowed(
                 "sign in again, or use /api/v1/auth/refresh to get a new access token",
             )),
-            Self::RefreshReused => Some(Cow::Borrowed("sign in again")),
+            Self::RefreshReused | Self::InvalidChallenge => Some(Cow::Borrowed("sign in again")),
+            Self::ReauthenticationRequired => Some(Cow::Borrowed(
+                "sign in again, or complete a second factor, then retry",
+            )),
             Self::SessionRequired => Some(Cow::Borrowed("sign in and use the access token")),
             Self::Tenancy(e) => e.suggestion(),
             Self::Db(e) => e.suggestion(),
@@ -173,6 +209,16 @@ impl Diagnostic for AuthError {
                 "current_password",
                 "wrong_password",
                 "is not the current password",
+            )],
+            Self::InvalidCode => vec![FieldError::new(
+                "code",
+                "invalid_code",
+                "is not a valid code",
+            )],
+            Self::CodeReused => vec![FieldError::new(
+                "code",
+                "code_already_used",
+                "was already used",
             )],
             Self::Tenancy(e) => e.field_errors(),
             _ => Vec::new(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AuthError;
-use crate::model::{Role, User};
+use crate::model::{Aal, Assurance, Role, User};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -42,6 +42,32 @@ pub struct AccessClaims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// Assurance level of the session (`aal1`, `aal2`); absent in tokens from before factors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aal: Option<Aal>,
+    /// Authentication methods (`pwd`, `otp`, `rc`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// When the user last proved who they are (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+impl AccessClaims {
+    /// The session's assurance as this token states it (a password sign-in at `iat` for tokens
+    /// from before factors).
+    #[must_use]
+    pub fn assurance(&self) -> Assurance {
+        Assurance {
+            aal: self.aal.unwrap_or(Aal::Aal1),
+            amr: if self.amr.is_empty() {
+                vec!["pwd".to_owned()]
+            } else {
+                self.amr.clone()
+            },
+            auth_time: self.auth_time.unwrap_or(self.iat),
+        }
+    }
 }
 
 /// A freshly signed access token.
@@ -205,6 +231,7 @@ impl TokenKeys {
             session,
             chrono::Utc::now().timestamp(),
             Uuid::now_v7(),
+            &Assurance::password(),
         )
     }
 
@@ -217,6 +244,7 @@ impl TokenKeys {
         session: Uuid,
         iat: i64,
         jti: Uuid,
+        assurance: &Assurance,
     ) -> Result<IssuedToken, AuthError> {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let exp = iat.saturating_add(ttl);
@@ -231,6 +259,9 @@ impl TokenKeys {
             iat,
             nbf: iat,
             exp,
+            aal: Some(assurance.aal),
+            amr: assurance.amr.clone(),
+            auth_time: Some(assurance.auth_time),
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());

@@ -285,6 +285,7 @@ impl Accounts {
             role: key_role.min(user.role),
             user,
             credential: Credential::ApiKey { id, scopes },
+            assurance: None,
         };
         self.remember_key(
             digest,

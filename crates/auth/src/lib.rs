@@ -5,6 +5,7 @@ mod action_tokens;
 mod admin;
 mod authentication;
 mod error;
+mod factors;
 pub mod jwt;
 mod keys;
 pub mod mailer;
@@ -13,6 +14,7 @@ pub mod opaque;
 pub mod password;
 mod password_flows;
 pub mod revocation;
+mod sealed;
 mod sessions;
 mod settings;
 mod signin;
@@ -22,10 +24,16 @@ pub use accounts::{Accounts, AccountsParts, MAX_NAME_CHARS, normalize_email};
 pub use admin::{UserQuery, UserSort, UserUpdate};
 pub use authentication::Authenticated;
 pub use error::AuthError;
+pub use factors::{
+    Factor, Factors, MfaChallenge, MfaVerification, RECOVERY_CODES, RecoveryCodes,
+    STEP_UP_WINDOW_SECONDS, SignIn, TotpEnrolment,
+};
 pub use jwt::{AccessClaims, TokenKeys};
 pub use keys::{CreatedApiKey, MAX_KEY_DAYS, NewApiKey};
 pub use mailer::{Email, LogMailer, Mailer, Outbox, SmtpMailer};
-pub use model::{ApiKeyInfo, Credential, Principal, Role, Scope, SessionInfo, User};
+pub use model::{
+    Aal, ApiKeyInfo, Assurance, Credential, Principal, Role, Scope, SessionInfo, User,
+};
 pub use password::{PasswordHasher, PasswordPolicy};
 pub use sessions::{ClientContext, TokenPair};
 pub use settings::{AuthSettings, MIN_SECRET_KEY_BYTES, MailSettings, SmtpSettings, SmtpTls};

@@ -246,6 +246,62 @@ pub struct Principal {
     pub user: User,
     pub credential: Credential,
     pub role: Role,
+    /// How the session was authenticated (from its access token); `None` for API keys.
+    pub assurance: Option<Assurance>,
+}
+
+/// Authenticator assurance level (NIST SP 800-63B): one factor, or two.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Aal {
+    Aal1,
+    Aal2,
+}
+
+impl Aal {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aal1 => "aal1",
+            Self::Aal2 => "aal2",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Self {
+        if text == "aal2" {
+            Self::Aal2
+        } else {
+            Self::Aal1
+        }
+    }
+}
+
+/// How a session was authenticated. Set only by the server; access tokens carry it as `aal`,
+/// `amr` and `auth_time`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assurance {
+    pub aal: Aal,
+    /// Methods used (RFC 8176 names where one exists): `pwd` password, `otp` TOTP code, `rc`
+    /// recovery code.
+    pub amr: Vec<String>,
+    /// When the user last proved who they are (seconds since the epoch).
+    pub auth_time: i64,
+}
+
+impl Assurance {
+    /// A password sign-in, now.
+    #[must_use]
+    pub fn password() -> Self {
+        Self {
+            aal: Aal::Aal1,
+            amr: vec!["pwd".to_owned()],
+            auth_time: Utc::now().timestamp(),
+        }
+    }
 }
 
 impl Principal {
@@ -327,6 +383,7 @@ mod tests {
             },
             credential,
             role,
+            assurance: None,
         }
     }
 

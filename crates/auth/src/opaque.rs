@@ -19,6 +19,8 @@ pub enum Kind {
     ApiKey,
     PasswordReset,
     EmailVerification,
+    /// A sign-in waiting for its second factor.
+    MfaChallenge,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Self::ApiKey => "sovak",
             Self::PasswordReset => "sovpr",
             Self::EmailVerification => "sovev",
+            Self::MfaChallenge => "sovmc",
         }
     }
 }

@@ -12,7 +12,7 @@ use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use crate::accounts::{auth_event, later};
-use crate::model::{Credential, Principal, User, UserRow};
+use crate::model::{Aal, Assurance, Credential, Principal, User, UserRow};
 use crate::opaque::{self, Kind};
 use crate::revocation::Revocation;
 use crate::{Accounts, AuthError};
@@ -29,7 +29,7 @@ pub struct ClientContext {
 
 impl ClientContext {
     /// The user agent as stored: at most [`MAX_USER_AGENT_CHARS`] characters.
-    fn user_agent(&self) -> Option<String> {
+    pub(crate) fn user_agent(&self) -> Option<String> {
         self.user_agent
             .as_deref()
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect())
@@ -73,6 +73,8 @@ enum Rotation {
         /// When the token was spent: the successor access token's `iat`.
         spent_at: DateTime<Utc>,
         repeated: bool,
+        /// How the session was authenticated, for the new access token.
+        assurance: Assurance,
     },
     /// A spent token: the session is now revoked.
     Reused { session: Uuid, user: Uuid },
@@ -86,6 +88,7 @@ impl Accounts {
         &self,
         user: &User,
         client: &ClientContext,
+        assurance: &Assurance,
     ) -> Result<TokenPair, AuthError> {
         let refresh_ttl = self.inner.settings.refresh_token_ttl;
         let session = Uuid::now_v7();
@@ -94,6 +97,9 @@ impl Accounts {
         let digest = refresh.digest;
         let user_agent = client.user_agent().unwrap_or_default();
         let ip = client.ip.map(|ip| ip.to_string());
+        let aal = assurance.aal.as_str();
+        let amr: Vec<Option<String>> = assurance.amr.iter().cloned().map(Some).collect();
+        let auth_time = DateTime::from_timestamp(assurance.auth_time, 0).unwrap_or_else(Utc::now);
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -105,6 +111,9 @@ impl Accounts {
                             sessions::user_agent.eq(user_agent),
                             sessions::ip.eq(ip),
                             sessions::expires_at.eq(later(refresh_ttl)),
+                            sessions::aal.eq(aal),
+                            sessions::amr.eq(amr),
+                            sessions::auth_time.eq(auth_time),
                         ))
                         .execute(conn)
                         .await?;
@@ -113,7 +122,13 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        self.token_pair(user, session, refresh.token, refresh_ttl.as_secs())
+        self.token_pair(
+            user,
+            session,
+            refresh.token,
+            refresh_ttl.as_secs(),
+            assurance,
+        )
     }
 
     /// The pair handed out for `session`: a new access token for `user`, and `refresh`.
@@ -123,8 +138,15 @@ impl Accounts {
         session: Uuid,
         refresh: String,
         refresh_expires_in: u64,
+        assurance: &Assurance,
     ) -> Result<TokenPair, AuthError> {
-        let access = self.inner.keys.issue(user, session)?;
+        let access = self.inner.keys.issue_at(
+            user,
+            session,
+            Utc::now().timestamp(),
+            Uuid::now_v7(),
+            assurance,
+        )?;
         Ok(TokenPair {
             access_token: access.token,
             token_type: "Bearer",
@@ -213,11 +235,15 @@ impl Accounts {
                         });
                     };
                     let live = live_session(session)
-                        .select((UserRow::as_select(), sessions::expires_at))
-                        .first::<(UserRow, DateTime<Utc>)>(conn)
+                        .select((
+                            UserRow::as_select(),
+                            sessions::expires_at,
+                            ASSURANCE_COLUMNS,
+                        ))
+                        .first::<(UserRow, DateTime<Utc>, AssuranceRow)>(conn)
                         .await
                         .optional()?;
-                    let Some((row, expires_at)) = live else {
+                    let Some((row, expires_at, assurance)) = live else {
                         return Ok(Rotation::Invalid);
                     };
                     insert_refresh_token(conn, tenant, session, next.digest).await?;
@@ -241,6 +267,7 @@ impl Accounts {
                         expires_at,
                         spent_at,
                         repeated: false,
+                        assurance: assurance_of(assurance),
                     })
                 }
                 .scope_boxed()
@@ -254,12 +281,16 @@ impl Accounts {
                 expires_at,
                 spent_at,
                 repeated,
+                assurance,
             } => {
                 let remaining = (expires_at - Utc::now()).num_seconds().max(0);
-                let access = self
-                    .inner
-                    .keys
-                    .issue_at(&user, session, spent_at.timestamp(), jti)?;
+                let access = self.inner.keys.issue_at(
+                    &user,
+                    session,
+                    spent_at.timestamp(),
+                    jti,
+                    &assurance,
+                )?;
                 auth_event(if repeated {
                     "refresh_repeated"
                 } else {
@@ -391,6 +422,20 @@ impl Accounts {
 
 /// The session `session` while it is live, joined to its account: unrevoked, unexpired, and
 /// the account active and not deleted.
+/// A session's assurance columns: `aal`, `amr`, `auth_time`.
+pub(crate) const ASSURANCE_COLUMNS: (sessions::aal, sessions::amr, sessions::auth_time) =
+    (sessions::aal, sessions::amr, sessions::auth_time);
+/// (PostgreSQL array elements are nullable to diesel; none of these is ever NULL.)
+pub(crate) type AssuranceRow = (String, Vec<Option<String>>, DateTime<Utc>);
+
+pub(crate) fn assurance_of((aal, amr, auth_time): AssuranceRow) -> Assurance {
+    Assurance {
+        aal: Aal::parse(&aal),
+        amr: amr.into_iter().flatten().collect(),
+        auth_time: auth_time.timestamp(),
+    }
+}
+
 #[diesel::dsl::auto_type(no_type_alias)]
 pub(crate) fn live_session(session: Uuid) -> _ {
     sessions::table
@@ -506,11 +551,15 @@ async fn repeated_exchange(
         return Ok(None);
     }
     let live = live_session(session)
-        .select((UserRow::as_select(), sessions::expires_at))
-        .first::<(UserRow, DateTime<Utc>)>(conn)
+        .select((
+            UserRow::as_select(),
+            sessions::expires_at,
+            ASSURANCE_COLUMNS,
+        ))
+        .first::<(UserRow, DateTime<Utc>, AssuranceRow)>(conn)
         .await
         .optional()?;
-    let Some((row, expires_at)) = live else {
+    let Some((row, expires_at, assurance)) = live else {
         return Ok(None);
     };
     Ok(Some(Rotation::Rotated {
@@ -520,6 +569,7 @@ async fn repeated_exchange(
         expires_at,
         spent_at,
         repeated: true,
+        assurance: assurance_of(assurance),
     }))
 }
 

@@ -10,6 +10,7 @@ use validator::ValidateEmail;
 
 use crate::accounts::{auth_event, normalize_email, normalize_name};
 use crate::action_tokens::{Purpose, insert_action_token};
+use crate::factors::SignIn;
 use crate::mailer::Email;
 use crate::model::{Role, User, UserRow};
 use crate::{Accounts, AuthError, ClientContext, TokenPair};
@@ -111,6 +112,21 @@ impl Accounts {
         password: &SecretString,
         client: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
+        match self.sign_in(tenant, email, password, client).await? {
+            SignIn::Session(pair) => Ok(pair),
+            SignIn::MfaRequired(_) => Err(AuthError::MfaRequired),
+        }
+    }
+
+    /// Signs in with an address and a password: a session, or — for an account with a second
+    /// factor — a challenge to complete with it ([`Accounts::verify_challenge`]).
+    pub async fn sign_in(
+        &self,
+        tenant: Uuid,
+        email: &str,
+        password: &SecretString,
+        client: &ClientContext,
+    ) -> Result<SignIn, AuthError> {
         let email = email.trim().to_lowercase();
         self.throttle("login", &format!("{tenant}:{email}")).await?;
         let found = if email.validate_email() {
@@ -146,10 +162,12 @@ impl Accounts {
             auth_event("login_failed");
             return Err(AuthError::AccountDisabled);
         }
-        let pair = self.open_session(&user, client).await?;
-        tracing::info!(security_event = "login", user_id = %user.id, session_id = %pair.session_id, "signed in");
-        auth_event("login");
-        Ok(pair)
+        let signed_in = self.after_password(&user, client).await?;
+        if let SignIn::Session(pair) = &signed_in {
+            tracing::info!(security_event = "login", user_id = %user.id, session_id = %pair.session_id, "signed in");
+            auth_event("login");
+        }
+        Ok(signed_in)
     }
 
     /// Creates a superadmin in `tenant` (the CLI's `create-superuser`), verified and active.

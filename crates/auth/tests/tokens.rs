@@ -278,3 +278,47 @@ fn hs256_publishes_no_keys() {
     assert_eq!(key["use"], "sig");
     assert!(key.get("d").is_none(), "no private part");
 }
+
+#[test]
+fn assurance_claims_cannot_be_raised_without_the_key() {
+    let keys = TokenKeys::hs256(
+        b"0123456789abcdef0123456789abcdef-test-only",
+        "sovereign",
+        "sovereign-api",
+        Duration::from_secs(900),
+    );
+    let token = keys.issue(&user(), Uuid::now_v7()).unwrap().token;
+    let claims = keys.verify(&token).unwrap();
+    assert_eq!(claims.assurance().aal, sovereign_auth::Aal::Aal1);
+    assert_eq!(claims.assurance().amr, vec!["pwd".to_owned()]);
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    for (claim, value) in [
+        ("aal", json!("aal2")),
+        ("amr", json!(["pwd", "otp"])),
+        ("auth_time", json!(4_102_444_800_i64)),
+    ] {
+        let mut tampered = payload.clone();
+        tampered[claim] = value;
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered).unwrap()),
+            parts[2]
+        );
+        assert!(
+            keys.verify(&forged).is_err(),
+            "a raised `{claim}` must not verify"
+        );
+    }
+    // Re-signed with another key, it is refused too.
+    let other = TokenKeys::hs256(
+        b"another-key-of-thirty-two-bytes-or-more!",
+        "sovereign",
+        "sovereign-api",
+        Duration::from_secs(900),
+    );
+    let reissued = other.issue(&user(), Uuid::now_v7()).unwrap().token;
+    assert!(keys.verify(&reissued).is_err());
+}

@@ -36,6 +36,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Bytea,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        amr -> Array<Nullable<Text>>,
+        user_agent -> Text,
+        ip -> Nullable<Text>,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_factors (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        name -> Text,
+        secret -> Bytea,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_step -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    recovery_codes (tenant_id, user_id, code_hash) {
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         tenant_id -> Uuid,
@@ -57,6 +95,9 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        aal -> Text,
+        amr -> Array<Nullable<Text>>,
+        auth_time -> Timestamptz,
     }
 }
 
@@ -120,6 +161,9 @@ diesel::table! {
 
 diesel::joinable!(action_tokens -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(mfa_challenges -> tenants (tenant_id));
+diesel::joinable!(mfa_factors -> tenants (tenant_id));
+diesel::joinable!(recovery_codes -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(sessions -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
@@ -128,6 +172,9 @@ diesel::joinable!(vector_collections -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(
     action_tokens,
     api_keys,
+    mfa_challenges,
+    mfa_factors,
+    recovery_codes,
     refresh_tokens,
     sessions,
     tenants,

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -62,8 +62,56 @@ export const apiKeysRevoke = <ThrowOnError extends boolean = true>(options: Opti
 });
 
 /**
- * Signs in and opens a session. A wrong password, an unknown address and a deleted account
- * get the same `401 invalid_credentials`, after the same amount of work.
+ * The account's factors and how many recovery codes are left.
+ */
+export const authListFactors = <ThrowOnError extends boolean = true>(options?: Options<AuthListFactorsData, ThrowOnError>) => (options?.client ?? client).get<AuthListFactorsResponses, AuthListFactorsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/factors',
+    ...options
+});
+
+/**
+ * Starts enrolling a TOTP authenticator: scan `otpauth_uri` as a QR code (or type `secret`),
+ * then confirm it with a first code. Needs a signed-in session.
+ */
+export const authEnrolTotp = <ThrowOnError extends boolean = true>(options: Options<AuthEnrolTotpData, ThrowOnError>) => (options.client ?? client).post<AuthEnrolTotpResponses, AuthEnrolTotpErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/factors/totp',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Removes a factor. Needs a session at `aal2` or signed in within the last 10 minutes.
+ * Removing the last one deletes the recovery codes and ends the account's other sessions.
+ */
+export const authRemoveFactor = <ThrowOnError extends boolean = true>(options: Options<AuthRemoveFactorData, ThrowOnError>) => (options.client ?? client).delete<AuthRemoveFactorResponses, AuthRemoveFactorErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/factors/{id}',
+    ...options
+});
+
+/**
+ * Confirms an enrolment with a code from the authenticator.
+ */
+export const authConfirmFactor = <ThrowOnError extends boolean = true>(options: Options<AuthConfirmFactorData, ThrowOnError>) => (options.client ?? client).post<AuthConfirmFactorResponses, AuthConfirmFactorErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/factors/{id}/confirm',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Signs in and opens a session — or, for an account with a second factor, answers
+ * `{"status": "mfa_required", "challenge": …}` to complete at `/api/v1/auth/mfa/verify`. A wrong
+ * password, an unknown address and a deleted account get the same `401 invalid_credentials`,
+ * after the same amount of work.
  */
 export const authLogin = <ThrowOnError extends boolean = true>(options: Options<AuthLoginData, ThrowOnError>) => (options.client ?? client).post<AuthLoginResponses, AuthLoginErrors, ThrowOnError>({
     url: '/api/v1/auth/login',
@@ -92,6 +140,20 @@ export const authMe = <ThrowOnError extends boolean = true>(options?: Options<Au
     security: [{ scheme: 'bearer', type: 'http' }, { name: 'X-API-Key', type: 'apiKey' }],
     url: '/api/v1/auth/me',
     ...options
+});
+
+/**
+ * Completes a sign-in that answered `mfa_required`: the challenge with a code from the
+ * authenticator, or a recovery code (which ends the account's other sessions). A session at
+ * `aal2`.
+ */
+export const authVerifyMfa = <ThrowOnError extends boolean = true>(options: Options<AuthVerifyMfaData, ThrowOnError>) => (options.client ?? client).post<AuthVerifyMfaResponses, AuthVerifyMfaErrors, ThrowOnError>({
+    url: '/api/v1/auth/mfa/verify',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**
@@ -130,6 +192,15 @@ export const authResetPassword = <ThrowOnError extends boolean = true>(options: 
         'Content-Type': 'application/json',
         ...options.headers
     }
+});
+
+/**
+ * Replaces the recovery codes with ten new ones, shown this once. Needs a session at `aal2`.
+ */
+export const authRegenerateRecoveryCodes = <ThrowOnError extends boolean = true>(options?: Options<AuthRegenerateRecoveryCodesData, ThrowOnError>) => (options?.client ?? client).post<AuthRegenerateRecoveryCodesResponses, AuthRegenerateRecoveryCodesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/recovery-codes',
+    ...options
 });
 
 /**

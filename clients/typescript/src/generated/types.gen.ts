@@ -5,6 +5,11 @@ export type ClientOptions = {
 };
 
 /**
+ * Authenticator assurance level (NIST SP 800-63B): one factor, or two.
+ */
+export type Aal = 'aal1' | 'aal2';
+
+/**
  * A request that was accepted; what happens next is told by mail, if anything.
  */
 export type Accepted = {
@@ -36,6 +41,23 @@ export type ApiKeyInfo = {
     role: Role;
     scopes: Array<Scope>;
     user_id: string;
+};
+
+/**
+ * How a session was authenticated. Set only by the server; access tokens carry it as `aal`,
+ * `amr` and `auth_time`.
+ */
+export type Assurance = {
+    aal: Aal;
+    /**
+     * Methods used (RFC 8176 names where one exists): `pwd` password, `otp` TOTP code, `rc`
+     * recovery code.
+     */
+    amr: Array<string>;
+    /**
+     * When the user last proved who they are (seconds since the epoch).
+     */
+    auth_time: number;
 };
 
 /**
@@ -83,6 +105,16 @@ export type ClientFrame = {
 } | {
     id?: RequestId | null;
     type: 'ping';
+};
+
+/**
+ * A code from the authenticator app.
+ */
+export type CodeRequest = {
+    /**
+     * Six digits.
+     */
+    code: string;
 };
 
 /**
@@ -208,6 +240,41 @@ export type Distance = 'cosine' | 'l2' | 'dot';
 export type Example = PointId | Array<number>;
 
 /**
+ * A second factor of the signed-in account.
+ */
+export type Factor = {
+    /**
+     * Whether a first code confirmed it; unconfirmed factors do not count at sign-in.
+     */
+    confirmed: boolean;
+    created_at: string;
+    id: string;
+    /**
+     * `totp`.
+     */
+    kind: string;
+    name: string;
+};
+
+/**
+ * A confirmed factor; the account's first also brings its recovery codes, shown this once.
+ */
+export type FactorConfirmed = {
+    /**
+     * Ten single-use codes, only when this is the account's first factor.
+     */
+    recovery_codes?: Array<string> | null;
+};
+
+/**
+ * The account's factors and how many unused recovery codes it has.
+ */
+export type Factors = {
+    factors: Array<Factor>;
+    recovery_codes_remaining: number;
+};
+
+/**
  * A boolean combination of payload conditions.
  */
 export type Filter = {
@@ -295,6 +362,59 @@ export type Match = ({
 };
 
 /**
+ * The caller's account, with how the session was authenticated.
+ */
+export type Me = {
+    authentication?: Assurance | null;
+    created_at: string;
+    email: string;
+    email_verified: boolean;
+    full_name: string;
+    id: string;
+    is_active: boolean;
+    role: Role;
+    tenant_id: string;
+    updated_at: string;
+};
+
+/**
+ * What a password sign-in of an account with a factor gets instead of a session.
+ */
+export type MfaChallenge = {
+    /**
+     * Single use; send it with a code to `/api/v1/auth/mfa/verify` within `expires_in` seconds.
+     */
+    challenge: string;
+    expires_in: number;
+    /**
+     * What can complete it: `totp`, `recovery_code`.
+     */
+    methods: Array<string>;
+    /**
+     * Always `mfa_required`.
+     */
+    status: string;
+};
+
+/**
+ * How a challenge (or a step-up) is completed.
+ */
+export type MfaVerification = {
+    /**
+     * The challenge from the sign-in.
+     */
+    challenge: string;
+    /**
+     * A code from the authenticator app.
+     */
+    code?: string | null;
+    /**
+     * Or one of the recovery codes (using it ends the account's other sessions).
+     */
+    recovery_code?: string | null;
+};
+
+/**
  * A key to create.
  */
 export type NewApiKey = {
@@ -333,6 +453,16 @@ export type NewCollection = {
      * letter or digit.
      */
     name: string;
+};
+
+/**
+ * A name for a new authenticator.
+ */
+export type NewTotp = {
+    /**
+     * 1 to 100 printable characters (default `Authenticator`).
+     */
+    name?: string;
 };
 
 /**
@@ -612,6 +742,16 @@ export type RecommendRequest = {
 };
 
 /**
+ * Recovery codes, shown this once.
+ */
+export type RecoveryCodes = {
+    /**
+     * Ten single-use codes (`xxxxx-xxxxx`). Store them somewhere safe: they are not shown again.
+     */
+    recovery_codes: Array<string>;
+};
+
+/**
  * A refresh token to exchange.
  */
 export type RefreshRequest = {
@@ -826,6 +966,12 @@ export type SessionInfo = {
 };
 
 /**
+ * What a sign-in answers: a session, or — for an account with a second factor — a challenge
+ * to complete at `/api/v1/auth/mfa/verify`.
+ */
+export type SignedIn = TokenPair | MfaChallenge;
+
+/**
  * A tenant as stored in the registry.
  */
 export type Tenant = {
@@ -902,6 +1048,21 @@ export type TokenPair = {
      * Always `Bearer`.
      */
     token_type: string;
+};
+
+/**
+ * A TOTP factor just created: scan `otpauth_uri` (or type `secret`), then confirm it with a code.
+ */
+export type TotpEnrolment = {
+    id: string;
+    /**
+     * `otpauth://totp/…`: render it as a QR code for an authenticator app to scan.
+     */
+    otpauth_uri: string;
+    /**
+     * The shared secret, base32 (RFC 4648), for typing into an authenticator app.
+     */
+    secret: string;
 };
 
 /**
@@ -1099,6 +1260,140 @@ export type ApiKeysRevokeResponses = {
 
 export type ApiKeysRevokeResponse = ApiKeysRevokeResponses[keyof ApiKeysRevokeResponses];
 
+export type AuthListFactorsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/factors';
+};
+
+export type AuthListFactorsErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthListFactorsError = AuthListFactorsErrors[keyof AuthListFactorsErrors];
+
+export type AuthListFactorsResponses = {
+    /**
+     * Factors
+     */
+    200: Factors;
+};
+
+export type AuthListFactorsResponse = AuthListFactorsResponses[keyof AuthListFactorsResponses];
+
+export type AuthEnrolTotpData = {
+    body: NewTotp;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/factors/totp';
+};
+
+export type AuthEnrolTotpErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthEnrolTotpError = AuthEnrolTotpErrors[keyof AuthEnrolTotpErrors];
+
+export type AuthEnrolTotpResponses = {
+    /**
+     * Enrolment started
+     */
+    201: TotpEnrolment;
+};
+
+export type AuthEnrolTotpResponse = AuthEnrolTotpResponses[keyof AuthEnrolTotpResponses];
+
+export type AuthRemoveFactorData = {
+    body?: never;
+    path: {
+        /**
+         * The factor
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/factors/{id}';
+};
+
+export type AuthRemoveFactorErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthRemoveFactorError = AuthRemoveFactorErrors[keyof AuthRemoveFactorErrors];
+
+export type AuthRemoveFactorResponses = {
+    /**
+     * Removed
+     */
+    204: void;
+};
+
+export type AuthRemoveFactorResponse = AuthRemoveFactorResponses[keyof AuthRemoveFactorResponses];
+
+export type AuthConfirmFactorData = {
+    body: CodeRequest;
+    path: {
+        /**
+         * The factor
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/factors/{id}/confirm';
+};
+
+export type AuthConfirmFactorErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    429: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthConfirmFactorError = AuthConfirmFactorErrors[keyof AuthConfirmFactorErrors];
+
+export type AuthConfirmFactorResponses = {
+    /**
+     * Confirmed
+     */
+    200: FactorConfirmed;
+};
+
+export type AuthConfirmFactorResponse = AuthConfirmFactorResponses[keyof AuthConfirmFactorResponses];
+
 export type AuthLoginData = {
     body: LoginRequest;
     headers?: {
@@ -1135,9 +1430,9 @@ export type AuthLoginError = AuthLoginErrors[keyof AuthLoginErrors];
 
 export type AuthLoginResponses = {
     /**
-     * Signed in
+     * Signed in, or a second factor is required
      */
-    200: TokenPair;
+    200: SignedIn;
 };
 
 export type AuthLoginResponse = AuthLoginResponses[keyof AuthLoginResponses];
@@ -1202,12 +1497,49 @@ export type AuthMeError = AuthMeErrors[keyof AuthMeErrors];
 
 export type AuthMeResponses = {
     /**
-     * The account
+     * The account, and how this session was authenticated
      */
-    200: User;
+    200: Me;
 };
 
 export type AuthMeResponse = AuthMeResponses[keyof AuthMeResponses];
+
+export type AuthVerifyMfaData = {
+    body: MfaVerification;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/mfa/verify';
+};
+
+export type AuthVerifyMfaErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    429: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthVerifyMfaError = AuthVerifyMfaErrors[keyof AuthVerifyMfaErrors];
+
+export type AuthVerifyMfaResponses = {
+    /**
+     * Signed in
+     */
+    200: TokenPair;
+};
+
+export type AuthVerifyMfaResponse = AuthVerifyMfaResponses[keyof AuthVerifyMfaResponses];
 
 export type AuthChangePasswordData = {
     body: ChangePasswordRequest;
@@ -1309,6 +1641,35 @@ export type AuthResetPasswordResponses = {
 };
 
 export type AuthResetPasswordResponse = AuthResetPasswordResponses[keyof AuthResetPasswordResponses];
+
+export type AuthRegenerateRecoveryCodesData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/recovery-codes';
+};
+
+export type AuthRegenerateRecoveryCodesErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthRegenerateRecoveryCodesError = AuthRegenerateRecoveryCodesErrors[keyof AuthRegenerateRecoveryCodesErrors];
+
+export type AuthRegenerateRecoveryCodesResponses = {
+    /**
+     * New codes
+     */
+    200: RecoveryCodes;
+};
+
+export type AuthRegenerateRecoveryCodesResponse = AuthRegenerateRecoveryCodesResponses[keyof AuthRegenerateRecoveryCodesResponses];
 
 export type AuthRefreshData = {
     body: RefreshRequest;
@@ -1961,9 +2322,9 @@ export type UsersMeError = UsersMeErrors[keyof UsersMeErrors];
 
 export type UsersMeResponses = {
     /**
-     * The account
+     * The account, and how this session was authenticated
      */
-    200: User;
+    200: Me;
 };
 
 export type UsersMeResponse = UsersMeResponses[keyof UsersMeResponses];

@@ -14,7 +14,7 @@ use actix_web::web::Query;
 use actix_web::{HttpResponse, delete, get, post, web};
 use secrecy::SecretString;
 use serde::Deserialize;
-use sovereign_auth::{Registration, SessionInfo, TokenPair};
+use sovereign_auth::{MfaChallenge, Registration, SessionInfo, SignIn, TokenPair};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
@@ -106,6 +106,15 @@ pub struct ConfirmRequest {
     pub token: String,
 }
 
+/// What a sign-in answers: a session, or — for an account with a second factor — a challenge
+/// to complete at `/api/v1/auth/mfa/verify`.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignedIn {
+    Session(TokenPair),
+    MfaRequired(MfaChallenge),
+}
+
 /// The prefix of the scope the credential routes are mounted in.
 pub(super) const CREDENTIALS: &str = "/api/v1/auth";
 
@@ -137,14 +146,16 @@ pub(super) async fn register(
     Ok(HttpResponse::Accepted().json(Accepted::new(REGISTER_ACCEPTED)))
 }
 
-/// Signs in and opens a session. A wrong password, an unknown address and a deleted account
-/// get the same `401 invalid_credentials`, after the same amount of work.
+/// Signs in and opens a session — or, for an account with a second factor, answers
+/// `{"status": "mfa_required", "challenge": …}` to complete at `/api/v1/auth/mfa/verify`. A wrong
+/// password, an unknown address and a deleted account get the same `401 invalid_credentials`,
+/// after the same amount of work.
 #[utoipa::path(
     tag = "auth",
     params(TenantHeader),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 200, description = "Signed in, or a second factor is required", body = SignedIn),
         (status = 401, description = "`invalid_credentials`"),
         (status = 403, description = "`account_disabled`: right password, deactivated account"),
         (status = 429, description = "`rate_limited`: too many attempts for this address or from this client"),
@@ -156,14 +167,17 @@ pub(super) async fn login(
     tenant: CurrentTenant,
     client: Client,
     body: Json<LoginRequest>,
-) -> Result<web::Json<TokenPair>, ApiError> {
+) -> Result<web::Json<SignedIn>, ApiError> {
     let body = body.into_inner();
     let password = SecretString::from(body.password);
-    let pair = state
+    let signed_in = state
         .accounts
-        .login(tenant.0.id, &body.email, &password, &client.0)
+        .sign_in(tenant.0.id, &body.email, &password, &client.0)
         .await?;
-    Ok(web::Json(pair))
+    Ok(web::Json(match signed_in {
+        SignIn::Session(pair) => SignedIn::Session(pair),
+        SignIn::MfaRequired(challenge) => SignedIn::MfaRequired(challenge),
+    }))
 }
 
 /// The same sign-in as an OAuth2 password grant (form-encoded `username` and `password`), so

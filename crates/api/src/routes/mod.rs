@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth;
 pub(crate) mod dto;
+mod factors;
 mod realtime;
 mod system;
 mod tenants;
@@ -37,6 +38,11 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         })
         .service(auth::sessions)
         .service(auth::revoke_session)
+        .service(factors::enrol_totp)
+        .service(factors::confirm_factor)
+        .service(factors::list_factors)
+        .service(factors::remove_factor)
+        .service(factors::regenerate_recovery_codes)
         // The routes that take a password or a token, counted against the `auth` rate-limit
         // policy too. After the other `/api/v1/auth/…` routes: a scope takes every path under
         // its prefix, including the ones none of its routes match.
@@ -51,7 +57,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::reset_password)
                 .service(auth::change_password)
                 .service(auth::request_verification)
-                .service(auth::confirm_verification),
+                .service(auth::confirm_verification)
+                .service(factors::verify_mfa),
         )
         .service(users::put_me)
         .service(users::patch_me)

@@ -86,12 +86,25 @@ pub struct ListQuery {
     tag = "users",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The account", body = User),
+        (status = 200, description = "The account, and how this session was authenticated", body = Me),
         (status = 401, description = "`not_authenticated` or `invalid_token`"),
     )
 )]
-pub(crate) async fn me(user: CurrentUser) -> web::Json<User> {
-    web::Json(user.principal.user)
+pub(crate) async fn me(user: CurrentUser) -> web::Json<Me> {
+    web::Json(Me {
+        authentication: user.principal.assurance.clone(),
+        user: user.principal.user,
+    })
+}
+
+/// The caller's account, with how the session was authenticated.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    /// `aal`, `amr` and `auth_time` of the session (as its access token states them); `null`
+    /// for API keys.
+    pub authentication: Option<sovereign_auth::Assurance>,
 }
 
 /// Where [`me`] is served: the profile's path, and the one the auth routes have always had.

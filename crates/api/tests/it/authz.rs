@@ -66,8 +66,29 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         .await
         .unwrap();
     let key_a = key["id"].as_str().unwrap().to_owned();
+    let factor: Value = app
+        .post_json(
+            "/api/v1/auth/factors/totp",
+            Some(&user_a.access),
+            json!({"name": "a"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let factor_a = factor["id"].as_str().unwrap().to_owned();
 
     let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::POST,
+            format!("/api/v1/auth/factors/{factor_a}/confirm"),
+            Some(json!({"code": "123456"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/auth/factors/{factor_a}"),
+            None,
+        ),
         (Method::GET, format!("/api/v1/users/{user_a_id}"), None),
         (
             Method::PUT,

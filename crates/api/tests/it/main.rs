@@ -16,6 +16,7 @@ mod credentials;
 mod docs;
 mod edge;
 mod errors;
+mod factors;
 mod head;
 mod health;
 mod jwks;
