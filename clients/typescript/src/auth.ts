@@ -20,6 +20,7 @@ import type {
   MfaChallenge,
   MfaVerification,
   NewApiKey,
+  Reauthentication,
   RecoveryCodes,
   ProfilePatch,
   Registration,
@@ -141,6 +142,27 @@ export class Auth {
   /** Removes a factor (needs a recent sign-in or `aal2`: else `reauthentication_required`). */
   async removeFactor(id: string): Promise<void> {
     await api.authRemoveFactor({ client: this.#client, path: { id } });
+  }
+
+  /**
+   * Proves again who the user is (the password, or a TOTP `code` for `aal2`), for operations
+   * that need a recent sign-in (`reauthentication_required`): the session's access token is
+   * replaced by one that says so.
+   */
+  async reauthenticate(proof: Reauthentication): Promise<void> {
+    const session = await this.#storage.get();
+    if (!session) throw new SovereignError({ status: 401, code: "not_authenticated", detail: "not signed in" });
+    const { data } = await api.authReauthenticate({ client: this.#client, body: proof });
+    const now = this.#now();
+    const lifetime = data.expires_in * 1000;
+    const next: StoredSession = {
+      ...session,
+      accessToken: data.access_token,
+      expiresAt: now + lifetime,
+      refreshAt: now + lifetime - Math.min(this.#margin, lifetime / 4),
+    };
+    await this.#storage.set(next);
+    this.#emit({ type: "refreshed", session: next });
   }
 
   /** Ten new recovery codes (needs `aal2`). */

@@ -102,6 +102,31 @@ pub enum SignIn {
     MfaRequired(MfaChallenge),
 }
 
+/// Proof for a step-up: the password, or a code from a confirmed authenticator.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reauthentication {
+    /// The account's password.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub password: Option<secrecy::SecretString>,
+    /// Or a TOTP code (raises the session to `aal2`).
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// A new access token for the same session (its refresh token is unchanged).
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessToken {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
 /// How a challenge (or a step-up) is completed.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -536,6 +561,105 @@ impl Accounts {
         tracing::info!(security_event = "login", user_id = %account.id, session_id = %pair.session_id, method, "signed in with a second factor");
         auth_event("login");
         Ok(pair)
+    }
+
+    /// Proves again who the signed-in user is (password, or a TOTP code for `aal2`): the session's
+    /// `auth_time` becomes now, and the answer is an access token that says so, for the
+    /// sensitive operations that need a recent sign-in.
+    pub async fn reauthenticate(
+        &self,
+        principal: &Principal,
+        proof: &Reauthentication,
+    ) -> Result<AccessToken, AuthError> {
+        let session = principal.session_id()?;
+        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        self.throttle("reauthenticate", &user.to_string()).await?;
+        let current = principal
+            .assurance
+            .clone()
+            .unwrap_or_else(Assurance::password);
+        let (aal, method) = match (&proof.password, &proof.code) {
+            (Some(password), None) => {
+                let stored: String = self
+                    .db()
+                    .tenant_transaction(tenant, |conn| {
+                        async move {
+                            users::table
+                                .find(user)
+                                .select(users::password_hash)
+                                .first(conn)
+                                .await
+                                .map_err(AuthError::from)
+                        }
+                        .scope_boxed()
+                    })
+                    .await?;
+                if !self.inner.hasher.verify(password, Some(&stored)).await? {
+                    tracing::warn!(security_event = "reauthentication_failed", user_id = %user, "wrong password");
+                    return Err(AuthError::InvalidCredentials);
+                }
+                (current.aal, "pwd")
+            }
+            (None, Some(code)) => {
+                self.accept_totp(&principal.user, code).await?;
+                (Aal::Aal2, "otp")
+            }
+            _ => {
+                return Err(AuthError::invalid(
+                    "password",
+                    "exactly_one",
+                    "send exactly one of `password` and `code`",
+                ));
+            }
+        };
+        let mut amr = current.amr;
+        if !amr.iter().any(|m| m == method) {
+            amr.push(method.to_owned());
+        }
+        let now = Utc::now();
+        let assurance = Assurance {
+            aal,
+            amr,
+            auth_time: now.timestamp(),
+        };
+        let (aal_text, amr_column): (&str, Vec<Option<String>>) = (
+            assurance.aal.as_str(),
+            assurance.amr.iter().cloned().map(Some).collect(),
+        );
+        let updated = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::update(sovereign_db::schema::sessions::table.find(session))
+                        .filter(sovereign_db::schema::sessions::revoked_at.is_null())
+                        .set((
+                            sovereign_db::schema::sessions::auth_time.eq(now),
+                            sovereign_db::schema::sessions::aal.eq(aal_text),
+                            sovereign_db::schema::sessions::amr.eq(amr_column),
+                        ))
+                        .execute(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if updated == 0 {
+            return Err(AuthError::InvalidToken("session ended"));
+        }
+        let access = self.inner.keys.issue_at(
+            &principal.user,
+            session,
+            now.timestamp(),
+            Uuid::now_v7(),
+            &assurance,
+        )?;
+        tracing::info!(security_event = "reauthenticated", user_id = %user, method, "re-authenticated");
+        Ok(AccessToken {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in.as_secs(),
+        })
     }
 
     /// Accepts a TOTP code of one of the account's confirmed factors, once.

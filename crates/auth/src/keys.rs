@@ -78,6 +78,8 @@ impl Accounts {
         new: NewApiKey,
     ) -> Result<CreatedApiKey, AuthError> {
         principal.session_id()?;
+        // A key outlives the session: creating one is a sensitive operation.
+        principal.require_recent()?;
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(AuthError::invalid(

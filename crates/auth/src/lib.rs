@@ -25,8 +25,8 @@ pub use admin::{UserQuery, UserSort, UserUpdate};
 pub use authentication::Authenticated;
 pub use error::AuthError;
 pub use factors::{
-    Factor, Factors, MfaChallenge, MfaVerification, RECOVERY_CODES, RecoveryCodes,
-    STEP_UP_WINDOW_SECONDS, SignIn, TotpEnrolment,
+    AccessToken, Factor, Factors, MfaChallenge, MfaVerification, RECOVERY_CODES, Reauthentication,
+    RecoveryCodes, STEP_UP_WINDOW_SECONDS, SignIn, TotpEnrolment,
 };
 pub use jwt::{AccessClaims, TokenKeys};
 pub use keys::{CreatedApiKey, MAX_KEY_DAYS, NewApiKey};

@@ -18,6 +18,21 @@ export type Accepted = {
 };
 
 /**
+ * A new access token for the same session (its refresh token is unchanged).
+ */
+export type AccessToken = {
+    access_token: string;
+    /**
+     * Seconds until it expires.
+     */
+    expires_in: number;
+    /**
+     * Always `Bearer`.
+     */
+    token_type: string;
+};
+
+/**
  * How many points a change touched.
  */
 export type Affected = {
@@ -702,6 +717,20 @@ export type Readiness = {
 export type ReadyStatus = 'ready' | 'not_ready';
 
 /**
+ * Proof for a step-up: the password, or a code from a confirmed authenticator.
+ */
+export type Reauthentication = {
+    /**
+     * Or a TOTP code (raises the session to `aal2`).
+     */
+    code?: string | null;
+    /**
+     * The account's password.
+     */
+    password?: string | null;
+};
+
+/**
  * Points like the positive examples and unlike the negative ones. The query is
  * `2·mean(positive) − mean(negative)` (or the mean of the positives without negatives); the
  * examples given by id are left out of the results.
@@ -1207,6 +1236,10 @@ export type ApiKeysCreateErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
     403: Problem;
     /**
      * An error, as an RFC 9457 problem body.
@@ -1641,6 +1674,43 @@ export type AuthResetPasswordResponses = {
 };
 
 export type AuthResetPasswordResponse = AuthResetPasswordResponses[keyof AuthResetPasswordResponses];
+
+export type AuthReauthenticateData = {
+    body: Reauthentication;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/reauthenticate';
+};
+
+export type AuthReauthenticateErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    429: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthReauthenticateError = AuthReauthenticateErrors[keyof AuthReauthenticateErrors];
+
+export type AuthReauthenticateResponses = {
+    /**
+     * A new access token
+     */
+    200: AccessToken;
+};
+
+export type AuthReauthenticateResponse = AuthReauthenticateResponses[keyof AuthReauthenticateResponses];
 
 export type AuthRegenerateRecoveryCodesData = {
     body?: never;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Auth, createSovereign, localStorageStorage, memoryStorage, type StorageLike, type StoredSession } from "../../src/index.js";
+import { Auth, createSovereign, localStorageStorage, memoryStorage, MfaRequiredError, type StorageLike, type StoredSession } from "../../src/index.js";
 import { createClient } from "../../src/generated/client/index.js";
 import type { Ledger, LedgerEntry } from "../../src/ledger.js";
 import { fakeFetch, json, problem, tick, tokenPair, user } from "./fake-server.js";
@@ -266,4 +266,30 @@ test("a tab whose localStorage still shows a spent refresh token takes the other
   } finally {
     Reflect.deleteProperty(globalThis, "navigator");
   }
+});
+
+test("an account with a second factor signs in in two steps", async () => {
+  const stub = fakeFetch((call) => {
+    if (call.path === "/api/v1/auth/login") {
+      return json(200, { status: "mfa_required", challenge: "sovmc_x", expires_in: 300, methods: ["totp", "recovery_code"] });
+    }
+    if (call.path === "/api/v1/auth/mfa/verify") return json(200, tokenPair());
+    if (call.path === "/api/v1/auth/reauthenticate") return json(200, { access_token: "stepped-up", token_type: "Bearer", expires_in: 900 });
+    return json(200, user);
+  });
+  const sov = createSovereign({ url: URL, fetch: stub.fetch });
+  const error = await sov.auth.signIn({ email: "ada@example.com", password: "pw" }).catch((e: unknown) => e);
+  assert.ok(error instanceof MfaRequiredError);
+  assert.equal(error.challenge, "sovmc_x");
+  assert.deepEqual(error.methods, ["totp", "recovery_code"]);
+  assert.equal(await sov.auth.session(), null, "no session before the second factor");
+  const session = await sov.auth.completeSignIn({ challenge: error.challenge, code: "123456" });
+  assert.deepEqual(stub.calls.at(-1)!.body, { challenge: "sovmc_x", code: "123456" });
+  assert.deepEqual(await sov.auth.session(), session);
+
+  await sov.auth.reauthenticate({ password: "pw" });
+  const stepped = await sov.auth.session();
+  assert.equal(stepped?.accessToken, "stepped-up");
+  assert.equal(stepped?.refreshToken, session.refreshToken, "the refresh token is kept");
+  assert.equal(stub.calls.at(-1)!.headers.get("authorization"), `Bearer ${session.accessToken}`);
 });

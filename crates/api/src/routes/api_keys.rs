@@ -18,6 +18,7 @@ use crate::state::AppState;
     request_body = NewApiKey,
     responses(
         (status = 201, description = "Created; the secret is in `key`", body = CreatedApiKey),
+        (status = 401, description = "`reauthentication_required`: the session's sign-in is older than 10 minutes and it is not `aal2` (see `/auth/reauthenticate`)"),
         (status = 403, description = "`forbidden` (role above the caller's) or `session_required`"),
         (status = 422, description = "`validation_failed`"),
     )

@@ -3,7 +3,10 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
-use sovereign_auth::{Factors, MfaVerification, RecoveryCodes, TokenPair, TotpEnrolment};
+use sovereign_auth::{
+    AccessToken, Factors, MfaVerification, Reauthentication, RecoveryCodes, TokenPair,
+    TotpEnrolment,
+};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
@@ -179,4 +182,32 @@ pub(super) async fn verify_mfa(
         .verify_challenge(&body.into_inner().0, &client.0)
         .await?;
     Ok(web::Json(pair))
+}
+
+/// Proves again who the signed-in user is — the password, or a TOTP code (which raises the
+/// session to `aal2`) — for the operations that need a recent sign-in: creating API keys,
+/// removing factors. Answers a new access token for the same session.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = Reauthentication,
+    responses(
+        (status = 200, description = "A new access token", body = AccessToken),
+        (status = 401, description = "`invalid_credentials`: wrong password"),
+        (status = 422, description = "`invalid_code`, `code_already_used`, or not exactly one of `password` and `code`"),
+        (status = 429, description = "`rate_limited`"),
+    )
+)]
+#[post("/reauthenticate")]
+pub(super) async fn reauthenticate(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<Unchecked<Reauthentication>>,
+) -> Result<web::Json<AccessToken>, ApiError> {
+    Ok(web::Json(
+        state
+            .accounts
+            .reauthenticate(&user.principal, &body.into_inner().0)
+            .await?,
+    ))
 }

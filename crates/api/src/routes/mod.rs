@@ -58,7 +58,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::change_password)
                 .service(auth::request_verification)
                 .service(auth::confirm_verification)
-                .service(factors::verify_mfa),
+                .service(factors::verify_mfa)
+                .service(factors::reauthenticate),
         )
         .service(users::put_me)
         .service(users::patch_me)

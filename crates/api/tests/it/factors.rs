@@ -412,3 +412,114 @@ async fn totp_secrets_are_sealed_at_rest_and_api_keys_cannot_enrol() {
         .await;
     expect_problem(response, 403, "session_required").await;
 }
+
+/// An hour-old, aal1 access token for `tokens`' session (dated back, then refreshed).
+async fn hour_old(app: &TestApp, tokens: &Tokens) -> String {
+    app.sql(&format!(
+        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
+        tokens.session
+    ))
+    .await;
+    let pair = json_of(
+        app.post_json(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": tokens.refresh}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn reauthenticating_with_the_password_or_a_code_allows_sensitive_operations_again() {
+    let app = TestApp::spawn().await;
+    let tokens = app.signup("stepup@example.com").await;
+    let old = hour_old(&app, &tokens).await;
+    // Creating an API key needs a recent sign-in.
+    expect_problem(
+        app.post_json("/api/v1/api-keys", Some(&old), json!({"name": "ci"}))
+            .await,
+        401,
+        "reauthentication_required",
+    )
+    .await;
+    expect_problem(
+        app.post_json(
+            "/api/v1/auth/reauthenticate",
+            Some(&old),
+            json!({"password": "not the password"}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    expect_problem(
+        app.post_json(
+            "/api/v1/auth/reauthenticate",
+            Some(&old),
+            json!({"password": PASSWORD, "code": "123456"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fresh = json_of(
+        app.post_json(
+            "/api/v1/auth/reauthenticate",
+            Some(&old),
+            json!({"password": PASSWORD}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let fresh = fresh["access_token"].as_str().unwrap();
+    let me = json_of(app.get_auth("/api/v1/auth/me", fresh).await, 200).await;
+    assert_eq!(me["authentication"]["aal"], "aal1");
+    assert!(
+        chrono::Utc::now().timestamp() - me["authentication"]["auth_time"].as_i64().unwrap() < 60
+    );
+    json_of(
+        app.post_json("/api/v1/api-keys", Some(fresh), json!({"name": "ci"}))
+            .await,
+        201,
+    )
+    .await;
+
+    // With a factor, a code raises the session to aal2; the refresh token carries it on.
+    let tokens = Tokens {
+        access: fresh.to_owned(),
+        ..tokens
+    };
+    let (id, secret, _) = enrol(&app, &tokens).await;
+    let old = hour_old(&app, &tokens).await;
+    let raised = json_of(
+        app.post_json(
+            "/api/v1/auth/reauthenticate",
+            Some(&old),
+            json!({"code": code(&secret, 1)}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let raised = raised["access_token"].as_str().unwrap();
+    let me = json_of(app.get_auth("/api/v1/auth/me", raised).await, 200).await;
+    assert_eq!(me["authentication"]["aal"], "aal2");
+    assert_eq!(me["authentication"]["amr"], json!(["pwd", "otp"]));
+    let removed = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/auth/factors/{id}"),
+            Some(raised),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+}
