@@ -2,6 +2,7 @@
 import {
   createSovereign,
   localStorageStorage,
+  MfaRequiredError,
   NetworkError,
   SovereignError,
   vectorCreate,
@@ -12,6 +13,7 @@ import {
   type Realtime,
   type Subscription,
 } from "@sovereign/client";
+import { factorsSection } from "./factors";
 import "./style.css";
 
 const api = new URLSearchParams(location.search).get("api") ?? import.meta.env.VITE_SOVEREIGN_URL ?? "http://127.0.0.1:8000";
@@ -80,7 +82,12 @@ function field(name: string, label: string, type = "text", value = ""): HTMLLabe
 function signInScreen() {
   const signIn = h("form", { "data-testid": "sign-in" }, h("h2", {}, "Sign in"), field("email", "Email", "email"), field("password", "Password", "password"), h("button", { type: "submit" }, "Sign in"));
   onSubmit(signIn, async (data) => {
-    await sovereign.auth.signIn({ email: String(data.get("email")), password: String(data.get("password")) });
+    try {
+      await sovereign.auth.signIn({ email: String(data.get("email")), password: String(data.get("password")) });
+    } catch (error) {
+      if (!(error instanceof MfaRequiredError)) throw error;
+      return secondFactorScreen(error.challenge);
+    }
     say("Signed in.");
     location.hash = "#/profile";
   });
@@ -96,14 +103,35 @@ function signInScreen() {
   app.replaceChildren(h("div", { class: "columns" }, signIn, signUp));
 }
 
+/** The second step of a sign-in: a code from the authenticator app, or a recovery code. */
+function secondFactorScreen(challenge: string) {
+  const form = h(
+    "form",
+    { "data-testid": "second-factor" },
+    h("h2", {}, "Two-step sign-in"),
+    h("p", {}, "Enter the code from your authenticator app, or one of your recovery codes."),
+    h("label", {}, "Code", h("input", { name: "code", autocomplete: "one-time-code", required: "", "data-testid": "code" })),
+    h("button", { type: "submit" }, "Continue"),
+  );
+  onSubmit(form, async (data) => {
+    const code = String(data.get("code")).trim();
+    await sovereign.auth.completeSignIn(/^\d{6}$/.test(code) ? { challenge, code } : { challenge, recovery_code: code });
+    say("Signed in.");
+    location.hash = "#/profile";
+    void route();
+  });
+  app.replaceChildren(form);
+}
+
 async function profileScreen() {
   const me = await sovereign.auth.me();
-  const form = h("form", { "data-testid": "profile" }, h("h2", {}, "Profile"), h("p", {}, `${me.email} · ${me.role}${me.email_verified ? " · verified" : ""}`), field("full_name", "Name", "text", me.full_name), h("button", { type: "submit" }, "Save"));
+  const assurance = me.authentication ? ` · ${me.authentication.aal} (${me.authentication.amr.join(", ")})` : "";
+  const form = h("form", { "data-testid": "profile" }, h("h2", {}, "Profile"), h("p", { "data-testid": "whoami" }, `${me.email} · ${me.role}${me.email_verified ? " · verified" : ""}${assurance}`), field("full_name", "Name", "text", me.full_name), h("button", { type: "submit" }, "Save"));
   onSubmit(form, async (data) => {
     const updated = await sovereign.auth.updateProfile({ full_name: String(data.get("full_name")) });
     say(`Saved: ${updated.full_name}`);
   });
-  app.replaceChildren(form);
+  app.replaceChildren(form, await factorsSection(sovereign, h, onSubmit, say));
 }
 
 async function sessionsScreen() {

@@ -18,6 +18,7 @@ import {
   signIn,
   signUp,
   start,
+  totp,
   waitForMessages,
   type Harness,
 } from "./harness.js";
@@ -206,5 +207,38 @@ test("notes: an administrator adds notes and finds one by meaning", async () => 
   await first.waitFor();
   assert.match((await first.textContent()) ?? "", /^The quarterly report is due on Friday/);
   await screenshot(page, "notes");
+  await context.close();
+});
+
+test("two-step sign-in: an authenticator added from its QR code, then a sign-in with a code", async () => {
+  const context = await harness.browser.newContext();
+  const page = await open(context);
+  const user = newUser("Erin");
+  await signUp(page, user);
+  await page.getByTestId("add-authenticator").click();
+  await page.getByTestId("totp-qr").waitFor();
+  await screenshot(page, "enrol-authenticator");
+  const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
+  const confirm = page.getByTestId("confirm-totp");
+  await confirm.getByTestId("code").fill(totp(secret));
+  await confirm.getByRole("button").click();
+  const codes = page.locator('[data-testid="recovery-codes"] li');
+  await codes.first().waitFor();
+  assert.equal(await codes.count(), 10);
+  await screenshot(page, "factors");
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByTestId("sign-in").waitFor();
+  const form = page.getByTestId("sign-in");
+  await form.getByTestId("email").fill(user.email);
+  await form.getByTestId("password").fill(user.password);
+  await form.getByRole("button").click();
+  const second = page.getByTestId("second-factor");
+  await second.waitFor();
+  // The code of the next step: the current one was spent confirming the authenticator.
+  await second.getByTestId("code").fill(totp(secret, 1));
+  await second.getByRole("button").click();
+  await page.getByTestId("profile").waitFor();
+  assert.match((await page.getByTestId("whoami").textContent()) ?? "", /aal2 \(pwd, otp\)/);
   await context.close();
 });

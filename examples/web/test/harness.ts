@@ -2,6 +2,7 @@
 // example app served on an allowed and on a refused origin, Debian's Chromium, and counters
 // read from the server's metrics.
 
+import { createHmac } from "node:crypto";
 import { createReadStream, existsSync, mkdirSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { extname, join, normalize } from "node:path";
@@ -138,4 +139,20 @@ export async function metric(name: string, labels: string): Promise<number> {
 export async function screenshot(page: Page, name: string) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** A TOTP code (RFC 6238: SHA-1, 6 digits, 30 s) for a base32 secret, `offset` steps from now. */
+export function totp(secret: string, offset = 0): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const char of secret.replace(/=+$/, "").toUpperCase()) {
+    bits += alphabet.indexOf(char).toString(2).padStart(5, "0");
+  }
+  const key = Buffer.from(bits.match(/.{8}/g)!.map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const at = mac[mac.length - 1]! & 0x0f;
+  const value = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, "0");
 }
