@@ -2,6 +2,7 @@
 // Redis. The server runs with one-minute access tokens and a realtime history of 5 messages.
 
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 
 import {
@@ -22,6 +23,9 @@ import {
   waitForMessages,
   type Harness,
 } from "./harness.js";
+
+/** jsQR's browser build: a QR decoder independent of the encoder the app uses. */
+const QR_DECODER = createRequire(import.meta.url).resolve("jsqr/dist/jsQR.js");
 
 let harness: Harness;
 before(async () => {
@@ -219,6 +223,22 @@ test("two-step sign-in: an authenticator added from its QR code, then a sign-in 
   await page.getByTestId("totp-qr").waitFor();
   await screenshot(page, "enrol-authenticator");
   const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
+  // A real decoder (jsQR, loaded into the page for the test only) reads the drawn code back.
+  await page.addScriptTag({ path: QR_DECODER });
+  const decoded = await page.evaluate(async () => {
+    const svg = document.querySelector('[data-testid="totp-qr"]')!;
+    const image = new Image();
+    image.src = `data:image/svg+xml;base64,${btoa(new XMLSerializer().serializeToString(svg))}`;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 360;
+    const context = canvas.getContext("2d")!;
+    context.drawImage(image, 0, 0, 360, 360);
+    const pixels = context.getImageData(0, 0, 360, 360);
+    return (window as any).jsQR(pixels.data, 360, 360)?.data as string | undefined;
+  });
+  assert.ok(decoded?.startsWith("otpauth://totp/"), `decoded: ${decoded}`);
+  assert.ok(decoded!.includes(`secret=${secret}`));
   const confirm = page.getByTestId("confirm-totp");
   await confirm.getByTestId("code").fill(totp(secret));
   await confirm.getByRole("button").click();
