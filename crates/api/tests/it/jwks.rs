@@ -62,6 +62,9 @@ async fn pyjwt_verifies_our_tokens_and_its_forgeries_are_refused() {
     assert_eq!(report["verified"]["tenant"], me["tenant_id"]);
     assert_eq!(report["verified"]["sid"], tokens.session.as_str());
     assert_eq!(report["verified"]["role"], "user");
+    assert_eq!(report["verified"]["aal"], "aal1");
+    assert_eq!(report["verified"]["amr"], serde_json::json!(["pwd"]));
+    assert!(report["verified"]["auth_time"].is_i64());
     assert!(report["verified"]["jti"].is_string());
     assert_eq!(report["header"]["typ"], "at+jwt");
     assert_eq!(report["header"]["alg"], "EdDSA");
@@ -74,7 +77,7 @@ async fn pyjwt_verifies_our_tokens_and_its_forgeries_are_refused() {
         200
     );
     let forged = report["forged"].as_object().unwrap();
-    assert_eq!(forged.len(), 15);
+    assert_eq!(forged.len(), 17);
     for (name, token) in forged {
         let response = app
             .get_auth("/api/v1/users/me", token.as_str().unwrap())

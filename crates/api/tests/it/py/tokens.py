@@ -70,6 +70,23 @@ def variant(**changes):
     return c
 
 
+def tampered(**changes):
+    """The real token with its payload changed and its signature kept."""
+    head, _, sig = token.split(".")
+    claims = dict(verified)
+    claims.update(changes)
+    return f"{head}.{b64(json.dumps(claims).encode())}.{sig}"
+
+
+def foreign_key_pem():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
 fresh = variant(iat=now, nbf=now, exp=now + 300)
 forged = {
     "alg none": unsigned("none", fresh),
@@ -87,5 +104,10 @@ forged = {
     "typ JWT": sign(fresh, {"typ": "JWT"}),
     "kid injection": sign(fresh, {"kid": "../../../../dev/null"}),
     "jku injection": sign(fresh, {"jku": "https://evil.example/jwks.json", "kid": "evil"}),
+    "aal2 and otp added, signature kept": tampered(aal="aal2", amr=["pwd", "otp"]),
+    "aal2 signed by another key": sign(
+        variant(iat=now, nbf=now, exp=now + 300, aal="aal2", amr=["pwd", "otp"], auth_time=now),
+        key=foreign_key_pem(),
+    ),
 }
 print(json.dumps({"verified": verified, "header": header, "forged": forged, "control": sign(fresh)}))
