@@ -18,16 +18,13 @@ use crate::sessions::{RevokeWhere, revoke_sessions};
 use crate::{Accounts, AuthError};
 
 impl Accounts {
-    /// Changes the password, given the current one, and signs out every other session.
-    pub async fn change_password(
+    /// Whether `password` is the account's current password (hashed off the async workers).
+    pub(crate) async fn password_matches(
         &self,
-        principal: &Principal,
-        current: &SecretString,
-        new: &SecretString,
-    ) -> Result<(), AuthError> {
-        let session = principal.session_id()?;
-        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
-        self.throttle("password", &user.to_string()).await?;
+        tenant: Uuid,
+        user: Uuid,
+        password: &SecretString,
+    ) -> Result<bool, AuthError> {
         let stored: String = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -42,7 +39,20 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        if !self.inner.hasher.verify(current, Some(&stored)).await? {
+        self.inner.hasher.verify(password, Some(&stored)).await
+    }
+
+    /// Changes the password, given the current one, and signs out every other session.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), AuthError> {
+        let session = principal.session_id()?;
+        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        self.throttle("password", &user.to_string()).await?;
+        if !self.password_matches(tenant, user, current).await? {
             tracing::warn!(security_event = "password_change_refused", user_id = %user, "wrong current password");
             return Err(AuthError::WrongPassword);
         }

@@ -293,3 +293,16 @@ test("an account with a second factor signs in in two steps", async () => {
   assert.equal(stepped?.refreshToken, session.refreshToken, "the refresh token is kept");
   assert.equal(stub.calls.at(-1)!.headers.get("authorization"), `Bearer ${session.accessToken}`);
 });
+
+test("a 401 that is not about the token is not retried and spends no refresh", async () => {
+  const stub = fakeFetch((call) =>
+    call.path === "/api/v1/auth/login" ? json(200, tokenPair()) : problem(401, "reauthentication_required"),
+  );
+  const sov = createSovereign({ url: URL, fetch: stub.fetch });
+  await sov.auth.signIn({ email: "ada@example.com", password: "pw" });
+  await assert.rejects(sov.auth.createApiKey({ name: "ci" }), { name: "SovereignError", code: "reauthentication_required" });
+  assert.deepEqual(
+    stub.calls.map((c) => c.path),
+    ["/api/v1/auth/login", "/api/v1/api-keys"],
+  );
+});

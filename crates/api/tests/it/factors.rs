@@ -78,6 +78,11 @@ async fn enrol(app: &TestApp, tokens: &Tokens) -> (String, String, Vec<String>) 
     (id, secret, codes)
 }
 
+/// `POST /api/v1/auth/mfa/verify` with `body`.
+async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post_json("/api/v1/auth/mfa/verify", None, body).await
+}
+
 /// Signs in with the password; expects a challenge.
 async fn challenge(app: &TestApp, email: &str) -> String {
     let body = json_of(
@@ -106,6 +111,27 @@ async fn a_password_sign_in_states_its_assurance() {
     assert_eq!(me["authentication"]["aal"], "aal1");
     assert_eq!(me["authentication"]["amr"], json!(["pwd"]));
     assert!(me["authentication"]["auth_time"].as_i64().unwrap() > 0);
+    // An API key has no session, so no assurance.
+    let key = json_of(
+        app.post_json(
+            "/api/v1/api-keys",
+            Some(&tokens.access),
+            json!({"name": "k"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let by_key = app
+        .call(
+            Method::GET,
+            "/api/v1/auth/me",
+            None,
+            &[("x-api-key", key["key"].as_str().unwrap())],
+            None,
+        )
+        .await;
+    assert_eq!(json_of(by_key, 200).await["authentication"], Value::Null);
 }
 
 #[tokio::test]
@@ -119,12 +145,7 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
     let challenge_1 = challenge(&app, "totp@example.com").await;
     let next = code(&secret, 1);
     let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
-            json!({"challenge": challenge_1, "code": next}),
-        )
-        .await,
+        verify(&app, json!({"challenge": challenge_1, "code": next})).await,
         200,
     )
     .await;
@@ -135,12 +156,7 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
 
     // The challenge is spent.
     expect_problem(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
-            json!({"challenge": challenge_1, "code": next}),
-        )
-        .await,
+        verify(&app, json!({"challenge": challenge_1, "code": next})).await,
         401,
         "invalid_challenge",
     )
@@ -149,12 +165,7 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
     let challenge_2 = challenge(&app, "totp@example.com").await;
     for used in [next, code(&secret, 0)] {
         expect_problem(
-            app.post_json(
-                "/api/v1/auth/mfa/verify",
-                None,
-                json!({"challenge": challenge_2, "code": used}),
-            )
-            .await,
+            verify(&app, json!({"challenge": challenge_2, "code": used})).await,
             422,
             "code_already_used",
         )
@@ -162,9 +173,8 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
     }
     // Four steps away is out of the window (±1 step is accepted).
     expect_problem(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
+        verify(
+            &app,
             json!({"challenge": challenge_2, "code": code(&secret, 4)}),
         )
         .await,
@@ -181,6 +191,23 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
         .await
         .unwrap();
     expect_problem(form, 401, "mfa_required").await;
+    // Exactly one proof.
+    expect_problem(
+        verify(
+            &app,
+            json!({"challenge": challenge_2, "code": "123456", "recovery_code": "abcde-fghij"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    expect_problem(
+        verify(&app, json!({"challenge": challenge_2})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     // Unknown or malformed challenges.
     for bogus in [
         "",
@@ -188,12 +215,7 @@ async fn a_totp_factor_turns_sign_in_into_a_challenge_completed_once_per_code() 
         "sovrt_00000000000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         expect_problem(
-            app.post_json(
-                "/api/v1/auth/mfa/verify",
-                None,
-                json!({"challenge": bogus, "code": "123456"}),
-            )
-            .await,
+            verify(&app, json!({"challenge": bogus, "code": "123456"})).await,
             401,
             "invalid_challenge",
         )
@@ -208,9 +230,8 @@ async fn a_recovery_code_signs_in_once_and_ends_the_other_sessions() {
     let (_, _, codes) = enrol(&app, &tokens).await;
     let challenge_1 = challenge(&app, "recover@example.com").await;
     let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
+        verify(
+            &app,
             json!({"challenge": challenge_1, "recovery_code": codes[3].to_uppercase()}),
         )
         .await,
@@ -232,9 +253,8 @@ async fn a_recovery_code_signs_in_once_and_ends_the_other_sessions() {
     // Single use.
     let challenge_2 = challenge(&app, "recover@example.com").await;
     expect_problem(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
+        verify(
+            &app,
             json!({"challenge": challenge_2, "recovery_code": codes[3]}),
         )
         .await,
@@ -251,9 +271,8 @@ async fn a_recovery_code_signs_in_once_and_ends_the_other_sessions() {
     .await;
     assert_eq!(fresh["recovery_codes"].as_array().unwrap().len(), 10);
     expect_problem(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
+        verify(
+            &app,
             json!({"challenge": challenge_2, "recovery_code": codes[4]}),
         )
         .await,
@@ -306,12 +325,7 @@ async fn removing_a_factor_needs_a_recent_sign_in_and_the_last_one_ends_other_se
     // A fresh aal2 sign-in may; the other session ends with the last factor.
     let c = challenge(&app, "remove@example.com").await;
     let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/mfa/verify",
-            None,
-            json!({"challenge": c, "code": code(&secret, 1)}),
-        )
-        .await,
+        verify(&app, json!({"challenge": c, "code": code(&secret, 1)})).await,
         200,
     )
     .await;
