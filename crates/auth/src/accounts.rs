@@ -21,6 +21,7 @@ use crate::AuthError;
 use crate::jwt::TokenKeys;
 use crate::mailer::{Email, Mailer};
 use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::providers::Protocol;
 use crate::revocation::LocalCredentials;
 use crate::settings::AuthSettings;
 
@@ -56,6 +57,7 @@ pub(crate) struct Inner {
     pub mailer: Arc<dyn Mailer>,
     pub settings: AuthSettings,
     pub local: LocalCredentials,
+    pub protocol: Protocol,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -114,6 +116,7 @@ impl Accounts {
                 hasher: parts.hasher,
                 policy: parts.policy,
                 mailer: parts.mailer,
+                protocol: Protocol::new(parts.settings.providers.timeout),
                 settings: parts.settings,
                 local,
             }),

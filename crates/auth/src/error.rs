@@ -63,6 +63,42 @@ pub enum AuthError {
     /// [`crate::Accounts::login`] of an account with a second factor (use `sign_in`).
     #[error("a second factor is required")]
     MfaRequired,
+    /// A provider callback with an unknown, spent or expired `state` (or another provider's).
+    #[error("invalid state")]
+    InvalidState,
+    /// The provider refused: an `error` on the callback, or the code (or PKCE verifier) refused.
+    #[error("the provider refused: {0}")]
+    ProviderRefused(String),
+    /// The provider could not be reached, timed out or answered nonsense.
+    #[error("the provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// An ID token that fails validation (signature, `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`).
+    #[error("invalid ID token: {0}")]
+    InvalidIdToken(String),
+    /// `redirect_to` is not on the tenant's allow-list.
+    #[error("redirect not allowed")]
+    RedirectNotAllowed,
+    /// An identity whose address belongs to an account, without both sides verified.
+    #[error("the identity must be linked from the account")]
+    LinkRequired,
+    /// A first sign-in with a provider that does not allow sign-up.
+    #[error("sign-up through this provider is disabled")]
+    SignUpDisabled,
+    /// A new identity without a verified address.
+    #[error("the provider did not assert a verified address")]
+    ProviderEmailUnverified,
+    /// The identity is linked to another account.
+    #[error("the identity belongs to another account")]
+    IdentityInUse,
+    /// Removing the account's last way to sign in.
+    #[error("the last way to sign in cannot be removed")]
+    LastSignInMethod,
+    /// The one-time code of a provider sign-in is unknown, spent or expired.
+    #[error("invalid provider code")]
+    InvalidProviderCode,
+    /// A provider slug already used in this tenant.
+    #[error("slug taken")]
+    SlugTaken,
     /// Too many attempts for this account.
     #[error("too many attempts")]
     RateLimited { retry_after: Duration },
@@ -100,7 +136,16 @@ impl Diagnostic for AuthError {
             | Self::RefreshReused
             | Self::InvalidChallenge
             | Self::ReauthenticationRequired
-            | Self::MfaRequired => ErrorKind::Unauthenticated,
+            | Self::MfaRequired
+            | Self::ProviderRefused(_)
+            | Self::InvalidIdToken(_)
+            | Self::InvalidProviderCode => ErrorKind::Unauthenticated,
+            Self::InvalidState | Self::RedirectNotAllowed => ErrorKind::BadRequest,
+            Self::ProviderUnavailable(_) => ErrorKind::Unavailable,
+            Self::SignUpDisabled | Self::ProviderEmailUnverified => ErrorKind::Forbidden,
+            Self::LinkRequired | Self::IdentityInUse | Self::LastSignInMethod | Self::SlugTaken => {
+                ErrorKind::Conflict
+            }
             Self::InvalidCode | Self::CodeReused => ErrorKind::Validation,
             Self::AccountDisabled | Self::Forbidden(_) | Self::SessionRequired => {
                 ErrorKind::Forbidden
@@ -134,6 +179,18 @@ impl Diagnostic for AuthError {
             Self::CodeReused => "code_already_used",
             Self::ReauthenticationRequired => "reauthentication_required",
             Self::MfaRequired => "mfa_required",
+            Self::InvalidState => "invalid_state",
+            Self::ProviderRefused(_) => "provider_refused",
+            Self::ProviderUnavailable(_) => "provider_unavailable",
+            Self::InvalidIdToken(_) => "invalid_id_token",
+            Self::RedirectNotAllowed => "redirect_not_allowed",
+            Self::LinkRequired => "identity_link_required",
+            Self::SignUpDisabled => "sign_up_disabled",
+            Self::ProviderEmailUnverified => "provider_email_unverified",
+            Self::IdentityInUse => "identity_in_use",
+            Self::LastSignInMethod => "last_sign_in_method",
+            Self::InvalidProviderCode => "invalid_provider_code",
+            Self::SlugTaken => "slug_taken",
             Self::RateLimited { .. } => "rate_limited",
             Self::Config(_) | Self::Hashing(_) => "internal_error",
             Self::Tenancy(e) => e.code(),
@@ -172,6 +229,37 @@ impl Diagnostic for AuthError {
                 "This needs a recent sign-in or a second factor.".to_owned()
             }
             Self::MfaRequired => "This account signs in with a second factor.".to_owned(),
+            Self::InvalidState => {
+                "This sign-in is unknown, expired or already completed.".to_owned()
+            }
+            Self::ProviderRefused(_) => "The sign-in provider refused the sign-in.".to_owned(),
+            Self::ProviderUnavailable(_) => {
+                "The sign-in provider did not answer properly; try again later.".to_owned()
+            }
+            Self::InvalidIdToken(_) => {
+                "The sign-in provider's answer failed validation.".to_owned()
+            }
+            Self::RedirectNotAllowed => {
+                "`redirect_to` is not one of this tenant's redirect URLs.".to_owned()
+            }
+            Self::LinkRequired => "An account with this address exists. Sign in to it, then \
+                 link this provider from the account."
+                .to_owned(),
+            Self::SignUpDisabled => {
+                "No account is linked to this identity, and this provider does not create accounts."
+                    .to_owned()
+            }
+            Self::ProviderEmailUnverified => {
+                "The sign-in provider did not confirm a verified email address.".to_owned()
+            }
+            Self::IdentityInUse => "This identity is linked to another account.".to_owned(),
+            Self::LastSignInMethod => {
+                "This is the account's last way to sign in; add another first.".to_owned()
+            }
+            Self::InvalidProviderCode => {
+                "The sign-in code is unknown, expired or already used.".to_owned()
+            }
+            Self::SlugTaken => "This tenant already has a provider with this slug.".to_owned(),
             Self::RateLimited { .. } => {
                 "Too many attempts for this account; wait and retry.".to_owned()
             }
@@ -191,7 +279,13 @@ impl Diagnostic for AuthError {
             Self::InvalidToken(_) => Some(Cow::Borrowed(
                 "sign in again, or use /api/v1/auth/refresh to get a new access token",
             )),
-            Self::RefreshReused | Self::InvalidChallenge => Some(Cow::Borrowed("sign in again")),
+            Self::RefreshReused
+            | Self::InvalidChallenge
+            | Self::InvalidState
+            | Self::InvalidProviderCode => Some(Cow::Borrowed("sign in again")),
+            Self::RedirectNotAllowed => Some(Cow::Borrowed(
+                "add the URL with PUT /api/v1/auth/redirect-urls (or AUTH_REDIRECT_URLS)",
+            )),
             Self::ReauthenticationRequired => Some(Cow::Borrowed(
                 "sign in again, or complete a second factor, then retry",
             )),

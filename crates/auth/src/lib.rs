@@ -13,6 +13,7 @@ mod model;
 pub mod opaque;
 pub mod password;
 mod password_flows;
+mod providers;
 pub mod revocation;
 mod sealed;
 mod sessions;
@@ -35,6 +36,10 @@ pub use model::{
     Aal, ApiKeyInfo, Assurance, Credential, Principal, Role, Scope, SessionInfo, User,
 };
 pub use password::{PasswordHasher, PasswordPolicy};
+pub use providers::{
+    CallbackParams, ClaimMapping, Identity, NewProvider, ProviderDetails, ProviderGrant,
+    ProviderInfo, ProviderKind, ProviderSettings, ProviderUpdate,
+};
 pub use sessions::{ClientContext, TokenPair};
 pub use settings::{AuthSettings, MIN_SECRET_KEY_BYTES, MailSettings, SmtpSettings, SmtpTls};
 pub use signin::Registration;

@@ -21,6 +21,10 @@ pub enum Kind {
     EmailVerification,
     /// A sign-in waiting for its second factor.
     MfaChallenge,
+    /// The `state` of a sign-in with a provider.
+    ProviderState,
+    /// The one-time code an app exchanges after a sign-in with a provider.
+    ProviderGrant,
 }
 
 impl Kind {
@@ -31,6 +35,8 @@ impl Kind {
             Self::PasswordReset => "sovpr",
             Self::EmailVerification => "sovev",
             Self::MfaChallenge => "sovmc",
+            Self::ProviderState => "sovps",
+            Self::ProviderGrant => "sovpg",
         }
     }
 }

@@ -25,7 +25,8 @@ impl Accounts {
         user: Uuid,
         password: &SecretString,
     ) -> Result<bool, AuthError> {
-        let stored: String = self
+        // An account made through a provider has no password: nothing matches.
+        let stored: Option<String> = self
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -39,7 +40,7 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        self.inner.hasher.verify(password, Some(&stored)).await
+        self.inner.hasher.verify(password, stored.as_deref()).await
     }
 
     /// Changes the password, given the current one, and signs out every other session.

@@ -12,6 +12,9 @@ use sovereign_core::settings::{
 use sovereign_core::{Quota, setting};
 use url::Url;
 
+use crate::providers::ProviderSettings;
+use crate::providers::settings::read_providers;
+
 setting!(
     SECRET_KEY,
     "SECRET_KEY",
@@ -159,6 +162,8 @@ pub struct AuthSettings {
     pub account_quota: Quota,
     /// Base URL of the web client, for mailed links (no trailing slash).
     pub public_url: String,
+    /// Sign-in with OpenID Connect and OAuth providers.
+    pub providers: ProviderSettings,
 }
 
 impl AuthSettings {
@@ -212,7 +217,10 @@ impl SettingValue for SmtpTls {
 impl ReadSettings for AuthSettings {
     fn read(r: &mut Reader<'_>) -> Option<Self> {
         r.section("Accounts and tokens");
-        Some(read_auth(r))
+        let mut settings = read_auth(r);
+        r.section("Sign-in providers");
+        settings.providers = read_providers(r);
+        Some(settings)
     }
 }
 
@@ -340,6 +348,7 @@ fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
         email_verify_ttl: Duration::from_secs(3600 * r.bounded(&EMAIL_VERIFY_EXPIRE_HOURS, 1, 720)),
         account_quota: r.value(&RATE_LIMIT_ACCOUNT),
         public_url: public_url.trim_end_matches('/').to_owned(),
+        providers: ProviderSettings::default(),
     }
 }
 

@@ -138,7 +138,7 @@ impl Accounts {
                             .filter(users::email.eq(email))
                             .filter(users::deleted_at.is_null())
                             .select((UserRow::as_select(), users::password_hash))
-                            .first::<(UserRow, String)>(conn)
+                            .first::<(UserRow, Option<String>)>(conn)
                             .await
                             .optional()
                             .map_err(AuthError::from)
@@ -150,6 +150,7 @@ impl Accounts {
             None
         };
         let (row, hash) = found.unzip();
+        let hash = hash.flatten();
         let verified = self.inner.hasher.verify(password, hash.as_deref()).await?;
         let Some(row) = row.filter(|_| verified) else {
             tracing::warn!(security_event = "login_failed", %tenant, "failed sign-in");
@@ -162,7 +163,7 @@ impl Accounts {
             auth_event("login_failed");
             return Err(AuthError::AccountDisabled);
         }
-        let signed_in = self.after_password(&user, client).await?;
+        let signed_in = self.after_first_factor(&user, client, "pwd").await?;
         if let SignIn::Session(pair) = &signed_in {
             tracing::info!(security_event = "login", user_id = %user.id, session_id = %pair.session_id, "signed in");
             auth_event("login");

@@ -36,6 +36,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    auth_providers (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        slug -> Text,
+        kind -> Text,
+        name -> Text,
+        issuer -> Text,
+        api_url -> Nullable<Text>,
+        client_id -> Text,
+        client_secret -> Bytea,
+        scopes -> Array<Nullable<Text>>,
+        claims -> Jsonb,
+        allow_sign_up -> Bool,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    auth_redirect_urls (tenant_id, url) {
+        tenant_id -> Uuid,
+        url -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     mfa_challenges (token_hash) {
         token_hash -> Bytea,
         tenant_id -> Uuid,
@@ -59,6 +87,31 @@ diesel::table! {
         secret -> Bytea,
         confirmed_at -> Nullable<Timestamptz>,
         last_step -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provider_flows (state_hash) {
+        state_hash -> Bytea,
+        tenant_id -> Uuid,
+        provider -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        redirect_to -> Text,
+        link_user_id -> Nullable<Uuid>,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provider_grants (code_hash) {
+        code_hash -> Bytea,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        amr -> Array<Nullable<Text>>,
+        expires_at -> Timestamptz,
         created_at -> Timestamptz,
     }
 }
@@ -114,12 +167,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_identities (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        provider -> Text,
+        issuer -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamptz,
+        last_sign_in_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         tenant_id -> Uuid,
         email -> Text,
         full_name -> Text,
-        password_hash -> Text,
+        password_hash -> Nullable<Text>,
         role -> Text,
         is_active -> Bool,
         email_verified -> Bool,
@@ -161,23 +228,33 @@ diesel::table! {
 
 diesel::joinable!(action_tokens -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(auth_providers -> tenants (tenant_id));
+diesel::joinable!(auth_redirect_urls -> tenants (tenant_id));
 diesel::joinable!(mfa_challenges -> tenants (tenant_id));
 diesel::joinable!(mfa_factors -> tenants (tenant_id));
+diesel::joinable!(provider_flows -> tenants (tenant_id));
+diesel::joinable!(provider_grants -> tenants (tenant_id));
 diesel::joinable!(recovery_codes -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(sessions -> tenants (tenant_id));
+diesel::joinable!(user_identities -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(vector_collections -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     action_tokens,
     api_keys,
+    auth_providers,
+    auth_redirect_urls,
     mfa_challenges,
     mfa_factors,
+    provider_flows,
+    provider_grants,
     recovery_codes,
     refresh_tokens,
     sessions,
     tenants,
+    user_identities,
     users,
     vector_collections,
     vector_points,

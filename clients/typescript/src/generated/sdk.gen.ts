@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeData, AuthAuthorizeErrors, AuthAuthorizeResponses, AuthCallbackData, AuthCallbackErrors, AuthCallbackResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateData, AuthCreateErrors, AuthCreateResponses, AuthDeleteOneData, AuthDeleteOneErrors, AuthDeleteOneResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeData, AuthExchangeErrors, AuthExchangeResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetOneData, AuthGetOneErrors, AuthGetOneResponses, AuthIdentitiesData, AuthIdentitiesErrors, AuthIdentitiesResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkData, AuthLinkErrors, AuthLinkResponses, AuthListData, AuthListErrors, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRedirectUrlsData, AuthRedirectUrlsErrors, AuthRedirectUrlsResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkData, AuthUnlinkErrors, AuthUnlinkResponses, AuthUpdateData, AuthUpdateErrors, AuthUpdateResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -108,6 +108,25 @@ export const authConfirmFactor = <ThrowOnError extends boolean = true>(options: 
 });
 
 /**
+ * The identities linked to the signed-in account.
+ */
+export const authIdentities = <ThrowOnError extends boolean = true>(options?: Options<AuthIdentitiesData, ThrowOnError>) => (options?.client ?? client).get<AuthIdentitiesResponses, AuthIdentitiesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/identities',
+    ...options
+});
+
+/**
+ * Unlinks an identity (signed in within the last 10 minutes, or at `aal2`). The account's
+ * last way to sign in cannot be removed.
+ */
+export const authUnlink = <ThrowOnError extends boolean = true>(options: Options<AuthUnlinkData, ThrowOnError>) => (options.client ?? client).delete<AuthUnlinkResponses, AuthUnlinkErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/identities/{id}',
+    ...options
+});
+
+/**
  * Signs in and opens a session — or, for an account with a second factor, answers
  * `{"status": "mfa_required", "challenge": …}` to complete at `/api/v1/auth/mfa/verify`. A wrong
  * password, an unknown address and a deleted account get the same `401 invalid_credentials`,
@@ -195,6 +214,100 @@ export const authResetPassword = <ThrowOnError extends boolean = true>(options: 
 });
 
 /**
+ * The tenant's enabled providers, for a sign-in page.
+ */
+export const authList = <ThrowOnError extends boolean = true>(options?: Options<AuthListData, ThrowOnError>) => (options?.client ?? client).get<AuthListResponses, AuthListErrors, ThrowOnError>({ url: '/api/v1/auth/providers', ...options });
+
+/**
+ * Adds a sign-in provider to the caller's tenant. Administrators, signed in within the last
+ * 10 minutes (or at `aal2`). The client secret is stored sealed and never returned.
+ */
+export const authCreate = <ThrowOnError extends boolean = true>(options: Options<AuthCreateData, ThrowOnError>) => (options.client ?? client).post<AuthCreateResponses, AuthCreateErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/providers',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Trades the one-time `code` of a provider sign-in for a session — or, for an account with a
+ * second factor, a challenge to complete at `/api/v1/auth/mfa/verify`.
+ */
+export const authExchange = <ThrowOnError extends boolean = true>(options: Options<AuthExchangeData, ThrowOnError>) => (options.client ?? client).post<AuthExchangeResponses, AuthExchangeErrors, ThrowOnError>({
+    url: '/api/v1/auth/providers/exchange',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Removes a provider (administrators, recently authenticated). Linked identities stay, keyed
+ * by issuer: a provider added again for the same issuer signs them in again.
+ */
+export const authDeleteOne = <ThrowOnError extends boolean = true>(options: Options<AuthDeleteOneData, ThrowOnError>) => (options.client ?? client).delete<AuthDeleteOneResponses, AuthDeleteOneErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/providers/{provider}',
+    ...options
+});
+
+/**
+ * A provider's configuration, without its secret (administrators).
+ */
+export const authGetOne = <ThrowOnError extends boolean = true>(options: Options<AuthGetOneData, ThrowOnError>) => (options.client ?? client).get<AuthGetOneResponses, AuthGetOneErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/providers/{provider}',
+    ...options
+});
+
+/**
+ * Changes a provider (administrators, recently authenticated); what is absent stays.
+ */
+export const authUpdate = <ThrowOnError extends boolean = true>(options: Options<AuthUpdateData, ThrowOnError>) => (options.client ?? client).patch<AuthUpdateResponses, AuthUpdateErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/providers/{provider}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Starts a sign-in with a provider: open it in the browser (a link or `location.assign`).
+ * Redirects to the provider with `state`, `nonce` and a PKCE S256 challenge, all three kept
+ * on the server for 10 minutes, single use.
+ */
+export const authAuthorize = <ThrowOnError extends boolean = true>(options: Options<AuthAuthorizeData, ThrowOnError>) => (options.client ?? client).get<AuthAuthorizeResponses, AuthAuthorizeErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/authorize', ...options });
+
+/**
+ * Where the provider sends the browser back. Redirects to the app's `redirect_to` with a
+ * one-time `code` (exchange it at `/api/v1/auth/providers/exchange`), or with `error` (a
+ * problem code: `provider_refused`, `invalid_id_token`, `identity_link_required`,
+ * `sign_up_disabled`, `provider_email_unverified`, `provider_unavailable` …) and
+ * `error_description`. An unknown, replayed or expired `state` gets `400 invalid_state`.
+ */
+export const authCallback = <ThrowOnError extends boolean = true>(options: Options<AuthCallbackData, ThrowOnError>) => (options.client ?? client).get<AuthCallbackResponses, AuthCallbackErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/callback', ...options });
+
+/**
+ * Starts linking a provider to the signed-in account (signed in within the last 10 minutes,
+ * or at `aal2`): send the browser to `authorize_url`.
+ */
+export const authLink = <ThrowOnError extends boolean = true>(options: Options<AuthLinkData, ThrowOnError>) => (options.client ?? client).post<AuthLinkResponses, AuthLinkErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/providers/{provider}/link',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * Proves again who the signed-in user is — the password, or a TOTP code (which raises the
  * session to `aal2`) — for the operations that need a recent sign-in: creating API keys,
  * removing factors. Answers a new access token for the same session.
@@ -216,6 +329,28 @@ export const authRegenerateRecoveryCodes = <ThrowOnError extends boolean = true>
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/recovery-codes',
     ...options
+});
+
+/**
+ * The tenant's own redirect URLs (administrators); `AUTH_REDIRECT_URLS` adds to them.
+ */
+export const authRedirectUrls = <ThrowOnError extends boolean = true>(options?: Options<AuthRedirectUrlsData, ThrowOnError>) => (options?.client ?? client).get<AuthRedirectUrlsResponses, AuthRedirectUrlsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/redirect-urls',
+    ...options
+});
+
+/**
+ * Replaces the tenant's redirect URLs (administrators, recently authenticated).
+ */
+export const authSetRedirectUrls = <ThrowOnError extends boolean = true>(options: Options<AuthSetRedirectUrlsData, ThrowOnError>) => (options.client ?? client).put<AuthSetRedirectUrlsResponses, AuthSetRedirectUrlsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/redirect-urls',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**

@@ -76,6 +76,13 @@ export type Assurance = {
 };
 
 /**
+ * The provider's page to send the browser to.
+ */
+export type AuthorizeUrl = {
+    authorize_url: string;
+};
+
+/**
  * The current password and a new one.
  */
 export type ChangePasswordRequest = {
@@ -90,6 +97,25 @@ export type ChangePasswordRequest = {
  * State of one dependency.
  */
 export type CheckStatus = 'ok' | 'down' | 'degraded';
+
+/**
+ * Which claims hold the address, its verification and the name, where a provider does not use
+ * the standard ones (OpenID Connect only).
+ */
+export type ClaimMapping = {
+    /**
+     * Default `email`.
+     */
+    email?: string | null;
+    /**
+     * Default `email_verified` (a boolean, or the text `true`).
+     */
+    email_verified?: string | null;
+    /**
+     * Default `name`.
+     */
+    name?: string | null;
+};
 
 /**
  * What a client sends. Parsed with [`ClientFrame::parse`].
@@ -329,6 +355,23 @@ export type HnswConfig = {
 };
 
 /**
+ * An external identity linked to the signed-in account.
+ */
+export type Identity = {
+    created_at: string;
+    /**
+     * The address the provider asserted at the last sign-in.
+     */
+    email?: string | null;
+    id: string;
+    last_sign_in_at: string;
+    /**
+     * The provider's slug at the time of linking.
+     */
+    provider: string;
+};
+
+/**
  * What to index.
  */
 export type IndexRequest = {
@@ -347,6 +390,17 @@ export type IndexRequest = {
  * The state of a collection's vector index.
  */
 export type IndexState = 'none' | 'building' | 'ready';
+
+/**
+ * Where to come back to after linking.
+ */
+export type LinkRequest = {
+    /**
+     * One of the tenant's redirect URLs; the browser comes back with `linked={provider}` (or
+     * `error`).
+     */
+    redirect_to: string;
+};
 
 /**
  * The liveness report.
@@ -468,6 +522,43 @@ export type NewCollection = {
      * letter or digit.
      */
     name: string;
+};
+
+/**
+ * A provider to add (`POST /api/v1/auth/providers`, or an entry of `AUTH_PROVIDERS`).
+ */
+export type NewProvider = {
+    /**
+     * Whether a first sign-in may create an account (default true).
+     */
+    allow_sign_up?: boolean | null;
+    /**
+     * GitHub's REST API base (default `https://api.github.com`).
+     */
+    api_url?: string | null;
+    claims?: ClaimMapping | null;
+    client_id: string;
+    /**
+     * Default true.
+     */
+    enabled?: boolean | null;
+    /**
+     * OpenID Connect issuer (required for `oidc`); GitHub Enterprise's site for `github`.
+     */
+    issuer?: string | null;
+    kind: ProviderKind;
+    /**
+     * Shown on sign-in buttons (default: the kind's name).
+     */
+    name?: string | null;
+    /**
+     * Default: `openid email profile` (OpenID Connect), `read:user user:email` (GitHub).
+     */
+    scopes?: Array<string> | null;
+    /**
+     * Its name in URLs: 1 to 40 of `a-z`, `0-9` and inner `-`.
+     */
+    slug: string;
 };
 
 /**
@@ -664,6 +755,70 @@ export type ProfilePut = {
 };
 
 /**
+ * A provider as administrators see it: everything but the secret.
+ */
+export type ProviderDetails = {
+    allow_sign_up: boolean;
+    api_url?: string | null;
+    /**
+     * Register this URL with the provider as the redirect (callback) URI.
+     */
+    callback_url: string;
+    claims: ClaimMapping;
+    client_id: string;
+    created_at?: string | null;
+    enabled: boolean;
+    issuer: string;
+    kind: ProviderKind;
+    name: string;
+    scopes: Array<string>;
+    slug: string;
+    /**
+     * `tenant` (managed through the API) or `settings` (`AUTH_PROVIDERS`, read-only here).
+     */
+    source: string;
+    updated_at?: string | null;
+};
+
+/**
+ * The one-time code the app exchanges for a session.
+ */
+export type ProviderGrant = {
+    /**
+     * The `code` parameter of the redirect back to the app; single use, two minutes.
+     */
+    code: string;
+};
+
+/**
+ * A provider as a sign-in page sees it.
+ */
+export type ProviderInfo = {
+    kind: ProviderKind;
+    name: string;
+    slug: string;
+};
+
+/**
+ * What a provider speaks.
+ */
+export type ProviderKind = 'oidc' | 'google' | 'github';
+
+/**
+ * Changes to a provider; what is absent stays.
+ */
+export type ProviderUpdate = {
+    allow_sign_up?: boolean | null;
+    api_url?: string | null;
+    claims?: ClaimMapping | null;
+    client_id?: string | null;
+    enabled?: boolean | null;
+    issuer?: string | null;
+    name?: string | null;
+    scopes?: Array<string> | null;
+};
+
+/**
  * A message to publish from a backend.
  */
 export type PublishRequest = {
@@ -778,6 +933,16 @@ export type RecoveryCodes = {
      * Ten single-use codes (`xxxxx-xxxxx`). Store them somewhere safe: they are not shown again.
      */
     recovery_codes: Array<string>;
+};
+
+/**
+ * The tenant's redirect URLs.
+ */
+export type RedirectUrls = {
+    /**
+     * Absolute URLs, matched exactly: `https`, or `http` on a loopback host.
+     */
+    urls: Array<string>;
 };
 
 /**
@@ -1148,6 +1313,70 @@ export type UserUpdate = {
     full_name?: string | null;
 };
 
+/**
+ * A point given by id, or a vector.
+ */
+export type ExampleWritable = PointId | Array<number>;
+
+/**
+ * A provider to add (`POST /api/v1/auth/providers`, or an entry of `AUTH_PROVIDERS`).
+ */
+export type NewProviderWritable = {
+    /**
+     * Whether a first sign-in may create an account (default true).
+     */
+    allow_sign_up?: boolean | null;
+    /**
+     * GitHub's REST API base (default `https://api.github.com`).
+     */
+    api_url?: string | null;
+    claims?: ClaimMapping | null;
+    client_id: string;
+    /**
+     * Write-only: stored sealed, never returned.
+     */
+    client_secret: string;
+    /**
+     * Default true.
+     */
+    enabled?: boolean | null;
+    /**
+     * OpenID Connect issuer (required for `oidc`); GitHub Enterprise's site for `github`.
+     */
+    issuer?: string | null;
+    kind: ProviderKind;
+    /**
+     * Shown on sign-in buttons (default: the kind's name).
+     */
+    name?: string | null;
+    /**
+     * Default: `openid email profile` (OpenID Connect), `read:user user:email` (GitHub).
+     */
+    scopes?: Array<string> | null;
+    /**
+     * Its name in URLs: 1 to 40 of `a-z`, `0-9` and inner `-`.
+     */
+    slug: string;
+};
+
+/**
+ * Changes to a provider; what is absent stays.
+ */
+export type ProviderUpdateWritable = {
+    allow_sign_up?: boolean | null;
+    api_url?: string | null;
+    claims?: ClaimMapping | null;
+    client_id?: string | null;
+    /**
+     * Write-only.
+     */
+    client_secret?: string | null;
+    enabled?: boolean | null;
+    issuer?: string | null;
+    name?: string | null;
+    scopes?: Array<string> | null;
+};
+
 export type OperationsIndexData = {
     body?: never;
     path?: never;
@@ -1427,6 +1656,73 @@ export type AuthConfirmFactorResponses = {
 
 export type AuthConfirmFactorResponse = AuthConfirmFactorResponses[keyof AuthConfirmFactorResponses];
 
+export type AuthIdentitiesData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/identities';
+};
+
+export type AuthIdentitiesErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthIdentitiesError = AuthIdentitiesErrors[keyof AuthIdentitiesErrors];
+
+export type AuthIdentitiesResponses = {
+    /**
+     * Identities
+     */
+    200: Array<Identity>;
+};
+
+export type AuthIdentitiesResponse = AuthIdentitiesResponses[keyof AuthIdentitiesResponses];
+
+export type AuthUnlinkData = {
+    body?: never;
+    path: {
+        /**
+         * The identity
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/identities/{id}';
+};
+
+export type AuthUnlinkErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthUnlinkError = AuthUnlinkErrors[keyof AuthUnlinkErrors];
+
+export type AuthUnlinkResponses = {
+    /**
+     * Unlinked
+     */
+    204: void;
+};
+
+export type AuthUnlinkResponse = AuthUnlinkResponses[keyof AuthUnlinkResponses];
+
 export type AuthLoginData = {
     body: LoginRequest;
     headers?: {
@@ -1675,6 +1971,343 @@ export type AuthResetPasswordResponses = {
 
 export type AuthResetPasswordResponse = AuthResetPasswordResponses[keyof AuthResetPasswordResponses];
 
+export type AuthListData = {
+    body?: never;
+    headers?: {
+        /**
+         * The tenant's slug or UUID; required before signing in when multi-tenancy is on.
+         */
+        'X-Tenant-ID'?: string | null;
+    };
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/providers';
+};
+
+export type AuthListErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthListError = AuthListErrors[keyof AuthListErrors];
+
+export type AuthListResponses = {
+    /**
+     * Providers
+     */
+    200: Array<ProviderInfo>;
+};
+
+export type AuthListResponse = AuthListResponses[keyof AuthListResponses];
+
+export type AuthCreateData = {
+    body: NewProviderWritable;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/providers';
+};
+
+export type AuthCreateErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthCreateError = AuthCreateErrors[keyof AuthCreateErrors];
+
+export type AuthCreateResponses = {
+    /**
+     * Added
+     */
+    201: ProviderDetails;
+};
+
+export type AuthCreateResponse = AuthCreateResponses[keyof AuthCreateResponses];
+
+export type AuthExchangeData = {
+    body: ProviderGrant;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/providers/exchange';
+};
+
+export type AuthExchangeErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthExchangeError = AuthExchangeErrors[keyof AuthExchangeErrors];
+
+export type AuthExchangeResponses = {
+    /**
+     * Signed in, or a second factor is required
+     */
+    200: SignedIn;
+};
+
+export type AuthExchangeResponse = AuthExchangeResponses[keyof AuthExchangeResponses];
+
+export type AuthDeleteOneData = {
+    body?: never;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/providers/{provider}';
+};
+
+export type AuthDeleteOneErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthDeleteOneError = AuthDeleteOneErrors[keyof AuthDeleteOneErrors];
+
+export type AuthDeleteOneResponses = {
+    /**
+     * Removed
+     */
+    204: void;
+};
+
+export type AuthDeleteOneResponse = AuthDeleteOneResponses[keyof AuthDeleteOneResponses];
+
+export type AuthGetOneData = {
+    body?: never;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/providers/{provider}';
+};
+
+export type AuthGetOneErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthGetOneError = AuthGetOneErrors[keyof AuthGetOneErrors];
+
+export type AuthGetOneResponses = {
+    /**
+     * The provider
+     */
+    200: ProviderDetails;
+};
+
+export type AuthGetOneResponse = AuthGetOneResponses[keyof AuthGetOneResponses];
+
+export type AuthUpdateData = {
+    body: ProviderUpdateWritable;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/providers/{provider}';
+};
+
+export type AuthUpdateErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthUpdateError = AuthUpdateErrors[keyof AuthUpdateErrors];
+
+export type AuthUpdateResponses = {
+    /**
+     * Changed
+     */
+    200: ProviderDetails;
+};
+
+export type AuthUpdateResponse = AuthUpdateResponses[keyof AuthUpdateResponses];
+
+export type AuthAuthorizeData = {
+    body?: never;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query: {
+        /**
+         * Where the browser comes back to, with `code` (or `error`): one of the tenant's redirect
+         * URLs, matched exactly.
+         */
+        redirect_to: string;
+        /**
+         * The tenant's slug or id (a link cannot send `X-Tenant-ID`); the header works too.
+         */
+        tenant?: string;
+    };
+    url: '/api/v1/auth/providers/{provider}/authorize';
+};
+
+export type AuthAuthorizeErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    400: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    503: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthAuthorizeError = AuthAuthorizeErrors[keyof AuthAuthorizeErrors];
+
+export type AuthAuthorizeResponses = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthAuthorizeResponse = AuthAuthorizeResponses[keyof AuthAuthorizeResponses];
+
+export type AuthCallbackData = {
+    body?: never;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query?: {
+        state?: string;
+        code?: string;
+        error?: string;
+        error_description?: string;
+        iss?: string;
+    };
+    url: '/api/v1/auth/providers/{provider}/callback';
+};
+
+export type AuthCallbackErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    400: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthCallbackError = AuthCallbackErrors[keyof AuthCallbackErrors];
+
+export type AuthCallbackResponses = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthCallbackResponse = AuthCallbackResponses[keyof AuthCallbackResponses];
+
+export type AuthLinkData = {
+    body: LinkRequest;
+    path: {
+        /**
+         * The provider's slug
+         */
+        provider: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/providers/{provider}/link';
+};
+
+export type AuthLinkErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    400: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthLinkError = AuthLinkErrors[keyof AuthLinkErrors];
+
+export type AuthLinkResponses = {
+    /**
+     * Where to send the browser
+     */
+    200: AuthorizeUrl;
+};
+
+export type AuthLinkResponse = AuthLinkResponses[keyof AuthLinkResponses];
+
 export type AuthReauthenticateData = {
     body: Reauthentication;
     path?: never;
@@ -1740,6 +2373,64 @@ export type AuthRegenerateRecoveryCodesResponses = {
 };
 
 export type AuthRegenerateRecoveryCodesResponse = AuthRegenerateRecoveryCodesResponses[keyof AuthRegenerateRecoveryCodesResponses];
+
+export type AuthRedirectUrlsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/redirect-urls';
+};
+
+export type AuthRedirectUrlsErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthRedirectUrlsError = AuthRedirectUrlsErrors[keyof AuthRedirectUrlsErrors];
+
+export type AuthRedirectUrlsResponses = {
+    /**
+     * Redirect URLs
+     */
+    200: RedirectUrls;
+};
+
+export type AuthRedirectUrlsResponse = AuthRedirectUrlsResponses[keyof AuthRedirectUrlsResponses];
+
+export type AuthSetRedirectUrlsData = {
+    body: RedirectUrls;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/redirect-urls';
+};
+
+export type AuthSetRedirectUrlsErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthSetRedirectUrlsError = AuthSetRedirectUrlsErrors[keyof AuthSetRedirectUrlsErrors];
+
+export type AuthSetRedirectUrlsResponses = {
+    /**
+     * The new list
+     */
+    200: RedirectUrls;
+};
+
+export type AuthSetRedirectUrlsResponse = AuthSetRedirectUrlsResponses[keyof AuthSetRedirectUrlsResponses];
 
 export type AuthRefreshData = {
     body: RefreshRequest;

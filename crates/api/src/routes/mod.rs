@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 pub(crate) mod dto;
 mod factors;
+mod providers;
 mod realtime;
 mod system;
 mod tenants;
@@ -43,6 +44,18 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(factors::list_factors)
         .service(factors::remove_factor)
         .service(factors::regenerate_recovery_codes)
+        .service(providers::list)
+        .service(providers::create)
+        .service(providers::get_one)
+        .service(providers::update)
+        .service(providers::delete_one)
+        .service(providers::authorize)
+        .service(providers::callback)
+        .service(providers::link)
+        .service(providers::identities)
+        .service(providers::unlink)
+        .service(providers::redirect_urls)
+        .service(providers::set_redirect_urls)
         // The routes that take a password or a token, counted against the `auth` rate-limit
         // policy too. After the other `/api/v1/auth/…` routes: a scope takes every path under
         // its prefix, including the ones none of its routes match.
@@ -59,7 +72,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::request_verification)
                 .service(auth::confirm_verification)
                 .service(factors::verify_mfa)
-                .service(factors::reauthenticate),
+                .service(factors::reauthenticate)
+                .service(providers::exchange),
         )
         .service(users::put_me)
         .service(users::patch_me)

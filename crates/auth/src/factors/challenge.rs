@@ -54,13 +54,22 @@ pub struct MfaVerification {
     pub recovery_code: Option<String>,
 }
 
+/// user_id, used_at, expires_at, amr (the first factor).
+type ChallengeRow = (
+    Uuid,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    Vec<Option<String>>,
+);
+
 impl Accounts {
-    /// After the password was verified: a session when the account has no confirmed factor,
-    /// else a challenge to complete with one.
-    pub(crate) async fn after_password(
+    /// After a first factor (`amr`: `pwd`, or `oauth` for a provider) was verified: a session
+    /// when the account has no confirmed factor, else a challenge to complete with one.
+    pub(crate) async fn after_first_factor(
         &self,
         user: &User,
         client: &ClientContext,
+        amr: &str,
     ) -> Result<SignIn, AuthError> {
         let (tenant, user_id) = (user.tenant_id, user.id);
         let has_factor: bool = self
@@ -80,14 +89,18 @@ impl Accounts {
             })
             .await?;
         if !has_factor {
-            let pair = self
-                .open_session(user, client, &Assurance::password())
-                .await?;
+            let assurance = Assurance {
+                aal: Aal::Aal1,
+                amr: vec![amr.to_owned()],
+                auth_time: Utc::now().timestamp(),
+            };
+            let pair = self.open_session(user, client, &assurance).await?;
             return Ok(SignIn::Session(pair));
         }
         let minted = opaque::mint(Kind::MfaChallenge, tenant);
-        let (digest, user_agent, ip) = (
+        let (digest, first, user_agent, ip) = (
             minted.digest,
+            amr.to_owned(),
             client.user_agent().unwrap_or_default(),
             client.ip.map(|ip| ip.to_string()),
         );
@@ -103,7 +116,7 @@ impl Accounts {
                             mfa_challenges::token_hash.eq(digest.to_vec()),
                             mfa_challenges::tenant_id.eq(tenant),
                             mfa_challenges::user_id.eq(user_id),
-                            mfa_challenges::amr.eq(vec![Some("pwd".to_owned())]),
+                            mfa_challenges::amr.eq(vec![Some(first)]),
                             mfa_challenges::user_agent.eq(user_agent),
                             mfa_challenges::ip.eq(ip),
                             mfa_challenges::expires_at.eq(later(CHALLENGE_TTL)),
@@ -115,7 +128,7 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        tracing::info!(security_event = "mfa_challenge", user_id = %user_id, "password verified; second factor required");
+        tracing::info!(security_event = "mfa_challenge", user_id = %user_id, amr, "first factor verified; second factor required");
         Ok(SignIn::MfaRequired(MfaChallenge {
             status: "mfa_required",
             challenge: minted.token,
@@ -134,7 +147,7 @@ impl Accounts {
     ) -> Result<TokenPair, AuthError> {
         let (tenant, digest) = opaque::parse(Kind::MfaChallenge, &input.challenge)
             .ok_or(AuthError::InvalidChallenge)?;
-        let found: Option<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = self
+        let found: Option<ChallengeRow> = self
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -144,6 +157,7 @@ impl Accounts {
                             mfa_challenges::user_id,
                             mfa_challenges::used_at,
                             mfa_challenges::expires_at,
+                            mfa_challenges::amr,
                         ))
                         .first(conn)
                         .await
@@ -153,7 +167,7 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        let Some((user, None, expires_at)) = found else {
+        let Some((user, None, expires_at, first)) = found else {
             return Err(AuthError::InvalidChallenge);
         };
         if expires_at <= Utc::now() {
@@ -216,7 +230,11 @@ impl Accounts {
         }
         let assurance = Assurance {
             aal: Aal::Aal2,
-            amr: vec!["pwd".to_owned(), method.to_owned()],
+            amr: first
+                .into_iter()
+                .flatten()
+                .chain([method.to_owned()])
+                .collect(),
             auth_time: Utc::now().timestamp(),
         };
         let pair = self.open_session(&account, client, &assurance).await?;

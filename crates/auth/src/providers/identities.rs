@@ -1,0 +1,271 @@
+//! External identities and the accounts they sign in to. The rules that keep a provider from
+//! taking over an account:
+//!
+//! - an identity already linked signs in to its account, whatever address it asserts now;
+//! - a new identity whose address belongs to an account is linked to it only when the provider
+//!   asserts the address verified *and* the account's address is verified; otherwise nothing is
+//!   linked and nobody is signed in (`identity_link_required`): the owner links it from a
+//!   signed-in, recently authenticated session;
+//! - a new identity with an address no account has makes an account, if the provider allows
+//!   sign-up and asserts the address verified;
+//! - the last way to sign in (password, identity) cannot be removed.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use sovereign_db::schema::{user_identities, users};
+use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use uuid::Uuid;
+
+use super::ProviderConfig;
+use super::protocol::External;
+use crate::accounts::{MAX_NAME_CHARS, auth_event};
+use crate::model::{Principal, User, UserRow};
+use crate::{Accounts, AuthError};
+
+/// An external identity linked to the signed-in account.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Identity {
+    pub id: Uuid,
+    /// The provider's slug at the time of linking.
+    pub provider: String,
+    /// The address the provider asserted at the last sign-in.
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_sign_in_at: DateTime<Utc>,
+}
+
+impl Accounts {
+    /// The account `external` signs in to: found by the identity, linked by a verified address,
+    /// or made — following the rules above.
+    pub(crate) async fn identity_user(
+        &self,
+        tenant: Uuid,
+        config: &ProviderConfig,
+        external: &External,
+    ) -> Result<User, AuthError> {
+        let (provider, allow_sign_up) = (config.slug.clone(), config.allow_sign_up);
+        let external = external.clone();
+        let (row, created) = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    let linked: Option<Uuid> = user_identities::table
+                        .filter(user_identities::issuer.eq(&external.issuer))
+                        .filter(user_identities::subject.eq(&external.subject))
+                        .select(user_identities::user_id)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    if let Some(user) = linked {
+                        diesel::update(user_identities::table)
+                            .filter(user_identities::issuer.eq(&external.issuer))
+                            .filter(user_identities::subject.eq(&external.subject))
+                            .set((
+                                user_identities::last_sign_in_at.eq(diesel::dsl::now),
+                                user_identities::email.eq(&external.email),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        let row = users::table
+                            .find(user)
+                            .filter(users::deleted_at.is_null())
+                            .select(UserRow::as_select())
+                            .first(conn)
+                            .await
+                            .optional()?
+                            .ok_or(AuthError::InvalidCredentials)?;
+                        return Ok((row, false));
+                    }
+                    let email = external
+                        .email
+                        .clone()
+                        .ok_or(AuthError::ProviderEmailUnverified)?;
+                    let existing: Option<UserRow> = users::table
+                        .filter(users::email.eq(&email))
+                        .filter(users::deleted_at.is_null())
+                        .select(UserRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let (row, created) = match existing {
+                        Some(row) if external.email_verified && row.email_verified => (row, false),
+                        Some(_) => return Err(AuthError::LinkRequired),
+                        None if !allow_sign_up => return Err(AuthError::SignUpDisabled),
+                        None if !external.email_verified => {
+                            return Err(AuthError::ProviderEmailUnverified);
+                        }
+                        None => {
+                            let name: String = external
+                                .name
+                                .as_deref()
+                                .unwrap_or_default()
+                                .chars()
+                                .filter(|c| !c.is_control())
+                                .take(MAX_NAME_CHARS)
+                                .collect();
+                            let row = diesel::insert_into(users::table)
+                                .values((
+                                    users::id.eq(Uuid::now_v7()),
+                                    users::tenant_id.eq(tenant),
+                                    users::email.eq(&email),
+                                    users::full_name.eq(name.trim()),
+                                    users::email_verified.eq(true),
+                                ))
+                                .returning(UserRow::as_returning())
+                                .get_result(conn)
+                                .await?;
+                            (row, true)
+                        }
+                    };
+                    insert_identity(conn, tenant, row.id, &provider, &external).await?;
+                    Ok((row, created))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let user = User::try_from(row)?;
+        if created {
+            tracing::info!(security_event = "account_created", %tenant, user_id = %user.id, provider = %config.slug, "account made by a provider sign-in");
+            auth_event("provider_sign_up");
+        }
+        if !user.is_active {
+            tracing::warn!(security_event = "login_disabled", user_id = %user.id, "provider sign-in to a disabled account");
+            return Err(AuthError::AccountDisabled);
+        }
+        Ok(user)
+    }
+
+    /// Links `external` to the signed-in account `user` (the flow was started by its owner).
+    pub(crate) async fn link_identity(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        config: &ProviderConfig,
+        external: &External,
+    ) -> Result<(), AuthError> {
+        let provider = config.slug.clone();
+        let external = external.clone();
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    let linked: Option<Uuid> = user_identities::table
+                        .filter(user_identities::issuer.eq(&external.issuer))
+                        .filter(user_identities::subject.eq(&external.subject))
+                        .select(user_identities::user_id)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    match linked {
+                        Some(owner) if owner == user => Ok(()),
+                        Some(_) => Err(AuthError::IdentityInUse),
+                        None => insert_identity(conn, tenant, user, &provider, &external).await,
+                    }
+                }
+                .scope_boxed()
+            })
+            .await?;
+        tracing::info!(security_event = "identity_linked", %tenant, user_id = %user, provider = %config.slug, "external identity linked");
+        Ok(())
+    }
+
+    /// The identities linked to the signed-in account.
+    pub async fn identities(&self, principal: &Principal) -> Result<Vec<Identity>, AuthError> {
+        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    let rows: Vec<IdentityRow> = user_identities::table
+                        .filter(user_identities::user_id.eq(user))
+                        .order(user_identities::created_at)
+                        .select((
+                            user_identities::id,
+                            user_identities::provider,
+                            user_identities::email,
+                            user_identities::created_at,
+                            user_identities::last_sign_in_at,
+                        ))
+                        .load(conn)
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(
+                            |(id, provider, email, created_at, last_sign_in_at)| Identity {
+                                id,
+                                provider,
+                                email,
+                                created_at,
+                                last_sign_in_at,
+                            },
+                        )
+                        .collect())
+                }
+                .scope_boxed()
+            })
+            .await
+    }
+
+    /// Unlinks an identity from the signed-in account (recently authenticated), unless it is
+    /// the account's last way to sign in.
+    pub async fn unlink_identity(&self, principal: &Principal, id: Uuid) -> Result<(), AuthError> {
+        principal.session_id()?;
+        principal.require_recent()?;
+        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    // Locks the account: two concurrent unlinks cannot both see another way left.
+                    let password: Option<String> = users::table
+                        .find(user)
+                        .select(users::password_hash)
+                        .for_update()
+                        .first(conn)
+                        .await?;
+                    let identities: Vec<Uuid> = user_identities::table
+                        .filter(user_identities::user_id.eq(user))
+                        .select(user_identities::id)
+                        .load(conn)
+                        .await?;
+                    if !identities.contains(&id) {
+                        return Err(AuthError::NotFound("identity"));
+                    }
+                    if password.is_none() && identities.len() == 1 {
+                        return Err(AuthError::LastSignInMethod);
+                    }
+                    diesel::delete(user_identities::table.find(id))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                }
+                .scope_boxed()
+            })
+            .await?;
+        tracing::info!(security_event = "identity_unlinked", user_id = %user, identity_id = %id, "external identity unlinked");
+        Ok(())
+    }
+}
+
+/// id, provider, email, created_at, last_sign_in_at.
+type IdentityRow = (Uuid, String, Option<String>, DateTime<Utc>, DateTime<Utc>);
+
+async fn insert_identity(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+    user: Uuid,
+    provider: &str,
+    external: &External,
+) -> Result<(), AuthError> {
+    diesel::insert_into(user_identities::table)
+        .values((
+            user_identities::id.eq(Uuid::now_v7()),
+            user_identities::tenant_id.eq(tenant),
+            user_identities::user_id.eq(user),
+            user_identities::provider.eq(provider),
+            user_identities::issuer.eq(&external.issuer),
+            user_identities::subject.eq(&external.subject),
+            user_identities::email.eq(&external.email),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
