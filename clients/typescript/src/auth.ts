@@ -15,6 +15,7 @@ import type {
   CreatedApiKey,
   Factors,
   FactorConfirmed,
+  Identity,
   LoginRequest,
   Me,
   MfaChallenge,
@@ -23,6 +24,7 @@ import type {
   Reauthentication,
   RecoveryCodes,
   ProfilePatch,
+  ProviderInfo,
   Registration,
   ResetRequest,
   SessionInfo,
@@ -53,6 +55,8 @@ export interface AuthOptions {
   now: () => number;
   /** Where tabs sharing the storage record their refreshes (browsers: IndexedDB). */
   ledger?: Ledger;
+  /** The tenant, named in provider sign-in links (which cannot carry `X-Tenant-ID`). */
+  tenant?: string;
 }
 
 const NO_LOCKS = Symbol("no locks");
@@ -63,6 +67,7 @@ export class Auth {
   readonly #margin: number;
   readonly #now: () => number;
   readonly #ledger: Ledger | undefined;
+  readonly #tenant: string | undefined;
   readonly #listeners = new Set<(event: AuthEvent) => void>();
   #inflight: Promise<StoredSession | null> | null = null;
   #refreshes = 0;
@@ -73,6 +78,7 @@ export class Auth {
     this.#margin = options.refreshMarginMs;
     this.#now = options.now;
     this.#ledger = options.storage.key === undefined ? undefined : options.ledger;
+    this.#tenant = options.tenant;
     this.#storage.subscribe?.((session) => {
       if (session === null) this.#emit({ type: "signed_out", reason: "elsewhere" });
       else this.#emit({ type: "refreshed", session });
@@ -115,6 +121,59 @@ export class Auth {
   async completeSignIn(verification: MfaVerification): Promise<StoredSession> {
     const { data } = await api.authVerifyMfa({ client: this.#client, body: verification });
     return this.#signedIn(data);
+  }
+
+  /** The tenant's sign-in providers (slug, kind, name), for sign-in buttons. */
+  async providers(): Promise<ProviderInfo[]> {
+    const { data } = await api.authListProviders({ client: this.#client });
+    return data;
+  }
+
+  /**
+   * The URL that starts a sign-in with `provider`: navigate to it. The provider sends the
+   * browser back to `redirectTo` (one of the tenant's redirect URLs, exactly) with `code` — give
+   * it to `completeProviderSignIn` — or with `error`, a problem code.
+   */
+  providerSignInUrl(provider: string, redirectTo: string): string {
+    const base = this.#client.getConfig().baseUrl ?? "";
+    const url = new URL(`${base}/api/v1/auth/providers/${encodeURIComponent(provider)}/authorize`);
+    url.searchParams.set("redirect_to", redirectTo);
+    if (this.#tenant) url.searchParams.set("tenant", this.#tenant);
+    return url.href;
+  }
+
+  /**
+   * Completes a provider sign-in with the one-time `code` the browser was sent back with.
+   * Throws `MfaRequiredError` for an account with a second factor (then `completeSignIn`).
+   */
+  async completeProviderSignIn(code: string): Promise<StoredSession> {
+    const { data } = await api.authExchangeProviderCode({ client: this.#client, body: { code } });
+    if ("challenge" in data) throw new MfaRequiredError(data as MfaChallenge);
+    return this.#signedIn(data);
+  }
+
+  /**
+   * Starts linking `provider` to the signed-in account (needs a recent sign-in): the URL to
+   * navigate to. The browser comes back to `redirectTo` with `linked` (or `error`).
+   */
+  async linkProvider(provider: string, redirectTo: string): Promise<string> {
+    const { data } = await api.authLinkProvider({
+      client: this.#client,
+      path: { provider },
+      body: { redirect_to: redirectTo },
+    });
+    return data.authorize_url;
+  }
+
+  /** The identities linked to the account. */
+  async identities(): Promise<Identity[]> {
+    const { data } = await api.authListIdentities({ client: this.#client });
+    return data;
+  }
+
+  /** Unlinks an identity (needs a recent sign-in; never the last way to sign in). */
+  async unlinkIdentity(id: string): Promise<void> {
+    await api.authUnlinkIdentity({ client: this.#client, path: { id } });
   }
 
   async #signedIn(pair: TokenPair): Promise<StoredSession> {

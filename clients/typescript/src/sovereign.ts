@@ -56,6 +56,7 @@ export function createSovereign(options: SovereignOptions): Sovereign {
     now,
     refreshMarginMs: options.refreshMarginMs ?? 60_000,
     ledger: storage.key === undefined ? undefined : indexedDbLedger(),
+    tenant: options.tenant,
   });
 
   client.setConfig({

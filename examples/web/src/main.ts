@@ -16,7 +16,15 @@ import {
 import { factorsSection } from "./factors";
 import "./style.css";
 
-const api = new URLSearchParams(location.search).get("api") ?? import.meta.env.VITE_SOVEREIGN_URL ?? "http://127.0.0.1:8000";
+// `?api=` names the server (kept for the tab, as a provider sign-in comes back without it).
+const api =
+  new URLSearchParams(location.search).get("api") ??
+  sessionStorage.getItem("sovereign.example.api") ??
+  import.meta.env.VITE_SOVEREIGN_URL ??
+  "http://127.0.0.1:8000";
+sessionStorage.setItem("sovereign.example.api", api);
+/** Where providers send the browser back to: one of the server's redirect URLs, exactly. */
+const RETURN_TO = `${location.origin}/`;
 const sovereign = createSovereign({ url: api, storage: localStorageStorage("sovereign.example") });
 const realtime: Realtime = sovereign.realtime();
 const ROOM = "public:lobby";
@@ -100,7 +108,50 @@ function signInScreen() {
     say("Welcome!");
     location.hash = "#/profile";
   });
-  app.replaceChildren(h("div", { class: "columns" }, signIn, signUp));
+  const providers = h("div", { "data-testid": "providers", class: "providers" });
+  app.replaceChildren(h("div", { class: "columns" }, signIn, signUp), providers);
+  sovereign.auth
+    .providers()
+    .then((list) => {
+      if (list.length === 0) return;
+      providers.replaceChildren(
+        h("h2", {}, "Or continue with"),
+        ...list.map((p) => {
+          const button = h("button", { type: "button", "data-testid": `provider-${p.slug}` }, p.name);
+          button.addEventListener("click", () => location.assign(sovereign.auth.providerSignInUrl(p.slug, RETURN_TO)));
+          return button;
+        }),
+      );
+    })
+    .catch((error: unknown) => say(explain(error), "error"));
+}
+
+/**
+ * Back from a provider: `?code=` is exchanged for a session (or a second-factor challenge),
+ * `?error=` shown. Either way the parameters leave the address bar at once.
+ */
+async function finishProviderSignIn(): Promise<boolean> {
+  const params = new URLSearchParams(location.search);
+  const code = params.get("code");
+  const error = params.get("error");
+  if (!code && !error) return false;
+  history.replaceState(null, "", location.pathname + location.hash);
+  if (error) {
+    say(params.get("error_description") ?? error, "error");
+    return false;
+  }
+  try {
+    await sovereign.auth.completeProviderSignIn(code!);
+    say("Signed in.");
+    return false;
+  } catch (failure) {
+    if (!(failure instanceof MfaRequiredError)) {
+      say(explain(failure), "error");
+      return false;
+    }
+    secondFactorScreen(failure.challenge);
+    return true;
+  }
 }
 
 /** The second step of a sign-in: a code from the authenticator app, or a recovery code. */
@@ -278,4 +329,6 @@ sovereign.auth.onChange((event) => {
   }
 });
 window.addEventListener("hashchange", () => void route());
-void route();
+void finishProviderSignIn().then((waiting) => {
+  if (!waiting) void route();
+});

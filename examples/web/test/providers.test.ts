@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { ADMIN, ALLOWED, API } from "./harness.js";
+import { ADMIN, ALLOWED, API, open, screenshot, start, totp } from "./harness.js";
 import {
   startOidcProvider,
   startStandIn,
@@ -324,4 +324,58 @@ test("GitHub-style OAuth 2.0: the primary verified address, the numeric id as su
   assert.equal(me.body.email, who.email);
   const unverified = await standinSignIn("hub", "good", { ...person(false), sub: String(800000 + people) });
   assert.equal(unverified.location!.searchParams.get("error"), "provider_email_unverified");
+});
+
+test("an account with a second factor gets a challenge from a provider sign-in, completed at aal2", async () => {
+  const who = person();
+  oidc.people.set(who.sub, who);
+  const first = await signInWith("test-oidc", who.sub);
+  const token = (await exchange(first.location!.searchParams.get("code")!)).body.access_token;
+  const enrolment = await api("/api/v1/auth/factors/totp", { method: "POST", token, body: "{}" });
+  assert.equal(enrolment.status, 201);
+  const confirmed = await api(`/api/v1/auth/factors/${enrolment.body.id}/confirm`, {
+    method: "POST",
+    token,
+    body: JSON.stringify({ code: totp(enrolment.body.secret) }),
+  });
+  assert.equal(confirmed.status, 200);
+
+  const again = await signInWith("test-oidc", who.sub);
+  const challenged = await exchange(again.location!.searchParams.get("code")!);
+  assert.equal(challenged.status, 200);
+  assert.equal(challenged.body.status, "mfa_required");
+  assert.equal(challenged.body.access_token, undefined, "no session before the second factor");
+  const done = await api("/api/v1/auth/mfa/verify", {
+    method: "POST",
+    body: JSON.stringify({ challenge: challenged.body.challenge, code: totp(enrolment.body.secret, 1) }),
+  });
+  assert.equal(done.status, 200, JSON.stringify(done.body));
+  const me = await api("/api/v1/auth/me", { token: done.body.access_token });
+  assert.equal(me.body.authentication.aal, "aal2");
+  assert.deepEqual(me.body.authentication.amr, ["oauth", "otp"]);
+});
+
+test("in Chromium: the example app signs in through the OpenID provider's own pages", async () => {
+  const harness = await start();
+  try {
+    const who = person();
+    oidc.people.set(who.sub, who);
+    const page = await open(await harness.browser.newContext());
+    await page.getByTestId("provider-test-oidc").waitFor();
+    await screenshot(page, "providers");
+    await page.getByTestId("provider-test-oidc").click();
+    // The provider's login page, then its consent page.
+    await page.locator('input[name="login"]').fill(who.sub);
+    await page.locator('input[name="password"]').fill("any password");
+    await page.locator('button[type="submit"]').click();
+    await page.locator('input[name="prompt"][value="consent"]').waitFor({ state: "attached" });
+    await page.locator('button[type="submit"]').click();
+    await page.getByTestId("profile").waitFor();
+    assert.match((await page.getByTestId("whoami").textContent()) ?? "", new RegExp(`${who.email}.*oauth`));
+    assert.equal(new URL(page.url()).searchParams.get("code"), null, "the code left the address bar");
+    const stored = await page.evaluate(() => JSON.stringify(localStorage));
+    assert.ok(!stored.includes("sovpg_"), "the one-time code is not kept");
+  } finally {
+    await harness.close();
+  }
 });

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeData, AuthAuthorizeErrors, AuthAuthorizeResponses, AuthCallbackData, AuthCallbackErrors, AuthCallbackResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateData, AuthCreateErrors, AuthCreateResponses, AuthDeleteOneData, AuthDeleteOneErrors, AuthDeleteOneResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeData, AuthExchangeErrors, AuthExchangeResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetOneData, AuthGetOneErrors, AuthGetOneResponses, AuthIdentitiesData, AuthIdentitiesErrors, AuthIdentitiesResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkData, AuthLinkErrors, AuthLinkResponses, AuthListData, AuthListErrors, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRedirectUrlsData, AuthRedirectUrlsErrors, AuthRedirectUrlsResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkData, AuthUnlinkErrors, AuthUnlinkResponses, AuthUpdateData, AuthUpdateErrors, AuthUpdateResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -110,7 +110,7 @@ export const authConfirmFactor = <ThrowOnError extends boolean = true>(options: 
 /**
  * The identities linked to the signed-in account.
  */
-export const authIdentities = <ThrowOnError extends boolean = true>(options?: Options<AuthIdentitiesData, ThrowOnError>) => (options?.client ?? client).get<AuthIdentitiesResponses, AuthIdentitiesErrors, ThrowOnError>({
+export const authListIdentities = <ThrowOnError extends boolean = true>(options?: Options<AuthListIdentitiesData, ThrowOnError>) => (options?.client ?? client).get<AuthListIdentitiesResponses, AuthListIdentitiesErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/identities',
     ...options
@@ -120,7 +120,7 @@ export const authIdentities = <ThrowOnError extends boolean = true>(options?: Op
  * Unlinks an identity (signed in within the last 10 minutes, or at `aal2`). The account's
  * last way to sign in cannot be removed.
  */
-export const authUnlink = <ThrowOnError extends boolean = true>(options: Options<AuthUnlinkData, ThrowOnError>) => (options.client ?? client).delete<AuthUnlinkResponses, AuthUnlinkErrors, ThrowOnError>({
+export const authUnlinkIdentity = <ThrowOnError extends boolean = true>(options: Options<AuthUnlinkIdentityData, ThrowOnError>) => (options.client ?? client).delete<AuthUnlinkIdentityResponses, AuthUnlinkIdentityErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/identities/{id}',
     ...options
@@ -216,13 +216,13 @@ export const authResetPassword = <ThrowOnError extends boolean = true>(options: 
 /**
  * The tenant's enabled providers, for a sign-in page.
  */
-export const authList = <ThrowOnError extends boolean = true>(options?: Options<AuthListData, ThrowOnError>) => (options?.client ?? client).get<AuthListResponses, AuthListErrors, ThrowOnError>({ url: '/api/v1/auth/providers', ...options });
+export const authListProviders = <ThrowOnError extends boolean = true>(options?: Options<AuthListProvidersData, ThrowOnError>) => (options?.client ?? client).get<AuthListProvidersResponses, AuthListProvidersErrors, ThrowOnError>({ url: '/api/v1/auth/providers', ...options });
 
 /**
  * Adds a sign-in provider to the caller's tenant. Administrators, signed in within the last
  * 10 minutes (or at `aal2`). The client secret is stored sealed and never returned.
  */
-export const authCreate = <ThrowOnError extends boolean = true>(options: Options<AuthCreateData, ThrowOnError>) => (options.client ?? client).post<AuthCreateResponses, AuthCreateErrors, ThrowOnError>({
+export const authCreateProvider = <ThrowOnError extends boolean = true>(options: Options<AuthCreateProviderData, ThrowOnError>) => (options.client ?? client).post<AuthCreateProviderResponses, AuthCreateProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/providers',
     ...options,
@@ -236,7 +236,7 @@ export const authCreate = <ThrowOnError extends boolean = true>(options: Options
  * Trades the one-time `code` of a provider sign-in for a session — or, for an account with a
  * second factor, a challenge to complete at `/api/v1/auth/mfa/verify`.
  */
-export const authExchange = <ThrowOnError extends boolean = true>(options: Options<AuthExchangeData, ThrowOnError>) => (options.client ?? client).post<AuthExchangeResponses, AuthExchangeErrors, ThrowOnError>({
+export const authExchangeProviderCode = <ThrowOnError extends boolean = true>(options: Options<AuthExchangeProviderCodeData, ThrowOnError>) => (options.client ?? client).post<AuthExchangeProviderCodeResponses, AuthExchangeProviderCodeErrors, ThrowOnError>({
     url: '/api/v1/auth/providers/exchange',
     ...options,
     headers: {
@@ -249,7 +249,7 @@ export const authExchange = <ThrowOnError extends boolean = true>(options: Optio
  * Removes a provider (administrators, recently authenticated). Linked identities stay, keyed
  * by issuer: a provider added again for the same issuer signs them in again.
  */
-export const authDeleteOne = <ThrowOnError extends boolean = true>(options: Options<AuthDeleteOneData, ThrowOnError>) => (options.client ?? client).delete<AuthDeleteOneResponses, AuthDeleteOneErrors, ThrowOnError>({
+export const authDeleteProvider = <ThrowOnError extends boolean = true>(options: Options<AuthDeleteProviderData, ThrowOnError>) => (options.client ?? client).delete<AuthDeleteProviderResponses, AuthDeleteProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/providers/{provider}',
     ...options
@@ -258,7 +258,7 @@ export const authDeleteOne = <ThrowOnError extends boolean = true>(options: Opti
 /**
  * A provider's configuration, without its secret (administrators).
  */
-export const authGetOne = <ThrowOnError extends boolean = true>(options: Options<AuthGetOneData, ThrowOnError>) => (options.client ?? client).get<AuthGetOneResponses, AuthGetOneErrors, ThrowOnError>({
+export const authGetProvider = <ThrowOnError extends boolean = true>(options: Options<AuthGetProviderData, ThrowOnError>) => (options.client ?? client).get<AuthGetProviderResponses, AuthGetProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/providers/{provider}',
     ...options
@@ -267,7 +267,7 @@ export const authGetOne = <ThrowOnError extends boolean = true>(options: Options
 /**
  * Changes a provider (administrators, recently authenticated); what is absent stays.
  */
-export const authUpdate = <ThrowOnError extends boolean = true>(options: Options<AuthUpdateData, ThrowOnError>) => (options.client ?? client).patch<AuthUpdateResponses, AuthUpdateErrors, ThrowOnError>({
+export const authUpdateProvider = <ThrowOnError extends boolean = true>(options: Options<AuthUpdateProviderData, ThrowOnError>) => (options.client ?? client).patch<AuthUpdateProviderResponses, AuthUpdateProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/providers/{provider}',
     ...options,
@@ -282,7 +282,7 @@ export const authUpdate = <ThrowOnError extends boolean = true>(options: Options
  * Redirects to the provider with `state`, `nonce` and a PKCE S256 challenge, all three kept
  * on the server for 10 minutes, single use.
  */
-export const authAuthorize = <ThrowOnError extends boolean = true>(options: Options<AuthAuthorizeData, ThrowOnError>) => (options.client ?? client).get<AuthAuthorizeResponses, AuthAuthorizeErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/authorize', ...options });
+export const authAuthorizeProvider = <ThrowOnError extends boolean = true>(options: Options<AuthAuthorizeProviderData, ThrowOnError>) => (options.client ?? client).get<AuthAuthorizeProviderResponses, AuthAuthorizeProviderErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/authorize', ...options });
 
 /**
  * Where the provider sends the browser back. Redirects to the app's `redirect_to` with a
@@ -291,13 +291,13 @@ export const authAuthorize = <ThrowOnError extends boolean = true>(options: Opti
  * `sign_up_disabled`, `provider_email_unverified`, `provider_unavailable` …) and
  * `error_description`. An unknown, replayed or expired `state` gets `400 invalid_state`.
  */
-export const authCallback = <ThrowOnError extends boolean = true>(options: Options<AuthCallbackData, ThrowOnError>) => (options.client ?? client).get<AuthCallbackResponses, AuthCallbackErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/callback', ...options });
+export const authProviderCallback = <ThrowOnError extends boolean = true>(options: Options<AuthProviderCallbackData, ThrowOnError>) => (options.client ?? client).get<AuthProviderCallbackResponses, AuthProviderCallbackErrors, ThrowOnError>({ url: '/api/v1/auth/providers/{provider}/callback', ...options });
 
 /**
  * Starts linking a provider to the signed-in account (signed in within the last 10 minutes,
  * or at `aal2`): send the browser to `authorize_url`.
  */
-export const authLink = <ThrowOnError extends boolean = true>(options: Options<AuthLinkData, ThrowOnError>) => (options.client ?? client).post<AuthLinkResponses, AuthLinkErrors, ThrowOnError>({
+export const authLinkProvider = <ThrowOnError extends boolean = true>(options: Options<AuthLinkProviderData, ThrowOnError>) => (options.client ?? client).post<AuthLinkProviderResponses, AuthLinkProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/providers/{provider}/link',
     ...options,
@@ -334,7 +334,7 @@ export const authRegenerateRecoveryCodes = <ThrowOnError extends boolean = true>
 /**
  * The tenant's own redirect URLs (administrators); `AUTH_REDIRECT_URLS` adds to them.
  */
-export const authRedirectUrls = <ThrowOnError extends boolean = true>(options?: Options<AuthRedirectUrlsData, ThrowOnError>) => (options?.client ?? client).get<AuthRedirectUrlsResponses, AuthRedirectUrlsErrors, ThrowOnError>({
+export const authListRedirectUrls = <ThrowOnError extends boolean = true>(options?: Options<AuthListRedirectUrlsData, ThrowOnError>) => (options?.client ?? client).get<AuthListRedirectUrlsResponses, AuthListRedirectUrlsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/auth/redirect-urls',
     ...options

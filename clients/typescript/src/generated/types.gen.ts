@@ -1656,32 +1656,32 @@ export type AuthConfirmFactorResponses = {
 
 export type AuthConfirmFactorResponse = AuthConfirmFactorResponses[keyof AuthConfirmFactorResponses];
 
-export type AuthIdentitiesData = {
+export type AuthListIdentitiesData = {
     body?: never;
     path?: never;
     query?: never;
     url: '/api/v1/auth/identities';
 };
 
-export type AuthIdentitiesErrors = {
+export type AuthListIdentitiesErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
     default: Problem;
 };
 
-export type AuthIdentitiesError = AuthIdentitiesErrors[keyof AuthIdentitiesErrors];
+export type AuthListIdentitiesError = AuthListIdentitiesErrors[keyof AuthListIdentitiesErrors];
 
-export type AuthIdentitiesResponses = {
+export type AuthListIdentitiesResponses = {
     /**
      * Identities
      */
     200: Array<Identity>;
 };
 
-export type AuthIdentitiesResponse = AuthIdentitiesResponses[keyof AuthIdentitiesResponses];
+export type AuthListIdentitiesResponse = AuthListIdentitiesResponses[keyof AuthListIdentitiesResponses];
 
-export type AuthUnlinkData = {
+export type AuthUnlinkIdentityData = {
     body?: never;
     path: {
         /**
@@ -1693,7 +1693,7 @@ export type AuthUnlinkData = {
     url: '/api/v1/auth/identities/{id}';
 };
 
-export type AuthUnlinkErrors = {
+export type AuthUnlinkIdentityErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -1712,16 +1712,16 @@ export type AuthUnlinkErrors = {
     default: Problem;
 };
 
-export type AuthUnlinkError = AuthUnlinkErrors[keyof AuthUnlinkErrors];
+export type AuthUnlinkIdentityError = AuthUnlinkIdentityErrors[keyof AuthUnlinkIdentityErrors];
 
-export type AuthUnlinkResponses = {
+export type AuthUnlinkIdentityResponses = {
     /**
      * Unlinked
      */
     204: void;
 };
 
-export type AuthUnlinkResponse = AuthUnlinkResponses[keyof AuthUnlinkResponses];
+export type AuthUnlinkIdentityResponse = AuthUnlinkIdentityResponses[keyof AuthUnlinkIdentityResponses];
 
 export type AuthLoginData = {
     body: LoginRequest;
@@ -1971,7 +1971,7 @@ export type AuthResetPasswordResponses = {
 
 export type AuthResetPasswordResponse = AuthResetPasswordResponses[keyof AuthResetPasswordResponses];
 
-export type AuthListData = {
+export type AuthListProvidersData = {
     body?: never;
     headers?: {
         /**
@@ -1984,32 +1984,32 @@ export type AuthListData = {
     url: '/api/v1/auth/providers';
 };
 
-export type AuthListErrors = {
+export type AuthListProvidersErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
     default: Problem;
 };
 
-export type AuthListError = AuthListErrors[keyof AuthListErrors];
+export type AuthListProvidersError = AuthListProvidersErrors[keyof AuthListProvidersErrors];
 
-export type AuthListResponses = {
+export type AuthListProvidersResponses = {
     /**
      * Providers
      */
     200: Array<ProviderInfo>;
 };
 
-export type AuthListResponse = AuthListResponses[keyof AuthListResponses];
+export type AuthListProvidersResponse = AuthListProvidersResponses[keyof AuthListProvidersResponses];
 
-export type AuthCreateData = {
+export type AuthCreateProviderData = {
     body: NewProviderWritable;
     path?: never;
     query?: never;
     url: '/api/v1/auth/providers';
 };
 
-export type AuthCreateErrors = {
+export type AuthCreateProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2028,25 +2028,25 @@ export type AuthCreateErrors = {
     default: Problem;
 };
 
-export type AuthCreateError = AuthCreateErrors[keyof AuthCreateErrors];
+export type AuthCreateProviderError = AuthCreateProviderErrors[keyof AuthCreateProviderErrors];
 
-export type AuthCreateResponses = {
+export type AuthCreateProviderResponses = {
     /**
      * Added
      */
     201: ProviderDetails;
 };
 
-export type AuthCreateResponse = AuthCreateResponses[keyof AuthCreateResponses];
+export type AuthCreateProviderResponse = AuthCreateProviderResponses[keyof AuthCreateProviderResponses];
 
-export type AuthExchangeData = {
+export type AuthExchangeProviderCodeData = {
     body: ProviderGrant;
     path?: never;
     query?: never;
     url: '/api/v1/auth/providers/exchange';
 };
 
-export type AuthExchangeErrors = {
+export type AuthExchangeProviderCodeErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2057,18 +2057,18 @@ export type AuthExchangeErrors = {
     default: Problem;
 };
 
-export type AuthExchangeError = AuthExchangeErrors[keyof AuthExchangeErrors];
+export type AuthExchangeProviderCodeError = AuthExchangeProviderCodeErrors[keyof AuthExchangeProviderCodeErrors];
 
-export type AuthExchangeResponses = {
+export type AuthExchangeProviderCodeResponses = {
     /**
      * Signed in, or a second factor is required
      */
     200: SignedIn;
 };
 
-export type AuthExchangeResponse = AuthExchangeResponses[keyof AuthExchangeResponses];
+export type AuthExchangeProviderCodeResponse = AuthExchangeProviderCodeResponses[keyof AuthExchangeProviderCodeResponses];
 
-export type AuthDeleteOneData = {
+export type AuthDeleteProviderData = {
     body?: never;
     path: {
         /**
@@ -2080,7 +2080,7 @@ export type AuthDeleteOneData = {
     url: '/api/v1/auth/providers/{provider}';
 };
 
-export type AuthDeleteOneErrors = {
+export type AuthDeleteProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2095,18 +2095,18 @@ export type AuthDeleteOneErrors = {
     default: Problem;
 };
 
-export type AuthDeleteOneError = AuthDeleteOneErrors[keyof AuthDeleteOneErrors];
+export type AuthDeleteProviderError = AuthDeleteProviderErrors[keyof AuthDeleteProviderErrors];
 
-export type AuthDeleteOneResponses = {
+export type AuthDeleteProviderResponses = {
     /**
      * Removed
      */
     204: void;
 };
 
-export type AuthDeleteOneResponse = AuthDeleteOneResponses[keyof AuthDeleteOneResponses];
+export type AuthDeleteProviderResponse = AuthDeleteProviderResponses[keyof AuthDeleteProviderResponses];
 
-export type AuthGetOneData = {
+export type AuthGetProviderData = {
     body?: never;
     path: {
         /**
@@ -2118,7 +2118,7 @@ export type AuthGetOneData = {
     url: '/api/v1/auth/providers/{provider}';
 };
 
-export type AuthGetOneErrors = {
+export type AuthGetProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2129,18 +2129,18 @@ export type AuthGetOneErrors = {
     default: Problem;
 };
 
-export type AuthGetOneError = AuthGetOneErrors[keyof AuthGetOneErrors];
+export type AuthGetProviderError = AuthGetProviderErrors[keyof AuthGetProviderErrors];
 
-export type AuthGetOneResponses = {
+export type AuthGetProviderResponses = {
     /**
      * The provider
      */
     200: ProviderDetails;
 };
 
-export type AuthGetOneResponse = AuthGetOneResponses[keyof AuthGetOneResponses];
+export type AuthGetProviderResponse = AuthGetProviderResponses[keyof AuthGetProviderResponses];
 
-export type AuthUpdateData = {
+export type AuthUpdateProviderData = {
     body: ProviderUpdateWritable;
     path: {
         /**
@@ -2152,7 +2152,7 @@ export type AuthUpdateData = {
     url: '/api/v1/auth/providers/{provider}';
 };
 
-export type AuthUpdateErrors = {
+export type AuthUpdateProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2167,18 +2167,18 @@ export type AuthUpdateErrors = {
     default: Problem;
 };
 
-export type AuthUpdateError = AuthUpdateErrors[keyof AuthUpdateErrors];
+export type AuthUpdateProviderError = AuthUpdateProviderErrors[keyof AuthUpdateProviderErrors];
 
-export type AuthUpdateResponses = {
+export type AuthUpdateProviderResponses = {
     /**
      * Changed
      */
     200: ProviderDetails;
 };
 
-export type AuthUpdateResponse = AuthUpdateResponses[keyof AuthUpdateResponses];
+export type AuthUpdateProviderResponse = AuthUpdateProviderResponses[keyof AuthUpdateProviderResponses];
 
-export type AuthAuthorizeData = {
+export type AuthAuthorizeProviderData = {
     body?: never;
     path: {
         /**
@@ -2200,7 +2200,7 @@ export type AuthAuthorizeData = {
     url: '/api/v1/auth/providers/{provider}/authorize';
 };
 
-export type AuthAuthorizeErrors = {
+export type AuthAuthorizeProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2219,18 +2219,18 @@ export type AuthAuthorizeErrors = {
     default: Problem;
 };
 
-export type AuthAuthorizeError = AuthAuthorizeErrors[keyof AuthAuthorizeErrors];
+export type AuthAuthorizeProviderError = AuthAuthorizeProviderErrors[keyof AuthAuthorizeProviderErrors];
 
-export type AuthAuthorizeResponses = {
+export type AuthAuthorizeProviderResponses = {
     /**
      * An error, as an RFC 9457 problem body.
      */
     default: Problem;
 };
 
-export type AuthAuthorizeResponse = AuthAuthorizeResponses[keyof AuthAuthorizeResponses];
+export type AuthAuthorizeProviderResponse = AuthAuthorizeProviderResponses[keyof AuthAuthorizeProviderResponses];
 
-export type AuthCallbackData = {
+export type AuthProviderCallbackData = {
     body?: never;
     path: {
         /**
@@ -2248,7 +2248,7 @@ export type AuthCallbackData = {
     url: '/api/v1/auth/providers/{provider}/callback';
 };
 
-export type AuthCallbackErrors = {
+export type AuthProviderCallbackErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2259,18 +2259,18 @@ export type AuthCallbackErrors = {
     default: Problem;
 };
 
-export type AuthCallbackError = AuthCallbackErrors[keyof AuthCallbackErrors];
+export type AuthProviderCallbackError = AuthProviderCallbackErrors[keyof AuthProviderCallbackErrors];
 
-export type AuthCallbackResponses = {
+export type AuthProviderCallbackResponses = {
     /**
      * An error, as an RFC 9457 problem body.
      */
     default: Problem;
 };
 
-export type AuthCallbackResponse = AuthCallbackResponses[keyof AuthCallbackResponses];
+export type AuthProviderCallbackResponse = AuthProviderCallbackResponses[keyof AuthProviderCallbackResponses];
 
-export type AuthLinkData = {
+export type AuthLinkProviderData = {
     body: LinkRequest;
     path: {
         /**
@@ -2282,7 +2282,7 @@ export type AuthLinkData = {
     url: '/api/v1/auth/providers/{provider}/link';
 };
 
-export type AuthLinkErrors = {
+export type AuthLinkProviderErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -2297,16 +2297,16 @@ export type AuthLinkErrors = {
     default: Problem;
 };
 
-export type AuthLinkError = AuthLinkErrors[keyof AuthLinkErrors];
+export type AuthLinkProviderError = AuthLinkProviderErrors[keyof AuthLinkProviderErrors];
 
-export type AuthLinkResponses = {
+export type AuthLinkProviderResponses = {
     /**
      * Where to send the browser
      */
     200: AuthorizeUrl;
 };
 
-export type AuthLinkResponse = AuthLinkResponses[keyof AuthLinkResponses];
+export type AuthLinkProviderResponse = AuthLinkProviderResponses[keyof AuthLinkProviderResponses];
 
 export type AuthReauthenticateData = {
     body: Reauthentication;
@@ -2374,30 +2374,30 @@ export type AuthRegenerateRecoveryCodesResponses = {
 
 export type AuthRegenerateRecoveryCodesResponse = AuthRegenerateRecoveryCodesResponses[keyof AuthRegenerateRecoveryCodesResponses];
 
-export type AuthRedirectUrlsData = {
+export type AuthListRedirectUrlsData = {
     body?: never;
     path?: never;
     query?: never;
     url: '/api/v1/auth/redirect-urls';
 };
 
-export type AuthRedirectUrlsErrors = {
+export type AuthListRedirectUrlsErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
     default: Problem;
 };
 
-export type AuthRedirectUrlsError = AuthRedirectUrlsErrors[keyof AuthRedirectUrlsErrors];
+export type AuthListRedirectUrlsError = AuthListRedirectUrlsErrors[keyof AuthListRedirectUrlsErrors];
 
-export type AuthRedirectUrlsResponses = {
+export type AuthListRedirectUrlsResponses = {
     /**
      * Redirect URLs
      */
     200: RedirectUrls;
 };
 
-export type AuthRedirectUrlsResponse = AuthRedirectUrlsResponses[keyof AuthRedirectUrlsResponses];
+export type AuthListRedirectUrlsResponse = AuthListRedirectUrlsResponses[keyof AuthListRedirectUrlsResponses];
 
 export type AuthSetRedirectUrlsData = {
     body: RedirectUrls;

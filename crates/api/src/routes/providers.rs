@@ -81,7 +81,7 @@ pub struct RedirectUrls {
     responses((status = 200, description = "Providers", body = Vec<ProviderInfo>))
 )]
 #[get("/api/v1/auth/providers")]
-pub(super) async fn list(
+pub(super) async fn list_providers(
     state: web::Data<AppState>,
     tenant: CurrentTenant,
 ) -> Result<web::Json<Vec<ProviderInfo>>, ApiError> {
@@ -104,7 +104,7 @@ pub(super) async fn list(
     )
 )]
 #[post("/api/v1/auth/providers")]
-pub(super) async fn create(
+pub(super) async fn create_provider(
     state: web::Data<AppState>,
     user: CurrentUser,
     body: Json<Unchecked<NewProvider>>,
@@ -127,7 +127,7 @@ pub(super) async fn create(
     )
 )]
 #[get("/api/v1/auth/providers/{provider}")]
-pub(super) async fn get_one(
+pub(super) async fn get_provider(
     state: web::Data<AppState>,
     user: CurrentUser,
     provider: web::Path<String>,
@@ -153,7 +153,7 @@ pub(super) async fn get_one(
     )
 )]
 #[patch("/api/v1/auth/providers/{provider}")]
-pub(super) async fn update(
+pub(super) async fn update_provider(
     state: web::Data<AppState>,
     user: CurrentUser,
     provider: web::Path<String>,
@@ -180,7 +180,7 @@ pub(super) async fn update(
     )
 )]
 #[delete("/api/v1/auth/providers/{provider}")]
-pub(super) async fn delete_one(
+pub(super) async fn delete_provider(
     state: web::Data<AppState>,
     user: CurrentUser,
     provider: web::Path<String>,
@@ -206,7 +206,7 @@ pub(super) async fn delete_one(
     )
 )]
 #[get("/api/v1/auth/providers/{provider}/authorize")]
-pub(super) async fn authorize(
+pub(super) async fn authorize_provider(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
@@ -244,7 +244,7 @@ pub(super) async fn authorize(
     )
 )]
 #[get("/api/v1/auth/providers/{provider}/callback")]
-pub(super) async fn callback(
+pub(super) async fn provider_callback(
     state: web::Data<AppState>,
     provider: web::Path<String>,
     query: Query<CallbackQuery>,
@@ -272,7 +272,7 @@ pub(super) async fn callback(
     )
 )]
 #[post("/providers/exchange")]
-pub(super) async fn exchange(
+pub(super) async fn exchange_provider_code(
     state: web::Data<AppState>,
     client: Client,
     body: Json<Unchecked<ProviderGrant>>,
@@ -301,7 +301,7 @@ pub(super) async fn exchange(
     )
 )]
 #[post("/api/v1/auth/providers/{provider}/link")]
-pub(super) async fn link(
+pub(super) async fn link_provider(
     state: web::Data<AppState>,
     user: CurrentUser,
     provider: web::Path<String>,
@@ -323,7 +323,7 @@ pub(super) async fn link(
     responses((status = 200, description = "Identities", body = Vec<Identity>))
 )]
 #[get("/api/v1/auth/identities")]
-pub(super) async fn identities(
+pub(super) async fn list_identities(
     state: web::Data<AppState>,
     user: CurrentUser,
 ) -> Result<web::Json<Vec<Identity>>, ApiError> {
@@ -344,7 +344,7 @@ pub(super) async fn identities(
     )
 )]
 #[delete("/api/v1/auth/identities/{id}")]
-pub(super) async fn unlink(
+pub(super) async fn unlink_identity(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
@@ -363,7 +363,7 @@ pub(super) async fn unlink(
     responses((status = 200, description = "Redirect URLs", body = RedirectUrls))
 )]
 #[get("/api/v1/auth/redirect-urls")]
-pub(super) async fn redirect_urls(
+pub(super) async fn list_redirect_urls(
     state: web::Data<AppState>,
     user: CurrentUser,
 ) -> Result<web::Json<RedirectUrls>, ApiError> {
