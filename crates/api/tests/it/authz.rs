@@ -77,6 +77,28 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         .await
         .unwrap();
     let factor_a = factor["id"].as_str().unwrap().to_owned();
+    let provider = app
+        .post_json(
+            "/api/v1/auth/providers",
+            Some(&admin_a.access),
+            json!({"slug": "corp-a", "kind": "google", "client_id": "a", "client_secret": "s"}),
+        )
+        .await;
+    assert_eq!(provider.status(), 201);
+    // An identity linked to user A (as a provider sign-in would have linked it).
+    app.sql(&format!(
+        "INSERT INTO user_identities (id, tenant_id, user_id, provider, issuer, subject) \
+         SELECT gen_random_uuid(), tenant_id, id, 'corp-a', 'https://accounts.google.com', 'a-1' \
+         FROM users WHERE id = '{user_a_id}'"
+    ))
+    .await;
+    let identities: Value = app
+        .get_auth("/api/v1/auth/identities", &user_a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let identity_a = identities[0]["id"].as_str().unwrap().to_owned();
 
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (
@@ -90,6 +112,31 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
             None,
         ),
         (Method::GET, format!("/api/v1/users/{user_a_id}"), None),
+        (
+            Method::GET,
+            "/api/v1/auth/providers/corp-a".to_owned(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/auth/providers/corp-a".to_owned(),
+            Some(json!({"enabled": false})),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/auth/providers/corp-a".to_owned(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/providers/corp-a/link".to_owned(),
+            Some(json!({"redirect_to": "https://app.example.com/"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/auth/identities/{identity_a}"),
+            None,
+        ),
         (
             Method::PUT,
             format!("/api/v1/users/{user_a_id}"),
@@ -158,6 +205,29 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         .await
         .unwrap();
     assert!(keys[0]["revoked_at"].is_null());
+    let provider = app
+        .get_auth("/api/v1/auth/providers/corp-a", &admin_a.access)
+        .await;
+    assert_eq!(provider.status(), 200, "tenant A's provider is untouched");
+    let identities: Value = app
+        .get_auth("/api/v1/auth/identities", &user_a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(identities[0]["id"], identity_a.as_str());
+    // Tenant B's sign-in page does not show it, and cannot start it.
+    let public: Value = app
+        .get_with("/api/v1/auth/providers", &[("X-Tenant-ID", "beta")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public, json!([]));
+    let response = app
+        .get("/api/v1/auth/providers/corp-a/authorize?tenant=beta&redirect_to=https://app.example.com/")
+        .await;
+    expect_problem(response, 404, "not_found").await;
 
     // Tenant B's list shows only tenant B.
     let list: Value = app

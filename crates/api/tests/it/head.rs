@@ -28,7 +28,9 @@ fn get_paths(tenant_id: &str, user_id: &str, collection: &str) -> Vec<String> {
                 .filter(|p| p["in"] == "query" && p["required"] == true)
                 .map(|p| format!("{}=p1", p["name"].as_str().unwrap()))
                 .collect();
-            let path = path.replace("{name}", collection);
+            let path = path
+                .replace("{name}", collection)
+                .replace("{provider}", "hub");
             if query.is_empty() {
                 path
             } else {
@@ -78,6 +80,14 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         )
         .await;
     assert_eq!(created.status(), 201);
+    let provider = app
+        .post_json(
+            "/api/v1/auth/providers",
+            Some(&root),
+            json!({"slug": "hub", "kind": "github", "client_id": "c", "client_secret": "s"}),
+        )
+        .await;
+    assert_eq!(provider.status(), 201);
     let default_tenant = sovereign_tenancy::DEFAULT_TENANT_ID.to_string();
     let paths = get_paths(&default_tenant, me["id"].as_str().unwrap(), "notes");
 
@@ -111,9 +121,18 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
             );
         }
     }
-    // Every route served the superadmin but the websocket (not a handshake) and the docs'
-    // redirect: HEAD was compared with real answers.
-    assert_eq!(refused, [("/api/v1/ws", 400), ("/docs", 308)]);
+    // Every route served the superadmin but the provider sign-in's (`p1` is no redirect URL;
+    // a callback without a state), the websocket (not a handshake) and the docs' redirect: HEAD
+    // was compared with real answers.
+    assert_eq!(
+        refused,
+        [
+            ("/api/v1/auth/providers/hub/authorize?redirect_to=p1", 400),
+            ("/api/v1/auth/providers/hub/callback", 400),
+            ("/api/v1/ws", 400),
+            ("/docs", 308)
+        ]
+    );
 
     // A static answer's length, when HEAD states it, is the GET's.
     let get = send(&app, Method::GET, "/.well-known/jwks.json", None).await;

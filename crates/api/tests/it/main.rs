@@ -25,6 +25,7 @@ mod mail;
 mod metrics;
 mod nginx;
 mod nul;
+mod providers;
 mod realtime;
 mod revocation;
 mod shutdown;

@@ -281,7 +281,6 @@ impl Accounts {
     ) -> Result<SignIn, AuthError> {
         let (tenant, digest) = opaque::parse(Kind::ProviderGrant, &grant.code)
             .ok_or(AuthError::InvalidProviderCode)?;
-        self.active_tenant(tenant).await?;
         let found: Option<(UserRow, Vec<Option<String>>)> = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -310,6 +309,7 @@ impl Accounts {
             })
             .await?;
         let (row, amr) = found.ok_or(AuthError::InvalidProviderCode)?;
+        self.active_tenant(tenant).await?;
         let user = User::try_from(row)?;
         let first = amr.into_iter().flatten().next();
         let signed_in = self

@@ -158,6 +158,9 @@ pub struct NewProvider {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "Corporate login", "enabled": true
+})))]
 pub struct ProviderUpdate {
     #[serde(default)]
     pub name: Option<String>,
@@ -356,7 +359,7 @@ impl ProviderConfig {
             slug: self.slug.clone(),
             kind: self.kind,
             name: self.name.clone(),
-            issuer: self.issuer.to_string(),
+            issuer: self.issuer_text(),
             api_url: self.api_url.as_ref().map(ToString::to_string),
             client_id: self.client_id.clone(),
             scopes: self.scopes.clone(),
