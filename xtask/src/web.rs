@@ -27,7 +27,7 @@ pub fn run() -> Result<(), String> {
     let redis = redis::for_tests()?;
     let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
     let [api, metrics, app, other] = ports;
-    let server = start_server(&binary, &redis.url, api, metrics, app)?;
+    let server = start_server(&binary, &redis.url, [api, metrics, app, other])?;
     let env = [
         ("SOVEREIGN_URL", format!("http://127.0.0.1:{api}")),
         (
@@ -110,13 +110,8 @@ fn chromium() -> Result<PathBuf, String> {
 /// A fresh database, migrated, with a superadmin; the server on it with short-lived access
 /// tokens (refresh paths get exercised), a small realtime history (recovery can fail on purpose)
 /// and the example app's origin allowed.
-fn start_server(
-    binary: &Path,
-    redis: &str,
-    api: u16,
-    metrics: u16,
-    app: u16,
-) -> Result<Server, String> {
+fn start_server(binary: &Path, redis: &str, ports: [u16; 4]) -> Result<Server, String> {
+    let [api, metrics, app, other] = ports;
     let cluster = pg::up()?;
     cluster.psql(
         "postgres",
@@ -153,7 +148,15 @@ fn start_server(
             .env("REDIS_URL", redis)
             .env("PORT", api.to_string())
             .env("METRICS_ADDR", format!("127.0.0.1:{metrics}"))
-            .env("BACKEND_CORS_ORIGINS", format!("http://127.0.0.1:{app}"))
+            // The app on 127.0.0.1 (most tests) and on localhost (passkeys: browsers accept no IP
+            // address as a relying party id); localhost:{other} is allowed to call the API but is
+            // not a passkey origin.
+            .env(
+                "BACKEND_CORS_ORIGINS",
+                format!("http://127.0.0.1:{app},http://localhost:{app},http://localhost:{other}"),
+            )
+            .env("WEBAUTHN_RP_ID", "localhost")
+            .env("WEBAUTHN_ORIGINS", format!("http://localhost:{app}"))
             .env("API_PUBLIC_URL", format!("http://127.0.0.1:{api}"))
             .env("AUTH_REDIRECT_URLS", format!("http://127.0.0.1:{app}/"))
             .env("AUTH_PROVIDER_TIMEOUT_SECONDS", "2")

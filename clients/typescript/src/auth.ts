@@ -21,6 +21,8 @@ import type {
   MfaChallenge,
   MfaVerification,
   NewApiKey,
+  PasskeyInfo,
+  PasskeyOptions,
   Reauthentication,
   RecoveryCodes,
   ProfilePatch,
@@ -174,6 +176,59 @@ export class Auth {
   /** Unlinks an identity (needs a recent sign-in; never the last way to sign in). */
   async unlinkIdentity(id: string): Promise<void> {
     await api.authUnlinkIdentity({ client: this.#client, path: { id } });
+  }
+
+  /**
+   * Registers a passkey for the signed-in account (needs a recent sign-in), in a browser: the
+   * authenticator asks the user to verify, then the server checks and keeps the public key.
+   */
+  async addPasskey(name = ""): Promise<PasskeyInfo> {
+    const { data: ceremony } = await api.authStartPasskeyRegistration({ client: this.#client, body: { name } });
+    const credential = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(publicKeyOf(ceremony)),
+    });
+    const { data } = await api.authFinishPasskeyRegistration({
+      client: this.#client,
+      body: { ceremony: ceremony.ceremony, credential: answerOf(credential) },
+    });
+    return data;
+  }
+
+  /** Signs in with a passkey — no address needed: the authenticator names the account. */
+  async signInWithPasskey(): Promise<StoredSession> {
+    const { data: ceremony } = await api.authStartPasskeySignIn({ client: this.#client });
+    const credential = await navigator.credentials.get({
+      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(publicKeyOf(ceremony)),
+    });
+    const { data } = await api.authFinishPasskeySignIn({
+      client: this.#client,
+      body: { ceremony: ceremony.ceremony, credential: answerOf(credential) },
+    });
+    return this.#signedIn(data);
+  }
+
+  /** Re-authenticates with one of the account's passkeys (the session becomes `aal2`). */
+  async reauthenticateWithPasskey(): Promise<void> {
+    const { data: ceremony } = await api.authStartPasskeyReauthentication({ client: this.#client });
+    const credential = await navigator.credentials.get({
+      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(publicKeyOf(ceremony)),
+    });
+    await this.reauthenticate({ passkey: { ceremony: ceremony.ceremony, credential: answerOf(credential) } });
+  }
+
+  /** The account's passkeys. */
+  async passkeys(): Promise<PasskeyInfo[]> {
+    const { data } = await api.authListPasskeys({ client: this.#client });
+    return data;
+  }
+
+  async renamePasskey(id: string, name: string): Promise<void> {
+    await api.authRenamePasskey({ client: this.#client, path: { id }, body: { name } });
+  }
+
+  /** Removes a passkey (needs a recent sign-in; never the last way to sign in). */
+  async removePasskey(id: string): Promise<void> {
+    await api.authRemovePasskey({ client: this.#client, path: { id } });
   }
 
   async #signedIn(pair: TokenPair): Promise<StoredSession> {
@@ -443,4 +498,17 @@ interface Locks {
 function lockManager(): Locks | typeof NO_LOCKS {
   const nav = (globalThis as { navigator?: { locks?: Locks } }).navigator;
   return nav?.locks ?? NO_LOCKS;
+}
+
+/** The `publicKey` member of a ceremony's options, as WebAuthn's JSON form. */
+function publicKeyOf<T>(ceremony: PasskeyOptions): T {
+  return (ceremony.options as { publicKey: T }).publicKey;
+}
+
+/** An authenticator's answer in its JSON form, or an error if there was none. */
+function answerOf(credential: Credential | null): Record<string, unknown> {
+  if (!(credential instanceof PublicKeyCredential)) {
+    throw new SovereignError({ status: 0, code: "passkey_cancelled", detail: "no passkey was given" });
+  }
+  return credential.toJSON() as Record<string, unknown>;
 }

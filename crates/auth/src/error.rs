@@ -96,6 +96,10 @@ pub enum AuthError {
     /// The one-time code of a provider sign-in is unknown, spent or expired.
     #[error("invalid provider code")]
     InvalidProviderCode,
+    /// A passkey answer that fails: unknown or spent ceremony, wrong origin or relying party,
+    /// no user verification, a bad signature, a counter that did not grow, an unknown passkey.
+    #[error("invalid passkey: {0}")]
+    InvalidPasskey(String),
     /// A provider slug already used in this tenant.
     #[error("slug taken")]
     SlugTaken,
@@ -139,7 +143,8 @@ impl Diagnostic for AuthError {
             | Self::MfaRequired
             | Self::ProviderRefused(_)
             | Self::InvalidIdToken(_)
-            | Self::InvalidProviderCode => ErrorKind::Unauthenticated,
+            | Self::InvalidProviderCode
+            | Self::InvalidPasskey(_) => ErrorKind::Unauthenticated,
             Self::InvalidState | Self::RedirectNotAllowed => ErrorKind::BadRequest,
             Self::ProviderUnavailable(_) => ErrorKind::Unavailable,
             Self::SignUpDisabled | Self::ProviderEmailUnverified => ErrorKind::Forbidden,
@@ -191,6 +196,7 @@ impl Diagnostic for AuthError {
             Self::LastSignInMethod => "last_sign_in_method",
             Self::InvalidProviderCode => "invalid_provider_code",
             Self::SlugTaken => "slug_taken",
+            Self::InvalidPasskey(_) => "invalid_passkey",
             Self::RateLimited { .. } => "rate_limited",
             Self::Config(_) | Self::Hashing(_) => "internal_error",
             Self::Tenancy(e) => e.code(),
@@ -260,6 +266,7 @@ impl Diagnostic for AuthError {
                 "The sign-in code is unknown, expired or already used.".to_owned()
             }
             Self::SlugTaken => "This tenant already has a provider with this slug.".to_owned(),
+            Self::InvalidPasskey(_) => "The passkey could not be verified.".to_owned(),
             Self::RateLimited { .. } => {
                 "Too many attempts for this account; wait and retry.".to_owned()
             }

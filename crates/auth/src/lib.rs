@@ -11,6 +11,7 @@ mod keys;
 pub mod mailer;
 mod model;
 pub mod opaque;
+mod passkeys;
 pub mod password;
 mod password_flows;
 mod providers;
@@ -35,6 +36,7 @@ pub use mailer::{Email, LogMailer, Mailer, Outbox, SmtpMailer};
 pub use model::{
     Aal, ApiKeyInfo, Assurance, Credential, Principal, Role, Scope, SessionInfo, User,
 };
+pub use passkeys::{PasskeyAnswer, PasskeyInfo, PasskeyOptions, PasskeySettings};
 pub use password::{PasswordHasher, PasswordPolicy};
 pub use providers::{
     CallbackParams, ClaimMapping, Identity, NewProvider, ProviderDetails, ProviderGrant,

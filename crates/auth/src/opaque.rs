@@ -25,6 +25,8 @@ pub enum Kind {
     ProviderState,
     /// The one-time code an app exchanges after a sign-in with a provider.
     ProviderGrant,
+    /// A passkey registration, sign-in or re-authentication in flight.
+    PasskeyCeremony,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Self::MfaChallenge => "sovmc",
             Self::ProviderState => "sovps",
             Self::ProviderGrant => "sovpg",
+            Self::PasskeyCeremony => "sovpc",
         }
     }
 }

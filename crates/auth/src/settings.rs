@@ -12,6 +12,7 @@ use sovereign_core::settings::{
 use sovereign_core::{Quota, setting};
 use url::Url;
 
+use crate::passkeys::{PasskeySettings, read_passkeys};
 use crate::providers::ProviderSettings;
 use crate::providers::settings::read_providers;
 
@@ -164,6 +165,8 @@ pub struct AuthSettings {
     pub public_url: String,
     /// Sign-in with OpenID Connect and OAuth providers.
     pub providers: ProviderSettings,
+    /// Passkeys.
+    pub passkeys: PasskeySettings,
 }
 
 impl AuthSettings {
@@ -220,6 +223,8 @@ impl ReadSettings for AuthSettings {
         let mut settings = read_auth(r);
         r.section("Sign-in providers");
         settings.providers = read_providers(r);
+        r.section("Passkeys");
+        settings.passkeys = read_passkeys(r, &settings.public_url);
         Some(settings)
     }
 }
@@ -349,6 +354,7 @@ fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
         account_quota: r.value(&RATE_LIMIT_ACCOUNT),
         public_url: public_url.trim_end_matches('/').to_owned(),
         providers: ProviderSettings::default(),
+        passkeys: PasskeySettings::default(),
     }
 }
 

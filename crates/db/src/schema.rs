@@ -92,6 +92,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkey_ceremonies (token_hash) {
+        token_hash -> Bytea,
+        tenant_id -> Uuid,
+        purpose -> Text,
+        user_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        name -> Nullable<Text>,
+        state -> Jsonb,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        credential_id -> Bytea,
+        credential -> Jsonb,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     provider_flows (state_hash) {
         state_hash -> Bytea,
         tenant_id -> Uuid,
@@ -232,6 +259,8 @@ diesel::joinable!(auth_providers -> tenants (tenant_id));
 diesel::joinable!(auth_redirect_urls -> tenants (tenant_id));
 diesel::joinable!(mfa_challenges -> tenants (tenant_id));
 diesel::joinable!(mfa_factors -> tenants (tenant_id));
+diesel::joinable!(passkey_ceremonies -> tenants (tenant_id));
+diesel::joinable!(passkeys -> tenants (tenant_id));
 diesel::joinable!(provider_flows -> tenants (tenant_id));
 diesel::joinable!(provider_grants -> tenants (tenant_id));
 diesel::joinable!(recovery_codes -> tenants (tenant_id));
@@ -248,6 +277,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_redirect_urls,
     mfa_challenges,
     mfa_factors,
+    passkey_ceremonies,
+    passkeys,
     provider_flows,
     provider_grants,
     recovery_codes,

@@ -14,6 +14,7 @@ import {
   type Subscription,
 } from "@sovereign/client";
 import { factorsSection } from "./factors";
+import { passkeysSection } from "./passkeys";
 import "./style.css";
 
 // `?api=` names the server (kept for the tab, as a provider sign-in comes back without it).
@@ -108,14 +109,25 @@ function signInScreen() {
     say("Welcome!");
     location.hash = "#/profile";
   });
-  const providers = h("div", { "data-testid": "providers", class: "providers" });
+  const passkey = h("button", { type: "button", "data-testid": "passkey-sign-in" }, "Sign in with a passkey");
+  passkey.addEventListener("click", async () => {
+    try {
+      await sovereign.auth.signInWithPasskey();
+      say("Signed in.");
+      location.hash = "#/profile";
+      void route();
+    } catch (error) {
+      say(explain(error), "error");
+    }
+  });
+  const providers = h("div", { "data-testid": "providers", class: "providers" }, passkey);
   app.replaceChildren(h("div", { class: "columns" }, signIn, signUp), providers);
   sovereign.auth
     .providers()
     .then((list) => {
-      if (list.length === 0) return;
       providers.replaceChildren(
         h("h2", {}, "Or continue with"),
+        passkey,
         ...list.map((p) => {
           const button = h("button", { type: "button", "data-testid": `provider-${p.slug}` }, p.name);
           button.addEventListener("click", () => location.assign(sovereign.auth.providerSignInUrl(p.slug, RETURN_TO)));
@@ -182,7 +194,7 @@ async function profileScreen() {
     const updated = await sovereign.auth.updateProfile({ full_name: String(data.get("full_name")) });
     say(`Saved: ${updated.full_name}`);
   });
-  app.replaceChildren(form, await factorsSection(sovereign, h, onSubmit, say));
+  app.replaceChildren(form, await factorsSection(sovereign, h, onSubmit, say), await passkeysSection(sovereign, h, say, explain));
 }
 
 async function sessionsScreen() {

@@ -25,6 +25,10 @@ const SCREENSHOTS = required("SCREENSHOT_DIR");
 /** The origin in `BACKEND_CORS_ORIGINS`, and one that is not. */
 export const ALLOWED = `http://127.0.0.1:${APP_PORT}`;
 export const REFUSED = `http://127.0.0.1:${OTHER_PORT}`;
+/** The app at `localhost` (a passkey origin: browsers take no IP address as relying party id),
+ * and at another port of localhost, which may call the API but is no passkey origin. */
+export const LOCAL = `http://localhost:${APP_PORT}`;
+export const LOCAL_OTHER = `http://localhost:${OTHER_PORT}`;
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

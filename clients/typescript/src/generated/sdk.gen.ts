@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthFinishPasskeyRegistrationData, AuthFinishPasskeyRegistrationErrors, AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeySignInData, AuthFinishPasskeySignInErrors, AuthFinishPasskeySignInResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListPasskeysData, AuthListPasskeysErrors, AuthListPasskeysResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRemovePasskeyData, AuthRemovePasskeyErrors, AuthRemovePasskeyResponses, AuthRenamePasskeyData, AuthRenamePasskeyErrors, AuthRenamePasskeyResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthStartPasskeyReauthenticationData, AuthStartPasskeyReauthenticationErrors, AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyRegistrationData, AuthStartPasskeyRegistrationErrors, AuthStartPasskeyRegistrationResponses, AuthStartPasskeySignInData, AuthStartPasskeySignInErrors, AuthStartPasskeySignInResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -168,6 +168,95 @@ export const authMe = <ThrowOnError extends boolean = true>(options?: Options<Au
  */
 export const authVerifyMfa = <ThrowOnError extends boolean = true>(options: Options<AuthVerifyMfaData, ThrowOnError>) => (options.client ?? client).post<AuthVerifyMfaResponses, AuthVerifyMfaErrors, ThrowOnError>({
     url: '/api/v1/auth/mfa/verify',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The account's passkeys.
+ */
+export const authListPasskeys = <ThrowOnError extends boolean = true>(options?: Options<AuthListPasskeysData, ThrowOnError>) => (options?.client ?? client).get<AuthListPasskeysResponses, AuthListPasskeysErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys',
+    ...options
+});
+
+/**
+ * Starts re-authenticating with one of the account's passkeys; send the answer to
+ * `/api/v1/auth/reauthenticate` as `{"passkey": {"ceremony", "credential"}}`.
+ */
+export const authStartPasskeyReauthentication = <ThrowOnError extends boolean = true>(options?: Options<AuthStartPasskeyReauthenticationData, ThrowOnError>) => (options?.client ?? client).post<AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyReauthenticationErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys/reauthenticate',
+    ...options
+});
+
+/**
+ * Completes a registration with the new credential (`credential.toJSON()`).
+ */
+export const authFinishPasskeyRegistration = <ThrowOnError extends boolean = true>(options: Options<AuthFinishPasskeyRegistrationData, ThrowOnError>) => (options.client ?? client).post<AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeyRegistrationErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys/register/finish',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Starts registering a passkey for the signed-in account (signed in within the last 10
+ * minutes, or at `aal2`): give `options.publicKey` to
+ * `PublicKeyCredential.parseCreationOptionsFromJSON`, then `navigator.credentials.create`.
+ */
+export const authStartPasskeyRegistration = <ThrowOnError extends boolean = true>(options: Options<AuthStartPasskeyRegistrationData, ThrowOnError>) => (options.client ?? client).post<AuthStartPasskeyRegistrationResponses, AuthStartPasskeyRegistrationErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys/register/start',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Completes a sign-in with the authenticator's answer: a session at `aal2` (user
+ * verification is required).
+ */
+export const authFinishPasskeySignIn = <ThrowOnError extends boolean = true>(options: Options<AuthFinishPasskeySignInData, ThrowOnError>) => (options.client ?? client).post<AuthFinishPasskeySignInResponses, AuthFinishPasskeySignInErrors, ThrowOnError>({
+    url: '/api/v1/auth/passkeys/sign-in/finish',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Starts a sign-in with a passkey — no address needed: give `options.publicKey` to
+ * `PublicKeyCredential.parseRequestOptionsFromJSON`, then `navigator.credentials.get`.
+ */
+export const authStartPasskeySignIn = <ThrowOnError extends boolean = true>(options?: Options<AuthStartPasskeySignInData, ThrowOnError>) => (options?.client ?? client).post<AuthStartPasskeySignInResponses, AuthStartPasskeySignInErrors, ThrowOnError>({ url: '/api/v1/auth/passkeys/sign-in/start', ...options });
+
+/**
+ * Removes a passkey (signed in within the last 10 minutes, or at `aal2`); never the account's
+ * last way to sign in.
+ */
+export const authRemovePasskey = <ThrowOnError extends boolean = true>(options: Options<AuthRemovePasskeyData, ThrowOnError>) => (options.client ?? client).delete<AuthRemovePasskeyResponses, AuthRemovePasskeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys/{id}',
+    ...options
+});
+
+/**
+ * Renames a passkey.
+ */
+export const authRenamePasskey = <ThrowOnError extends boolean = true>(options: Options<AuthRenamePasskeyData, ThrowOnError>) => (options.client ?? client).patch<AuthRenamePasskeyResponses, AuthRenamePasskeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/auth/passkeys/{id}',
     ...options,
     headers: {
         'Content-Type': 'application/json',

@@ -572,6 +572,58 @@ export type NewTotp = {
 };
 
 /**
+ * The authenticator's answer to a ceremony.
+ */
+export type PasskeyAnswer = {
+    ceremony: string;
+    /**
+     * The credential as `PublicKeyCredential.toJSON()` gives it.
+     */
+    credential: {
+        [key: string]: unknown;
+    };
+};
+
+/**
+ * A passkey of the signed-in account.
+ */
+export type PasskeyInfo = {
+    created_at: string;
+    id: string;
+    last_used_at?: string | null;
+    name: string;
+};
+
+/**
+ * A name for a passkey.
+ */
+export type PasskeyName = {
+    /**
+     * 1 to 100 printable characters (default `Passkey`).
+     */
+    name?: string;
+};
+
+/**
+ * What the browser needs for a ceremony: pass `options.publicKey` to
+ * `PublicKeyCredential.parseCreationOptionsFromJSON` (registration) or
+ * `parseRequestOptionsFromJSON` (sign-in), and send the answer back with `ceremony`.
+ */
+export type PasskeyOptions = {
+    /**
+     * Single use; send it back with the authenticator's answer within `expires_in` seconds.
+     */
+    ceremony: string;
+    expires_in: number;
+    /**
+     * `{"publicKey": …}`, WebAuthn's options in their JSON form.
+     */
+    options: {
+        [key: string]: unknown;
+    };
+};
+
+/**
  * The type of an indexed payload key, which decides the conditions it supports.
  */
 export type PayloadKind = 'keyword' | 'integer' | 'float' | 'bool';
@@ -879,6 +931,7 @@ export type Reauthentication = {
      * Or a TOTP code (raises the session to `aal2`).
      */
     code?: string | null;
+    passkey?: PasskeyAnswer | null;
     /**
      * The account's password.
      */
@@ -1869,6 +1922,258 @@ export type AuthVerifyMfaResponses = {
 };
 
 export type AuthVerifyMfaResponse = AuthVerifyMfaResponses[keyof AuthVerifyMfaResponses];
+
+export type AuthListPasskeysData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys';
+};
+
+export type AuthListPasskeysErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthListPasskeysError = AuthListPasskeysErrors[keyof AuthListPasskeysErrors];
+
+export type AuthListPasskeysResponses = {
+    /**
+     * Passkeys
+     */
+    200: Array<PasskeyInfo>;
+};
+
+export type AuthListPasskeysResponse = AuthListPasskeysResponses[keyof AuthListPasskeysResponses];
+
+export type AuthStartPasskeyReauthenticationData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys/reauthenticate';
+};
+
+export type AuthStartPasskeyReauthenticationErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthStartPasskeyReauthenticationError = AuthStartPasskeyReauthenticationErrors[keyof AuthStartPasskeyReauthenticationErrors];
+
+export type AuthStartPasskeyReauthenticationResponses = {
+    /**
+     * The ceremony
+     */
+    200: PasskeyOptions;
+};
+
+export type AuthStartPasskeyReauthenticationResponse = AuthStartPasskeyReauthenticationResponses[keyof AuthStartPasskeyReauthenticationResponses];
+
+export type AuthFinishPasskeyRegistrationData = {
+    body: PasskeyAnswer;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys/register/finish';
+};
+
+export type AuthFinishPasskeyRegistrationErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthFinishPasskeyRegistrationError = AuthFinishPasskeyRegistrationErrors[keyof AuthFinishPasskeyRegistrationErrors];
+
+export type AuthFinishPasskeyRegistrationResponses = {
+    /**
+     * Registered
+     */
+    201: PasskeyInfo;
+};
+
+export type AuthFinishPasskeyRegistrationResponse = AuthFinishPasskeyRegistrationResponses[keyof AuthFinishPasskeyRegistrationResponses];
+
+export type AuthStartPasskeyRegistrationData = {
+    body: PasskeyName;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys/register/start';
+};
+
+export type AuthStartPasskeyRegistrationErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthStartPasskeyRegistrationError = AuthStartPasskeyRegistrationErrors[keyof AuthStartPasskeyRegistrationErrors];
+
+export type AuthStartPasskeyRegistrationResponses = {
+    /**
+     * The ceremony
+     */
+    200: PasskeyOptions;
+};
+
+export type AuthStartPasskeyRegistrationResponse = AuthStartPasskeyRegistrationResponses[keyof AuthStartPasskeyRegistrationResponses];
+
+export type AuthFinishPasskeySignInData = {
+    body: PasskeyAnswer;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys/sign-in/finish';
+};
+
+export type AuthFinishPasskeySignInErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthFinishPasskeySignInError = AuthFinishPasskeySignInErrors[keyof AuthFinishPasskeySignInErrors];
+
+export type AuthFinishPasskeySignInResponses = {
+    /**
+     * Signed in
+     */
+    200: TokenPair;
+};
+
+export type AuthFinishPasskeySignInResponse = AuthFinishPasskeySignInResponses[keyof AuthFinishPasskeySignInResponses];
+
+export type AuthStartPasskeySignInData = {
+    body?: never;
+    headers?: {
+        /**
+         * The tenant's slug or UUID; required before signing in when multi-tenancy is on.
+         */
+        'X-Tenant-ID'?: string | null;
+    };
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/passkeys/sign-in/start';
+};
+
+export type AuthStartPasskeySignInErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthStartPasskeySignInError = AuthStartPasskeySignInErrors[keyof AuthStartPasskeySignInErrors];
+
+export type AuthStartPasskeySignInResponses = {
+    /**
+     * The ceremony
+     */
+    200: PasskeyOptions;
+};
+
+export type AuthStartPasskeySignInResponse = AuthStartPasskeySignInResponses[keyof AuthStartPasskeySignInResponses];
+
+export type AuthRemovePasskeyData = {
+    body?: never;
+    path: {
+        /**
+         * The passkey
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/passkeys/{id}';
+};
+
+export type AuthRemovePasskeyErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthRemovePasskeyError = AuthRemovePasskeyErrors[keyof AuthRemovePasskeyErrors];
+
+export type AuthRemovePasskeyResponses = {
+    /**
+     * Removed
+     */
+    204: void;
+};
+
+export type AuthRemovePasskeyResponse = AuthRemovePasskeyResponses[keyof AuthRemovePasskeyResponses];
+
+export type AuthRenamePasskeyData = {
+    body: PasskeyName;
+    path: {
+        /**
+         * The passkey
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/auth/passkeys/{id}';
+};
+
+export type AuthRenamePasskeyErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthRenamePasskeyError = AuthRenamePasskeyErrors[keyof AuthRenamePasskeyErrors];
+
+export type AuthRenamePasskeyResponses = {
+    /**
+     * Renamed
+     */
+    204: void;
+};
+
+export type AuthRenamePasskeyResponse = AuthRenamePasskeyResponses[keyof AuthRenamePasskeyResponses];
 
 export type AuthChangePasswordData = {
     body: ChangePasswordRequest;

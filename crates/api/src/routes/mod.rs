@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 pub(crate) mod dto;
 mod factors;
+mod passkeys;
 mod providers;
 mod realtime;
 mod system;
@@ -44,6 +45,12 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(factors::list_factors)
         .service(factors::remove_factor)
         .service(factors::regenerate_recovery_codes)
+        .service(passkeys::start_passkey_registration)
+        .service(passkeys::finish_passkey_registration)
+        .service(passkeys::list_passkeys)
+        .service(passkeys::rename_passkey)
+        .service(passkeys::remove_passkey)
+        .service(passkeys::start_passkey_reauthentication)
         .service(providers::list_providers)
         .service(providers::create_provider)
         .service(providers::get_provider)
@@ -73,7 +80,9 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::confirm_verification)
                 .service(factors::verify_mfa)
                 .service(factors::reauthenticate)
-                .service(providers::exchange_provider_code),
+                .service(providers::exchange_provider_code)
+                .service(passkeys::start_passkey_sign_in)
+                .service(passkeys::finish_passkey_sign_in),
         )
         .service(users::put_me)
         .service(users::patch_me)

@@ -99,6 +99,19 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         .await
         .unwrap();
     let identity_a = identities[0]["id"].as_str().unwrap().to_owned();
+    // A passkey of user A (only its row matters to these routes).
+    app.sql(&format!(
+        "INSERT INTO passkeys (id, tenant_id, user_id, name, credential_id, credential) \
+         SELECT gen_random_uuid(), tenant_id, id, 'Laptop', '\\x01', '{{}}' FROM users WHERE id = '{user_a_id}'"
+    ))
+    .await;
+    let passkey_a: Value = app
+        .get_auth("/api/v1/auth/passkeys", &user_a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let passkey_a = passkey_a[0]["id"].as_str().unwrap().to_owned();
 
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (
@@ -135,6 +148,16 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         (
             Method::DELETE,
             format!("/api/v1/auth/identities/{identity_a}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/auth/passkeys/{passkey_a}"),
+            Some(json!({"name": "mine now"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/auth/passkeys/{passkey_a}"),
             None,
         ),
         (
@@ -216,6 +239,16 @@ async fn another_tenants_objects_are_not_found_on_every_route_that_takes_an_id()
         .await
         .unwrap();
     assert_eq!(identities[0]["id"], identity_a.as_str());
+    let passkeys: Value = app
+        .get_auth("/api/v1/auth/passkeys", &user_a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        passkeys[0]["name"], "Laptop",
+        "tenant A's passkey is untouched"
+    );
     // Tenant B's sign-in page does not show it, and cannot start it.
     let public: Value = app
         .get_with("/api/v1/auth/providers", &[("X-Tenant-ID", "beta")])

@@ -25,6 +25,7 @@ mod mail;
 mod metrics;
 mod nginx;
 mod nul;
+mod passkeys;
 mod providers;
 mod realtime;
 mod revocation;

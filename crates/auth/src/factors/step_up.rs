@@ -24,6 +24,9 @@ pub struct Reauthentication {
     /// Or a TOTP code (raises the session to `aal2`).
     #[serde(default)]
     pub code: Option<String>,
+    /// Or a passkey's answer to `/api/v1/auth/passkeys/reauthenticate` (raises to `aal2`).
+    #[serde(default)]
+    pub passkey: Option<crate::PasskeyAnswer>,
 }
 
 /// A new access token for the same session (its refresh token is unchanged).
@@ -53,23 +56,28 @@ impl Accounts {
             .assurance
             .clone()
             .unwrap_or_else(Assurance::password);
-        let (aal, method) = match (&proof.password, &proof.code) {
-            (Some(password), None) => {
+        let (aal, method) = match (&proof.password, &proof.code, &proof.passkey) {
+            (Some(password), None, None) => {
                 if !self.password_matches(tenant, user, password).await? {
                     tracing::warn!(security_event = "reauthentication_failed", user_id = %user, "wrong password");
                     return Err(AuthError::InvalidCredentials);
                 }
                 (current.aal, "pwd")
             }
-            (None, Some(code)) => {
+            (None, Some(code), None) => {
                 self.accept_totp(&principal.user, code).await?;
                 (Aal::Aal2, "otp")
+            }
+            (None, None, Some(answer)) => {
+                self.verify_passkey_reauthentication(principal, answer)
+                    .await?;
+                (Aal::Aal2, crate::passkeys::AMR)
             }
             _ => {
                 return Err(AuthError::invalid(
                     "password",
                     "exactly_one",
-                    "send exactly one of `password` and `code`",
+                    "send exactly one of `password`, `code` and `passkey`",
                 ));
             }
         };

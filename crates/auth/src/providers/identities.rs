@@ -214,27 +214,17 @@ impl Accounts {
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    // Locks the account: two concurrent unlinks cannot both see another way left.
-                    let password: Option<String> = users::table
-                        .find(user)
-                        .select(users::password_hash)
-                        .for_update()
-                        .first(conn)
-                        .await?;
-                    let identities: Vec<Uuid> = user_identities::table
+                    let methods = lock_sign_in_methods(conn, user).await?;
+                    let removed = diesel::delete(user_identities::table.find(id))
                         .filter(user_identities::user_id.eq(user))
-                        .select(user_identities::id)
-                        .load(conn)
-                        .await?;
-                    if !identities.contains(&id) {
-                        return Err(AuthError::NotFound("identity"));
-                    }
-                    if password.is_none() && identities.len() == 1 {
-                        return Err(AuthError::LastSignInMethod);
-                    }
-                    diesel::delete(user_identities::table.find(id))
                         .execute(conn)
                         .await?;
+                    if removed == 0 {
+                        return Err(AuthError::NotFound("identity"));
+                    }
+                    if methods <= 1 {
+                        return Err(AuthError::LastSignInMethod);
+                    }
                     Ok(())
                 }
                 .scope_boxed()
@@ -247,6 +237,32 @@ impl Accounts {
 
 /// id, provider, email, created_at, last_sign_in_at.
 type IdentityRow = (Uuid, String, Option<String>, DateTime<Utc>, DateTime<Utc>);
+
+/// Locks the account (two concurrent removals cannot both see another way left) and counts its
+/// ways to sign in: a password, identities, passkeys.
+pub(crate) async fn lock_sign_in_methods(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    user: Uuid,
+) -> Result<i64, AuthError> {
+    use sovereign_db::schema::passkeys;
+    let password: Option<String> = users::table
+        .find(user)
+        .select(users::password_hash)
+        .for_update()
+        .first(conn)
+        .await?;
+    let identities: i64 = user_identities::table
+        .filter(user_identities::user_id.eq(user))
+        .count()
+        .get_result(conn)
+        .await?;
+    let passkeys: i64 = passkeys::table
+        .filter(passkeys::user_id.eq(user))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(i64::from(password.is_some()) + identities + passkeys)
+}
 
 async fn insert_identity(
     conn: &mut sovereign_db::AsyncPgConnection,

@@ -25,6 +25,7 @@ mod store;
 
 pub use flow::{CallbackParams, ProviderGrant};
 pub use identities::Identity;
+pub(crate) use identities::lock_sign_in_methods;
 pub use settings::ProviderSettings;
 
 pub(crate) use protocol::Protocol;
