@@ -101,10 +101,27 @@ pub fn run() -> Result<(), String> {
     if std::env::var_os("BACKEND_CORS_ORIGINS").is_none() {
         serve.env("BACKEND_CORS_ORIGINS", EXAMPLE_ORIGINS);
     }
+    // Passkeys need a domain (no IP address) as relying party id: the app at localhost.
+    if std::env::var_os("WEBAUTHN_ORIGINS").is_none()
+        && std::env::var_os("WEBAUTHN_RP_ID").is_none()
+    {
+        serve.env("WEBAUTHN_RP_ID", "localhost");
+        serve.env("WEBAUTHN_ORIGINS", "http://localhost:5173");
+    }
+    // Provider sign-ins come back to the example app.
+    if std::env::var_os("AUTH_REDIRECT_URLS").is_none() {
+        serve.env(
+            "AUTH_REDIRECT_URLS",
+            "http://localhost:5173/,http://127.0.0.1:5173/",
+        );
+    }
+    if std::env::var_os("API_PUBLIC_URL").is_none() {
+        serve.env("API_PUBLIC_URL", format!("http://{host}:{port}"));
+    }
     println!(
         "The example web app (examples/web), in another terminal:\n  \
          cd examples/web && npm ci && VITE_SOVEREIGN_URL=http://{host}:{port} npm run dev\n  \
-         then open http://127.0.0.1:5173/ (see docs/clients.md)\n"
+         then open http://localhost:5173/ (passkeys need `localhost`; see docs/clients.md)\n"
     );
     run::run(&mut serve)
 }
