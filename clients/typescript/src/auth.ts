@@ -125,6 +125,22 @@ export class Auth {
     return this.#signedIn(data);
   }
 
+  /**
+   * For a sign-in whose `MfaRequiredError` says `enrolmentRequired`: a new authenticator to add
+   * (show `otpauth_uri` as a QR code), for this challenge.
+   */
+  async enrolWithChallenge(challenge: string): Promise<TotpEnrolment> {
+    const { data } = await api.authEnrolMfa({ client: this.#client, body: { challenge } });
+    return data;
+  }
+
+  /** Completes that sign-in with a first code: signed in at `aal2`; the recovery codes, once. */
+  async confirmEnrolment(challenge: string, code: string): Promise<{ session: StoredSession; recoveryCodes: string[] }> {
+    const { data } = await api.authConfirmMfaEnrolment({ client: this.#client, body: { challenge, code } });
+    const { recovery_codes, ...pair } = data;
+    return { session: await this.#signedIn(pair), recoveryCodes: recovery_codes };
+  }
+
   /** The tenant's sign-in providers (slug, kind, name), for sign-in buttons. */
   async providers(): Promise<ProviderInfo[]> {
     const { data } = await api.authListProviders({ client: this.#client });

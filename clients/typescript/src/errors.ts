@@ -75,11 +75,17 @@ export class MfaRequiredError extends Error {
   readonly expiresIn: number;
   /** `totp`, `recovery_code`. */
   readonly methods: string[];
-  constructor(challenge: { challenge: string; expires_in: number; methods: string[] }) {
+  /**
+   * The account has no second factor but its tenant requires one: enrol an authenticator with
+   * `enrolWithChallenge`, then `confirmEnrolment` (instead of `completeSignIn`).
+   */
+  readonly enrolmentRequired: boolean;
+  constructor(challenge: { status?: string; challenge: string; expires_in: number; methods: string[] }) {
     super("a second factor is required to complete the sign-in");
     this.challenge = challenge.challenge;
     this.expiresIn = challenge.expires_in;
     this.methods = challenge.methods;
+    this.enrolmentRequired = challenge.status === "mfa_enrolment_required";
   }
 }
 

@@ -100,6 +100,9 @@ pub enum AuthError {
     /// no user verification, a bad signature, a counter that did not grow, an unknown passkey.
     #[error("invalid passkey: {0}")]
     InvalidPasskey(String),
+    /// A refresh of an `aal1` session of an account the tenant's policy requires `aal2` of.
+    #[error("the tenant requires a second factor")]
+    Aal2Required,
     /// A provider slug already used in this tenant.
     #[error("slug taken")]
     SlugTaken,
@@ -144,7 +147,8 @@ impl Diagnostic for AuthError {
             | Self::ProviderRefused(_)
             | Self::InvalidIdToken(_)
             | Self::InvalidProviderCode
-            | Self::InvalidPasskey(_) => ErrorKind::Unauthenticated,
+            | Self::InvalidPasskey(_)
+            | Self::Aal2Required => ErrorKind::Unauthenticated,
             Self::InvalidState | Self::RedirectNotAllowed => ErrorKind::BadRequest,
             Self::ProviderUnavailable(_) => ErrorKind::Unavailable,
             Self::SignUpDisabled | Self::ProviderEmailUnverified => ErrorKind::Forbidden,
@@ -197,6 +201,7 @@ impl Diagnostic for AuthError {
             Self::InvalidProviderCode => "invalid_provider_code",
             Self::SlugTaken => "slug_taken",
             Self::InvalidPasskey(_) => "invalid_passkey",
+            Self::Aal2Required => "aal2_required",
             Self::RateLimited { .. } => "rate_limited",
             Self::Config(_) | Self::Hashing(_) => "internal_error",
             Self::Tenancy(e) => e.code(),
@@ -267,6 +272,9 @@ impl Diagnostic for AuthError {
             }
             Self::SlugTaken => "This tenant already has a provider with this slug.".to_owned(),
             Self::InvalidPasskey(_) => "The passkey could not be verified.".to_owned(),
+            Self::Aal2Required => "This tenant requires a second factor for this account; the \
+                 session has ended."
+                .to_owned(),
             Self::RateLimited { .. } => {
                 "Too many attempts for this account; wait and retry.".to_owned()
             }
@@ -290,6 +298,9 @@ impl Diagnostic for AuthError {
             | Self::InvalidChallenge
             | Self::InvalidState
             | Self::InvalidProviderCode => Some(Cow::Borrowed("sign in again")),
+            Self::Aal2Required => Some(Cow::Borrowed(
+                "sign in again, and add an authenticator when asked",
+            )),
             Self::RedirectNotAllowed => Some(Cow::Borrowed(
                 "add the URL with PUT /api/v1/auth/redirect-urls (or AUTH_REDIRECT_URLS)",
             )),

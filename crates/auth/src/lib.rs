@@ -27,8 +27,9 @@ pub use admin::{UserQuery, UserSort, UserUpdate};
 pub use authentication::Authenticated;
 pub use error::AuthError;
 pub use factors::{
-    AccessToken, Factor, Factors, MfaChallenge, MfaVerification, RECOVERY_CODES, Reauthentication,
-    RecoveryCodes, STEP_UP_WINDOW_SECONDS, SignIn, TotpEnrolment,
+    AccessToken, EnrolledSession, EnrolmentConfirmation, Factor, Factors, MfaChallenge, MfaPolicy,
+    MfaVerification, RECOVERY_CODES, Reauthentication, RecoveryCodes, RequireAal2,
+    STEP_UP_WINDOW_SECONDS, SignIn, TotpEnrolment,
 };
 pub use jwt::{AccessClaims, TokenKeys};
 pub use keys::{CreatedApiKey, MAX_KEY_DAYS, NewApiKey};

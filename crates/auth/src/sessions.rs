@@ -12,6 +12,7 @@ use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use crate::accounts::{auth_event, later};
+use crate::factors::tenant_policy;
 use crate::model::{Aal, Assurance, Credential, Principal, User, UserRow};
 use crate::opaque::{self, Kind};
 use crate::revocation::Revocation;
@@ -78,6 +79,8 @@ enum Rotation {
     },
     /// A spent token: the session is now revoked.
     Reused { session: Uuid, user: Uuid },
+    /// An `aal1` session of an account the tenant now requires `aal2` of: revoked.
+    PolicyRefused { session: Uuid, user: Uuid },
     /// Unknown, or its session ended.
     Invalid,
 }
@@ -246,6 +249,16 @@ impl Accounts {
                     let Some((row, expires_at, assurance)) = live else {
                         return Ok(Rotation::Invalid);
                     };
+                    let user = User::try_from(row)?;
+                    if assurance.0 == Aal::Aal1.as_str()
+                        && tenant_policy(conn).await?.covers(user.role)
+                    {
+                        revoke_sessions(conn, RevokeWhere::Session(session), "mfa_policy").await?;
+                        return Ok(Rotation::PolicyRefused {
+                            session,
+                            user: user.id,
+                        });
+                    }
                     insert_refresh_token(conn, tenant, session, next.digest).await?;
                     diesel::update(sessions::table.find(session))
                         .set((
@@ -261,7 +274,7 @@ impl Accounts {
                             .await?;
                     }
                     Ok(Rotation::Rotated {
-                        user: User::try_from(row)?,
+                        user,
                         session,
                         refresh: next_token,
                         expires_at,
@@ -315,6 +328,11 @@ impl Accounts {
                 );
                 self.announce(Revocation::Session(session)).await;
                 Err(AuthError::RefreshReused)
+            }
+            Rotation::PolicyRefused { session, user } => {
+                tracing::warn!(security_event = "mfa_policy_refused", session_id = %session, user_id = %user, "an aal1 session the tenant's policy no longer allows; session ended");
+                self.announce(Revocation::Session(session)).await;
+                Err(AuthError::Aal2Required)
             }
             Rotation::Invalid => Err(AuthError::InvalidToken("session ended")),
         }

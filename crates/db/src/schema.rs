@@ -36,6 +36,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    auth_policies (tenant_id) {
+        tenant_id -> Uuid,
+        require_aal2 -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     auth_providers (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -74,6 +82,8 @@ diesel::table! {
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        purpose -> Text,
+        factor_id -> Nullable<Uuid>,
     }
 }
 
@@ -255,6 +265,7 @@ diesel::table! {
 
 diesel::joinable!(action_tokens -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(auth_policies -> tenants (tenant_id));
 diesel::joinable!(auth_providers -> tenants (tenant_id));
 diesel::joinable!(auth_redirect_urls -> tenants (tenant_id));
 diesel::joinable!(mfa_challenges -> tenants (tenant_id));
@@ -273,6 +284,7 @@ diesel::joinable!(vector_collections -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(
     action_tokens,
     api_keys,
+    auth_policies,
     auth_providers,
     auth_redirect_urls,
     mfa_challenges,

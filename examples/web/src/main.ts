@@ -13,7 +13,7 @@ import {
   type Realtime,
   type Subscription,
 } from "@sovereign/client";
-import { factorsSection } from "./factors";
+import { factorsSection, qrCode } from "./factors";
 import { passkeysSection } from "./passkeys";
 import "./style.css";
 
@@ -95,7 +95,7 @@ function signInScreen() {
       await sovereign.auth.signIn({ email: String(data.get("email")), password: String(data.get("password")) });
     } catch (error) {
       if (!(error instanceof MfaRequiredError)) throw error;
-      return secondFactorScreen(error.challenge);
+      return error.enrolmentRequired ? enrolmentScreen(error.challenge) : secondFactorScreen(error.challenge);
     }
     say("Signed in.");
     location.hash = "#/profile";
@@ -105,7 +105,13 @@ function signInScreen() {
     const email = String(data.get("email"));
     const password = String(data.get("password"));
     await sovereign.auth.register({ email, password, full_name: String(data.get("full_name")) });
-    await sovereign.auth.signIn({ email, password });
+    try {
+      await sovereign.auth.signIn({ email, password });
+    } catch (error) {
+      // The tenant may require a second factor of every account, new ones included.
+      if (!(error instanceof MfaRequiredError && error.enrolmentRequired)) throw error;
+      return enrolmentScreen(error.challenge);
+    }
     say("Welcome!");
     location.hash = "#/profile";
   });
@@ -161,9 +167,45 @@ async function finishProviderSignIn(): Promise<boolean> {
       say(explain(failure), "error");
       return false;
     }
-    secondFactorScreen(failure.challenge);
+    if (failure.enrolmentRequired) await enrolmentScreen(failure.challenge);
+    else secondFactorScreen(failure.challenge);
     return true;
   }
+}
+
+/** A sign-in the tenant lets through only with a second factor, for an account without one. */
+async function enrolmentScreen(challenge: string) {
+  const enrolment = await sovereign.auth.enrolWithChallenge(challenge);
+  const form = h(
+    "form",
+    { "data-testid": "enrol-factor" },
+    h("h2", {}, "Add an authenticator to sign in"),
+    h("p", {}, "This workspace requires two-step sign-in. Scan the code with your authenticator app, then enter the code it shows."),
+    qrCode(enrolment.otpauth_uri),
+    h("code", { "data-testid": "totp-secret" }, enrolment.secret),
+    h("label", {}, "Code", h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: "", "data-testid": "code" })),
+    h("button", { type: "submit" }, "Continue"),
+  );
+  onSubmit(form, async (data) => {
+    const { recoveryCodes } = await sovereign.auth.confirmEnrolment(challenge, String(data.get("code")).trim());
+    const done = h("button", { type: "button", "data-testid": "recovery-done" }, "I have saved them");
+    done.addEventListener("click", () => {
+      location.hash = "#/profile";
+      void route();
+    });
+    app.replaceChildren(
+      h(
+        "section",
+        {},
+        h("h2", {}, "Recovery codes"),
+        h("p", {}, "Each works once if you lose your phone. Keep them somewhere safe; they are not shown again."),
+        h("ol", { "data-testid": "recovery-codes" }, ...recoveryCodes.map((c) => h("li", {}, c))),
+        done,
+      ),
+    );
+    say("Signed in.");
+  });
+  app.replaceChildren(form);
 }
 
 /** The second step of a sign-in: a code from the authenticator app, or a recovery code. */

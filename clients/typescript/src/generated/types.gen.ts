@@ -276,6 +276,52 @@ export type DependencyCheck = {
 export type Distance = 'cosine' | 'l2' | 'dot';
 
 /**
+ * A session opened by enrolling a first authenticator, and its recovery codes (shown once).
+ */
+export type EnrolledSession = {
+    /**
+     * A JWT (`typ: at+jwt`); send it as `Authorization: Bearer <token>`.
+     */
+    access_token: string;
+    /**
+     * Seconds until the access token expires.
+     */
+    expires_in: number;
+    recovery_codes: Array<string>;
+    /**
+     * Seconds until the session ends.
+     */
+    refresh_expires_in: number;
+    /**
+     * Opaque and single use: exchange it at `/api/v1/auth/refresh` for a new pair.
+     */
+    refresh_token: string;
+    session_id: string;
+    /**
+     * Always `Bearer`.
+     */
+    token_type: string;
+};
+
+/**
+ * A challenge and a code: completes an enrolment challenge.
+ */
+export type EnrolmentConfirmation = {
+    challenge: string;
+    /**
+     * A code from the authenticator just added.
+     */
+    code: string;
+};
+
+/**
+ * The challenge of a sign-in that answered `mfa_enrolment_required`.
+ */
+export type EnrolmentRequest = {
+    challenge: string;
+};
+
+/**
  * A point given by id, or a vector.
  */
 export type Example = PointId | Array<number>;
@@ -447,7 +493,9 @@ export type Me = {
 };
 
 /**
- * What a password sign-in of an account with a factor gets instead of a session.
+ * What a sign-in gets instead of a session when the account has a factor (`mfa_required`:
+ * complete it at `/auth/mfa/verify`), or has none but the tenant requires one
+ * (`mfa_enrolment_required`: enrol one at `/auth/mfa/enrol`, confirm at `/auth/mfa/enrol/confirm`).
  */
 export type MfaChallenge = {
     /**
@@ -456,13 +504,20 @@ export type MfaChallenge = {
     challenge: string;
     expires_in: number;
     /**
-     * What can complete it: `totp`, `recovery_code`.
+     * What can complete it: `totp`, `recovery_code` (enrolment: `totp`).
      */
     methods: Array<string>;
     /**
-     * Always `mfa_required`.
+     * `mfa_required`, or `mfa_enrolment_required`.
      */
     status: string;
+};
+
+/**
+ * The tenant's second-factor policy.
+ */
+export type MfaPolicy = {
+    require_aal2: RequireAal2;
 };
 
 /**
@@ -1032,6 +1087,11 @@ export type RenameTenant = {
  * The id a client gives a request; echoed in the `ack`, `error` or reply it causes.
  */
 export type RequestId = number | string;
+
+/**
+ * Who must sign in at `aal2`.
+ */
+export type RequireAal2 = 'none' | 'admins' | 'everyone';
 
 /**
  * A mailed reset token and the new password.
@@ -1885,6 +1945,138 @@ export type AuthMeResponses = {
 };
 
 export type AuthMeResponse = AuthMeResponses[keyof AuthMeResponses];
+
+export type AuthGetMfaPolicyData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/mfa-policy';
+};
+
+export type AuthGetMfaPolicyErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthGetMfaPolicyError = AuthGetMfaPolicyErrors[keyof AuthGetMfaPolicyErrors];
+
+export type AuthGetMfaPolicyResponses = {
+    /**
+     * The policy
+     */
+    200: MfaPolicy;
+};
+
+export type AuthGetMfaPolicyResponse = AuthGetMfaPolicyResponses[keyof AuthGetMfaPolicyResponses];
+
+export type AuthSetMfaPolicyData = {
+    body: MfaPolicy;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/mfa-policy';
+};
+
+export type AuthSetMfaPolicyErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthSetMfaPolicyError = AuthSetMfaPolicyErrors[keyof AuthSetMfaPolicyErrors];
+
+export type AuthSetMfaPolicyResponses = {
+    /**
+     * The policy
+     */
+    200: MfaPolicy;
+};
+
+export type AuthSetMfaPolicyResponse = AuthSetMfaPolicyResponses[keyof AuthSetMfaPolicyResponses];
+
+export type AuthEnrolMfaData = {
+    body: EnrolmentRequest;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/mfa/enrol';
+};
+
+export type AuthEnrolMfaErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    429: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthEnrolMfaError = AuthEnrolMfaErrors[keyof AuthEnrolMfaErrors];
+
+export type AuthEnrolMfaResponses = {
+    /**
+     * The authenticator to add
+     */
+    200: TotpEnrolment;
+};
+
+export type AuthEnrolMfaResponse = AuthEnrolMfaResponses[keyof AuthEnrolMfaResponses];
+
+export type AuthConfirmMfaEnrolmentData = {
+    body: EnrolmentConfirmation;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/mfa/enrol/confirm';
+};
+
+export type AuthConfirmMfaEnrolmentErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    429: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthConfirmMfaEnrolmentError = AuthConfirmMfaEnrolmentErrors[keyof AuthConfirmMfaEnrolmentErrors];
+
+export type AuthConfirmMfaEnrolmentResponses = {
+    /**
+     * Signed in
+     */
+    200: EnrolledSession;
+};
+
+export type AuthConfirmMfaEnrolmentResponse = AuthConfirmMfaEnrolmentResponses[keyof AuthConfirmMfaEnrolmentResponses];
 
 export type AuthVerifyMfaData = {
     body: MfaVerification;

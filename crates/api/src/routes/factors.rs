@@ -1,11 +1,11 @@
 //! `/api/v1/auth/factors`, `/recovery-codes` and `/mfa/verify`: second factors (TOTP) and
 //! completing a sign-in with one. The domain rules are `sovereign_auth::factors`'s.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use sovereign_auth::{
-    AccessToken, Factors, MfaVerification, Reauthentication, RecoveryCodes, TokenPair,
-    TotpEnrolment,
+    AccessToken, EnrolledSession, EnrolmentConfirmation, Factors, MfaPolicy, MfaVerification,
+    Reauthentication, RecoveryCodes, TokenPair, TotpEnrolment,
 };
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -208,6 +208,109 @@ pub(super) async fn reauthenticate(
         state
             .accounts
             .reauthenticate(&user.principal, &body.into_inner().0)
+            .await?,
+    ))
+}
+
+/// The challenge of a sign-in that answered `mfa_enrolment_required`.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentRequest {
+    #[validate(length(max = 200))]
+    pub challenge: String,
+}
+
+/// Starts enrolling an authenticator for a sign-in that answered `mfa_enrolment_required` (the
+/// tenant requires a second factor of this account, and it has none): scan `otpauth_uri`, then
+/// confirm at `/api/v1/auth/mfa/enrol/confirm`.
+#[utoipa::path(
+    tag = "auth",
+    request_body = EnrolmentRequest,
+    responses(
+        (status = 200, description = "The authenticator to add", body = TotpEnrolment),
+        (status = 401, description = "`invalid_challenge`"),
+        (status = 429, description = "`rate_limited`"),
+    )
+)]
+#[post("/mfa/enrol")]
+pub(super) async fn enrol_mfa(
+    state: web::Data<AppState>,
+    body: Json<EnrolmentRequest>,
+) -> Result<web::Json<TotpEnrolment>, ApiError> {
+    Ok(web::Json(
+        state
+            .accounts
+            .enrol_with_challenge(&body.into_inner().challenge)
+            .await?,
+    ))
+}
+
+/// Completes the enrolment with a first code: a session at `aal2`, and the account's recovery
+/// codes, shown this once.
+#[utoipa::path(
+    tag = "auth",
+    request_body = EnrolmentConfirmation,
+    responses(
+        (status = 200, description = "Signed in", body = EnrolledSession),
+        (status = 401, description = "`invalid_challenge`"),
+        (status = 422, description = "`invalid_code`"),
+        (status = 429, description = "`rate_limited`"),
+    )
+)]
+#[post("/mfa/enrol/confirm")]
+pub(super) async fn confirm_mfa_enrolment(
+    state: web::Data<AppState>,
+    client: Client,
+    body: Json<Unchecked<EnrolmentConfirmation>>,
+) -> Result<web::Json<EnrolledSession>, ApiError> {
+    Ok(web::Json(
+        state
+            .accounts
+            .confirm_enrolment(&body.into_inner().0, &client.0)
+            .await?,
+    ))
+}
+
+/// The tenant's second-factor policy (administrators).
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy", body = MfaPolicy),
+        (status = 403, description = "`forbidden`: administrators only"),
+    )
+)]
+#[get("/api/v1/auth/mfa-policy")]
+pub(super) async fn get_mfa_policy(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<web::Json<MfaPolicy>, ApiError> {
+    Ok(web::Json(state.accounts.mfa_policy(&user.principal).await?))
+}
+
+/// Sets who must sign in with a second factor (`none`, `admins`, `everyone`); administrators,
+/// signed in within the last 10 minutes (or at `aal2`). The `aal1` sessions of the accounts it
+/// covers end at once; those accounts enrol an authenticator at their next sign-in.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = MfaPolicy,
+    responses(
+        (status = 200, description = "The policy", body = MfaPolicy),
+        (status = 401, description = "`reauthentication_required`"),
+        (status = 403, description = "`forbidden`: administrators only"),
+    )
+)]
+#[put("/api/v1/auth/mfa-policy")]
+pub(super) async fn set_mfa_policy(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<Unchecked<MfaPolicy>>,
+) -> Result<web::Json<MfaPolicy>, ApiError> {
+    Ok(web::Json(
+        state
+            .accounts
+            .set_mfa_policy(&user.principal, &body.into_inner().0)
             .await?,
     ))
 }

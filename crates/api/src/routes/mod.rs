@@ -45,6 +45,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(factors::list_factors)
         .service(factors::remove_factor)
         .service(factors::regenerate_recovery_codes)
+        .service(factors::get_mfa_policy)
+        .service(factors::set_mfa_policy)
         .service(passkeys::start_passkey_registration)
         .service(passkeys::finish_passkey_registration)
         .service(passkeys::list_passkeys)
@@ -80,6 +82,8 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
                 .service(auth::confirm_verification)
                 .service(factors::verify_mfa)
                 .service(factors::reauthenticate)
+                .service(factors::enrol_mfa)
+                .service(factors::confirm_mfa_enrolment)
                 .service(providers::exchange_provider_code)
                 .service(passkeys::start_passkey_sign_in)
                 .service(passkeys::finish_passkey_sign_in),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::common::{PASSWORD, TestApp, Tokens, expect_problem, python};
 
 /// The code pyotp computes for `secret` at `offset` steps from now, and the step it belongs to.
-fn code(secret: &str, offset: i64) -> String {
+pub(crate) fn code(secret: &str, offset: i64) -> String {
     let script = format!(
         "import pyotp, time; t = pyotp.TOTP('{secret}'); print(t.at(int(time.time()) + {offset} * 30))"
     );
@@ -32,7 +32,7 @@ async fn json_of(response: reqwest::Response, status: u16) -> Value {
 }
 
 /// Enrols and confirms a TOTP factor for the signed-in account: (factor id, secret, recovery codes).
-async fn enrol(app: &TestApp, tokens: &Tokens) -> (String, String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, tokens: &Tokens) -> (String, String, Vec<String>) {
     let enrolment = json_of(
         app.post_json(
             "/api/v1/auth/factors/totp",
@@ -79,12 +79,12 @@ async fn enrol(app: &TestApp, tokens: &Tokens) -> (String, String, Vec<String>) 
 }
 
 /// `POST /api/v1/auth/mfa/verify` with `body`.
-async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
     app.post_json("/api/v1/auth/mfa/verify", None, body).await
 }
 
 /// Signs in with the password; expects a challenge.
-async fn challenge(app: &TestApp, email: &str) -> String {
+pub(crate) async fn challenge(app: &TestApp, email: &str) -> String {
     let body = json_of(
         app.post_json(
             "/api/v1/auth/login",

@@ -23,6 +23,7 @@ mod jwks;
 mod keys;
 mod mail;
 mod metrics;
+mod mfa_policy;
 mod nginx;
 mod nul;
 mod passkeys;

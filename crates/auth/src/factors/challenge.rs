@@ -7,6 +7,7 @@ use sovereign_db::schema::{mfa_challenges, mfa_factors, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
+use super::policy::tenant_policy;
 use crate::accounts::{auth_event, later};
 use crate::model::{Aal, Assurance, User, UserRow};
 use crate::opaque::{self, Kind};
@@ -17,16 +18,18 @@ use crate::{Accounts, AuthError, ClientContext, TokenPair};
 /// How long a sign-in challenge lasts.
 const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// What a password sign-in of an account with a factor gets instead of a session.
+/// What a sign-in gets instead of a session when the account has a factor (`mfa_required`:
+/// complete it at `/auth/mfa/verify`), or has none but the tenant requires one
+/// (`mfa_enrolment_required`: enrol one at `/auth/mfa/enrol`, confirm at `/auth/mfa/enrol/confirm`).
 #[derive(Debug, Clone, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MfaChallenge {
-    /// Always `mfa_required`.
+    /// `mfa_required`, or `mfa_enrolment_required`.
     pub status: &'static str,
     /// Single use; send it with a code to `/api/v1/auth/mfa/verify` within `expires_in` seconds.
     pub challenge: String,
     pub expires_in: u64,
-    /// What can complete it: `totp`, `recovery_code`.
+    /// What can complete it: `totp`, `recovery_code` (enrolment: `totp`).
     pub methods: Vec<&'static str>,
 }
 
@@ -72,23 +75,25 @@ impl Accounts {
         amr: &str,
     ) -> Result<SignIn, AuthError> {
         let (tenant, user_id) = (user.tenant_id, user.id);
-        let has_factor: bool = self
+        let (has_factor, policy) = self
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    diesel::select(diesel::dsl::exists(
+                    let has_factor: bool = diesel::select(diesel::dsl::exists(
                         mfa_factors::table
                             .filter(mfa_factors::user_id.eq(user_id))
                             .filter(mfa_factors::confirmed_at.is_not_null()),
                     ))
                     .get_result(conn)
-                    .await
-                    .map_err(AuthError::from)
+                    .await?;
+                    Ok::<_, AuthError>((has_factor, tenant_policy(conn).await?))
                 }
                 .scope_boxed()
             })
             .await?;
-        if !has_factor {
+        // No factor, and the tenant requires one of this account: enrol one to sign in.
+        let enrol = !has_factor && policy.covers(user.role);
+        if !has_factor && !enrol {
             let assurance = Assurance {
                 aal: Aal::Aal1,
                 amr: vec![amr.to_owned()],
@@ -120,6 +125,7 @@ impl Accounts {
                             mfa_challenges::user_agent.eq(user_agent),
                             mfa_challenges::ip.eq(ip),
                             mfa_challenges::expires_at.eq(later(CHALLENGE_TTL)),
+                            mfa_challenges::purpose.eq(if enrol { "enrol" } else { "verify" }),
                         ))
                         .execute(conn)
                         .await
@@ -128,12 +134,21 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        tracing::info!(security_event = "mfa_challenge", user_id = %user_id, amr, "first factor verified; second factor required");
-        Ok(SignIn::MfaRequired(MfaChallenge {
-            status: "mfa_required",
-            challenge: minted.token,
-            expires_in: CHALLENGE_TTL.as_secs(),
-            methods: vec!["totp", "recovery_code"],
+        tracing::info!(security_event = "mfa_challenge", user_id = %user_id, amr, enrol, "first factor verified; second factor required");
+        Ok(SignIn::MfaRequired(if enrol {
+            MfaChallenge {
+                status: "mfa_enrolment_required",
+                challenge: minted.token,
+                expires_in: CHALLENGE_TTL.as_secs(),
+                methods: vec!["totp"],
+            }
+        } else {
+            MfaChallenge {
+                status: "mfa_required",
+                challenge: minted.token,
+                expires_in: CHALLENGE_TTL.as_secs(),
+                methods: vec!["totp", "recovery_code"],
+            }
         }))
     }
 
@@ -153,6 +168,7 @@ impl Accounts {
                 async move {
                     mfa_challenges::table
                         .find(digest.to_vec())
+                        .filter(mfa_challenges::purpose.eq("verify"))
                         .select((
                             mfa_challenges::user_id,
                             mfa_challenges::used_at,

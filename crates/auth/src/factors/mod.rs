@@ -17,9 +17,12 @@
 
 mod challenge;
 mod codes;
+mod policy;
 mod step_up;
 
 pub use challenge::{MfaChallenge, MfaVerification, SignIn};
+pub(crate) use policy::tenant_policy;
+pub use policy::{EnrolledSession, EnrolmentConfirmation, MfaPolicy, RequireAal2};
 pub use step_up::{AccessToken, Reauthentication, STEP_UP_WINDOW_SECONDS};
 
 use chrono::{DateTime, Utc};
@@ -102,13 +105,30 @@ impl Accounts {
                 "must have 1 to 100 printable characters",
             ));
         }
+        self.new_totp_factor(
+            principal.user.tenant_id,
+            principal.user.id,
+            &principal.user.email,
+            name,
+        )
+        .await
+    }
+
+    /// A new, unconfirmed TOTP factor for `user` (abandoning any other unconfirmed one).
+    pub(crate) async fn new_totp_factor(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        email: &str,
+        name: &str,
+    ) -> Result<TotpEnrolment, AuthError> {
         let mut secret = [0u8; SECRET_BYTES];
         rand::rng().fill_bytes(&mut secret);
-        let totp = self.totp(&secret, &principal.user.email)?;
+        let totp = self.totp(&secret, email)?;
         let id = Uuid::now_v7();
         let sealed =
             Sealer::new(self.inner.settings.secret_key_bytes()).seal(&secret, id.as_bytes())?;
-        let (tenant, user, name) = (principal.user.tenant_id, principal.user.id, name.to_owned());
+        let name = name.to_owned();
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -154,6 +174,18 @@ impl Accounts {
         self.throttle("mfa", &user.to_string()).await?;
         let secret = self.unconfirmed_secret(tenant, user, id).await?;
         let step = self.matching_step(&secret, &principal.user.email, code)?;
+        self.confirm_with_step(tenant, user, id, step).await
+    }
+
+    /// Confirms factor `id` of `user` whose first code was of time `step`; the account's first
+    /// factor also makes its recovery codes, returned this once.
+    pub(crate) async fn confirm_with_step(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        id: Uuid,
+        step: i64,
+    ) -> Result<Option<RecoveryCodes>, AuthError> {
         let codes = new_recovery_codes();
         let hashes: Vec<Vec<u8>> = codes.iter().map(|c| self.recovery_hash(c)).collect();
         let made = self

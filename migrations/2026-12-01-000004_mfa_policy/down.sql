@@ -1,0 +1,2 @@
+ALTER TABLE mfa_challenges DROP COLUMN factor_id, DROP COLUMN purpose;
+DROP TABLE auth_policies;
