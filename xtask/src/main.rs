@@ -56,6 +56,9 @@ usage: cargo xtask <command>
   web                 the TypeScript client and the example app: npm ci, build, unit tests,
                       then Node tests (API key) and browser tests (Debian Chromium,
                       playwright-core) against a real server, PostgreSQL and Redis
+  bench identity      a sign-in with an OpenID provider at the server (callback + code
+                      exchange, the provider's time taken out) beside /health; TOTP
+                      verifications per second per core beside SHA-256 digests
   bench sdk           min+gzip size of what an app imports for sign-in + realtime, beside
                       @supabase/supabase-js and pocketbase bundled the same way
   fuzz                schemathesis (pinned) over every operation of the OpenAPI document as a
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         ["bench", "ws"] => bench::ws(),
         ["bench", "memory"] => bench::memory(),
         ["bench", "sdk"] => bench::sdk(),
+        ["bench", "identity"] => bench::identity(),
         ["fuzz"] => fuzz::run(),
         ["web"] => web::run(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),

@@ -10,7 +10,8 @@ import type { AddressInfo } from "node:net";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
 import Provider from "oidc-provider";
 
-import { API } from "./harness.js";
+/** The server (set by `cargo xtask web`, or by `cargo xtask bench identity`). */
+const API = process.env.SOVEREIGN_URL ?? "";
 
 /** The account a provider signs in, as it asserts it. */
 export interface Person {
@@ -146,6 +147,8 @@ export interface StandIn {
   url: string;
   clientId: string;
   clientSecret: string;
+  /** Milliseconds spent answering token requests, in all (for benchmarks: the provider's share). */
+  tokenMs: number;
   /** Who the next sign-in is, and how the token answer misbehaves. */
   next: { person: Person; mode: Mode };
   close(): Promise<void>;
@@ -166,6 +169,7 @@ export async function startStandIn(): Promise<StandIn> {
     url: "",
     clientId,
     clientSecret,
+    tokenMs: 0,
     next: { person: { sub: "nobody" }, mode: "good" },
     close: async () => undefined,
   };
@@ -241,6 +245,8 @@ export async function startStandIn(): Promise<StandIn> {
       }
       case "POST /token":
       case "POST /login/oauth/access_token": {
+        const began = performance.now();
+        res.once("finish", () => (state.tokenMs += performance.now() - began));
         const form = new URLSearchParams(await read(req));
         const basic = Buffer.from((req.headers.authorization ?? "").replace(/^Basic /i, ""), "base64").toString();
         const [id, secret] = basic.split(":").map(decodeURIComponent);

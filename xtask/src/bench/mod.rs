@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use crate::dev;
 use crate::run::{self, cargo, cmd, is_root, root};
 
+mod identity;
 mod memory;
 mod sdk;
 
+pub use identity::identity;
 pub use memory::memory;
 pub use sdk::sdk;
 
@@ -110,20 +112,25 @@ pub fn http() -> Result<(), String> {
 /// Release builds of the server and of `sovereign-api`'s `example`, and the development
 /// database migrated, with its runtime role.
 fn release_with_example(example: &str) -> Result<dev::Urls, String> {
+    release_builds("sovereign-api", example)?;
+    let urls = dev::database_urls()?;
+    migrate(&urls)?;
+    dev::ensure_dev_role()?;
+    Ok(urls)
+}
+
+/// Release builds of the server and of `package`'s `example`.
+pub(crate) fn release_builds(package: &str, example: &str) -> Result<(), String> {
     run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
     run::run(cargo().args([
         "build",
         "--release",
         "--locked",
         "--package",
-        "sovereign-api",
+        package,
         "--example",
         example,
-    ]))?;
-    let urls = dev::database_urls()?;
-    migrate(&urls)?;
-    dev::ensure_dev_role()?;
-    Ok(urls)
+    ]))
 }
 
 /// A new superadmin for one run (`bench-<name>-<pid>@example.com`); its login body.
@@ -441,16 +448,7 @@ fn millis(text: &str) -> f64 {
 /// while `/health` latency is measured concurrently.
 pub fn auth() -> Result<(), String> {
     ensure_wrk()?;
-    run::run(cargo().args(["build", "--release", "--locked", "--package", "sovereign"]))?;
-    run::run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "sovereign-auth",
-        "--example",
-        "hash_time",
-    ]))?;
+    release_builds("sovereign-auth", "hash_time")?;
     let hash_line =
         run::output(cmd(root().join("target/release/examples/hash_time")).args(["12", "10"]))?;
     let hash_ms: f64 = hash_line
