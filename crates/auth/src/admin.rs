@@ -206,7 +206,8 @@ impl Accounts {
         Ok(target)
     }
 
-    /// Changes an account's address or name. A new address is unverified.
+    /// Changes an account's address or name. A new address is unverified, and changing it
+    /// needs a recent sign-in (step-up): an address is how an account is recovered.
     pub async fn update_user(
         &self,
         actor: &Principal,
@@ -222,6 +223,9 @@ impl Accounts {
             .map(|n| normalize_name(n, "full_name"))
             .transpose()?;
         let email_changed = email.as_ref().is_some_and(|e| *e != target.email);
+        if email_changed {
+            actor.require_recent()?;
+        }
         let result = self
             .db()
             .tenant_transaction(tenant, |conn| {

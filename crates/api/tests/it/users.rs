@@ -1,5 +1,5 @@
-//! User administration lists: paging with a cap, search with literal wildcards, filters and an
-//! allow-listed sort.
+//! User administration: lists (paging with a cap, search with literal wildcards, filters and an
+//! allow-listed sort), and step-up before an address changes.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -136,4 +136,69 @@ async fn listing_pages_searches_filters_and_sorts() {
         (moved["email"].as_str(), moved["email_verified"].as_bool()),
         (Some("erin.new@example.com"), Some(false))
     );
+}
+
+#[tokio::test]
+async fn an_administrator_changes_an_address_only_after_a_recent_sign_in() {
+    let app = TestApp::spawn().await;
+    let admin = app.signup_as("admin@example.com", "admin").await;
+    let user = app.signup("user@example.com").await;
+    let id = app
+        .get_auth("/api/v1/users/me", &user.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sql(&format!(
+        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
+        admin.session
+    ))
+    .await;
+    let pair: Value = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": admin.refresh}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stale = pair["access_token"].as_str().unwrap();
+    let path = format!("/api/v1/users/{id}");
+    // The name changes; the address — how an account is recovered — needs step-up.
+    let renamed = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(stale),
+            &[],
+            Some(json!({"full_name": "U"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+    let moved = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(stale),
+            &[],
+            Some(json!({"email": "attacker@example.com"})),
+        )
+        .await;
+    expect_problem(moved, 401, "reauthentication_required").await;
+    let fresh = app.login("admin@example.com").await;
+    let moved = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&fresh.access),
+            &[],
+            Some(json!({"email": "new@example.com"})),
+        )
+        .await;
+    assert_eq!(moved.status(), 200);
 }
