@@ -182,6 +182,15 @@ test("the provider's refusal reaches the app as provider_refused", async () => {
   assert.ok(done.location!.searchParams.get("error_description"));
 });
 
+test("a callback naming another issuer (RFC 9207) is refused as a mix-up", async () => {
+  const at = await authorize("test-oidc");
+  const done = await callback(
+    `${API}/api/v1/auth/providers/test-oidc/callback?code=x&iss=${encodeURIComponent(standin.url)}&state=${at.searchParams.get("state")}`,
+  );
+  assert.equal(done.location!.searchParams.get("error"), "invalid_id_token");
+  assert.equal(done.location!.searchParams.get("code"), null);
+});
+
 test("redirect_to must be on the allow-list, exactly", async () => {
   for (const target of ["https://evil.example/", `${ALLOWED}/other`, `${ALLOWED}.evil.example/`, "javascript:alert(1)"]) {
     const answer = await api(`/api/v1/auth/providers/test-oidc/authorize?redirect_to=${encodeURIComponent(target)}`);
