@@ -192,6 +192,51 @@ diesel::table! {
 }
 
 diesel::table! {
+    storage_blobs (blob) {
+        blob -> Uuid,
+        tenant_id -> Uuid,
+        state -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    storage_buckets (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        name -> Text,
+        public -> Bool,
+        max_object_bytes -> Nullable<Int8>,
+        allowed_types -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    storage_objects (tenant_id, bucket_id, key) {
+        tenant_id -> Uuid,
+        bucket_id -> Uuid,
+        key -> Text,
+        blob -> Uuid,
+        size -> Int8,
+        content_type -> Text,
+        sha256 -> Bytea,
+        metadata -> Jsonb,
+        owner_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    storage_usage (tenant_id) {
+        tenant_id -> Uuid,
+        bytes -> Int8,
+        objects -> Int8,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> Uuid,
         slug -> Text,
@@ -277,6 +322,10 @@ diesel::joinable!(provider_grants -> tenants (tenant_id));
 diesel::joinable!(recovery_codes -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(sessions -> tenants (tenant_id));
+diesel::joinable!(storage_blobs -> tenants (tenant_id));
+diesel::joinable!(storage_buckets -> tenants (tenant_id));
+diesel::joinable!(storage_objects -> tenants (tenant_id));
+diesel::joinable!(storage_usage -> tenants (tenant_id));
 diesel::joinable!(user_identities -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(vector_collections -> tenants (tenant_id));
@@ -296,6 +345,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     refresh_tokens,
     sessions,
+    storage_blobs,
+    storage_buckets,
+    storage_objects,
+    storage_usage,
     tenants,
     user_identities,
     users,

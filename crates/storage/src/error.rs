@@ -1,0 +1,133 @@
+use std::borrow::Cow;
+
+use sovereign_core::{Diagnostic, ErrorKind, FieldError};
+use sovereign_db::DbError;
+
+/// Everything that can go wrong with buckets and objects.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("no such bucket")]
+    BucketNotFound,
+    #[error("a bucket with this name exists")]
+    BucketExists,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("no such object")]
+    ObjectNotFound,
+    /// The key exists and the write was create-only.
+    #[error("the object exists")]
+    ObjectExists,
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// More bytes than the bucket (or the server) allows for one object.
+    #[error("the object exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("content type `{0}` is not allowed in this bucket")]
+    TypeNotAllowed(String),
+    /// The tenant's quota of bytes or objects would be exceeded.
+    #[error("storage quota exceeded")]
+    QuotaExceeded,
+    /// The upload's body ended with an error (the client went away).
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    /// The backend (disk or S3) failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for StorageError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+impl From<object_store::Error> for StorageError {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Self::ObjectNotFound,
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
+impl StorageError {
+    /// One invalid field.
+    pub fn invalid(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, code, message)])
+    }
+}
+
+impl Diagnostic for StorageError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::BucketNotFound | Self::ObjectNotFound => ErrorKind::NotFound,
+            Self::BucketExists | Self::BucketNotEmpty | Self::ObjectExists => ErrorKind::Conflict,
+            Self::Invalid(_) | Self::TypeNotAllowed(_) => ErrorKind::Validation,
+            Self::TooLarge { .. } => ErrorKind::TooLarge,
+            Self::QuotaExceeded => ErrorKind::Forbidden,
+            Self::Interrupted(_) => ErrorKind::BadRequest,
+            Self::Backend(_) => ErrorKind::Unavailable,
+            Self::Db(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BucketNotFound => "bucket_not_found",
+            Self::BucketExists => "bucket_exists",
+            Self::BucketNotEmpty => "bucket_not_empty",
+            Self::ObjectNotFound => "object_not_found",
+            Self::ObjectExists => "object_exists",
+            Self::Invalid(_) => "validation_failed",
+            Self::TooLarge { .. } => "object_too_large",
+            Self::TypeNotAllowed(_) => "content_type_not_allowed",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::Interrupted(_) => "upload_interrupted",
+            Self::Backend(_) => "storage_unavailable",
+            Self::Db(e) => e.code(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            Self::Backend(_) => {
+                "The file store is temporarily unavailable. Try again shortly.".to_owned()
+            }
+            Self::Invalid(_) => "Some fields are invalid; see `errors`.".to_owned(),
+            Self::Db(e) => e.public_detail(),
+            other => format!("{}.", capitalised(&other.to_string())),
+        }
+    }
+
+    fn suggestion(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::QuotaExceeded => Some(Cow::Borrowed("delete objects, or ask for a larger quota")),
+            Self::Db(e) => e.suggestion(),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(fields) => fields.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Db(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,81 @@
+#![doc = include_str!("../README.md")]
+
+mod buckets;
+mod error;
+pub mod keys;
+mod objects;
+mod settings;
+mod sweep;
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use secrecy::ExposeSecret;
+use sovereign_db::Db;
+use uuid::Uuid;
+
+pub use buckets::{Bucket, NewBucket};
+pub use error::StorageError;
+pub use objects::{ObjectInfo, ObjectPage, ObjectStream, Put, Usage};
+pub use settings::{Backend, S3Settings, StorageSettings};
+pub use sweep::Swept;
+
+/// The storage service: metadata in PostgreSQL (every query in the tenant's transaction, under
+/// row-level security), bytes in the backend under `<tenant>/<blob id>`. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    db: Db,
+    store: Arc<dyn ObjectStore>,
+    settings: Arc<StorageSettings>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("store", &self.store.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// The service on the backend the settings name (the `fs` directory is created).
+    pub fn new(db: Db, settings: StorageSettings) -> Result<Self, StorageError> {
+        let store: Arc<dyn ObjectStore> = match &settings.backend {
+            Backend::Fs { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StorageError::Backend(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                Arc::new(LocalFileSystem::new_with_prefix(dir)?)
+            }
+            Backend::S3(s3) => {
+                let mut builder = AmazonS3Builder::new()
+                    .with_region(&s3.region)
+                    .with_bucket_name(&s3.bucket)
+                    .with_virtual_hosted_style_request(!s3.path_style);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+                    builder = builder
+                        .with_access_key_id(id)
+                        .with_secret_access_key(secret.expose_secret());
+                }
+                Arc::new(builder.build()?)
+            }
+        };
+        Ok(Self {
+            db,
+            store,
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Where a blob's bytes are.
+    fn blob_path(tenant: Uuid, blob: Uuid) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{}", tenant.simple(), blob.simple()))
+    }
+}

@@ -1,0 +1,67 @@
+//! The sweeper: blobs recorded as pending (an upload that never finished: the server stopped,
+//! the client went away) or garbage (replaced or deleted, whose removal failed) are removed from
+//! the backend, then forgotten. Uploads still running are left alone: only records older than
+//! `older_than` are taken.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use sovereign_db::schema::{storage_blobs, tenants};
+use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use uuid::Uuid;
+
+use crate::{Storage, StorageError};
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub blobs: usize,
+}
+
+impl Storage {
+    /// Removes every pending or garbage blob recorded more than `older_than` ago, in every tenant.
+    pub async fn sweep(&self, older_than: Duration) -> Result<Swept, StorageError> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
+        let tenant_ids: Vec<Uuid> = self
+            .db
+            .transaction(|conn| {
+                async move {
+                    tenants::table
+                        .select(tenants::id)
+                        .load(conn)
+                        .await
+                        .map_err(StorageError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let mut swept = Swept::default();
+        for tenant in tenant_ids {
+            let blobs: Vec<Uuid> = self
+                .db
+                .tenant_transaction(tenant, |conn| {
+                    async move {
+                        storage_blobs::table
+                            .filter(storage_blobs::created_at.lt(cutoff))
+                            .select(storage_blobs::blob)
+                            .limit(10_000)
+                            .load(conn)
+                            .await
+                            .map_err(StorageError::from)
+                    }
+                    .scope_boxed()
+                })
+                .await?;
+            for blob in blobs {
+                self.remove_blob(tenant, blob).await;
+                swept.blobs += 1;
+            }
+        }
+        if swept.blobs > 0 {
+            tracing::info!(blobs = swept.blobs, "storage sweep removed abandoned blobs");
+        }
+        Ok(swept)
+    }
+}
