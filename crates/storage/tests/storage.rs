@@ -9,10 +9,18 @@
 
 use std::time::Duration;
 
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
 use sovereign_db::{Db, PoolSettings};
-use sovereign_storage::{Backend, NewBucket, Put, Storage, StorageError, StorageSettings};
+use sovereign_storage::{
+    Backend, NewBucket, Put, S3Settings, Storage, StorageError, StorageSettings,
+};
 use sovereign_tenancy::TenantAdmin;
 use sovereign_test_db::TestDatabase;
 use uuid::Uuid;
@@ -20,7 +28,9 @@ use uuid::Uuid;
 struct Harness {
     storage: Storage,
     db: Db,
-    dir: std::path::PathBuf,
+    /// Reads the backend directly, to count the blobs in it.
+    inspector: Arc<dyn ObjectStore>,
+    _moto: Option<Moto>,
     a: Uuid,
     b: Uuid,
     _db: TestDatabase,
@@ -40,17 +50,115 @@ fn pool(url: &sovereign_core::settings::SecretUrl) -> Db {
     .unwrap()
 }
 
-async fn harness(quota_bytes: i64) -> Harness {
+/// The backends every test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Fs,
+    S3,
+}
+const KINDS: [Kind; 2] = [Kind::Fs, Kind::S3];
+
+/// `moto_server` (a real S3 implementation, from the test tools `cargo xtask ci` installs) on a
+/// free loopback port, with one bucket; stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> Self {
+        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.sovereign/venv/bin/moto_server");
+        let program = std::env::var("TEST_MOTO_SERVER").map_or(venv, Into::into);
+        assert!(
+            program.exists(),
+            "no moto_server: run `cargo xtask ci` once (it installs the test tools), or set TEST_MOTO_SERVER"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // Creating the bucket is also the readiness check.
+            if let Ok(r) = client.put(format!("{endpoint}/{BUCKET}")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, endpoint }
+    }
+
+    fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".to_owned(),
+            bucket: BUCKET.to_owned(),
+            access_key_id: Some("test".to_owned()),
+            secret_access_key: Some("test".to_owned().into()),
+            path_style: true,
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BUCKET: &str = "sovereign-tests";
+
+async fn harness(kind: Kind, quota_bytes: i64) -> Harness {
     let db = TestDatabase::migrated().await;
     let admin = TenantAdmin::new(pool(db.tenant_admin_url()));
     let a = admin.create("tenant-a", "Tenant A").await.unwrap().id;
     let b = admin.create("tenant-b", "Tenant B").await.unwrap().id;
-    let dir = std::env::temp_dir().join(format!("sovereign-storage-{}", Uuid::now_v7()));
+    let (backend, moto, inspector): (Backend, Option<Moto>, Arc<dyn ObjectStore>) = match kind {
+        Kind::Fs => {
+            let dir = std::env::temp_dir().join(format!("sovereign-storage-{}", Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let inspector = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
+            (Backend::Fs { dir }, None, inspector)
+        }
+        Kind::S3 => {
+            let moto = Moto::start().await;
+            let s3 = moto.settings();
+            let inspector = Arc::new(
+                AmazonS3Builder::new()
+                    .with_endpoint(&moto.endpoint)
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .with_bucket_name(BUCKET)
+                    .with_access_key_id("test")
+                    .with_secret_access_key("test")
+                    .build()
+                    .unwrap(),
+            );
+            (Backend::S3(s3), Some(moto), inspector)
+        }
+    };
     let runtime = pool(db.url());
     let storage = Storage::new(
         runtime.clone(),
         StorageSettings {
-            backend: Backend::Fs { dir: dir.clone() },
+            backend,
             max_object_bytes: 1 << 20,
             quota_bytes,
             quota_objects: 100,
@@ -60,7 +168,8 @@ async fn harness(quota_bytes: i64) -> Harness {
     Harness {
         storage,
         db: runtime,
-        dir,
+        inspector,
+        _moto: moto,
         a,
         b,
         _db: db,
@@ -123,27 +232,20 @@ async fn pending(h: &Harness) -> i64 {
     .unwrap()
 }
 
-/// Files under the backend directory (blobs), recursively.
-fn blobs(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        blobs(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+/// The blobs in the backend.
+async fn blobs(h: &Harness) -> usize {
+    h.inspector.list(None).collect::<Vec<_>>().await.len()
 }
 
 #[tokio::test]
 async fn objects_are_streamed_checked_replaced_whole_and_listed() {
-    let h = harness(1 << 30).await;
+    for kind in KINDS {
+        objects_are_streamed_checked_replaced_whole_and_listed_on(kind).await;
+    }
+}
+
+async fn objects_are_streamed_checked_replaced_whole_and_listed_on(kind: Kind) {
+    let h = harness(kind, 1 << 30).await;
     let s = &h.storage;
     s.create_bucket(h.a, &bucket("docs", &["text/*"], Some(64)))
         .await
@@ -175,7 +277,7 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed() {
     assert_eq!(&part.next().await.unwrap().unwrap()[..], b"world");
 
     // Limits: too large mid-stream, wrong type, hostile keys; nothing stored.
-    let before = blobs(&h.dir);
+    let before = blobs(&h).await;
     let big = s
         .put(
             h.a,
@@ -205,7 +307,7 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed() {
             .await;
         assert!(matches!(refused, Err(StorageError::Invalid(_))), "{key:?}");
     }
-    assert_eq!(blobs(&h.dir), before, "no bytes left behind");
+    assert_eq!(blobs(&h).await, before, "no bytes left behind");
     assert!(matches!(
         s.head(h.a, "docs", "big.txt").await,
         Err(StorageError::ObjectNotFound)
@@ -222,7 +324,7 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed() {
     .await
     .unwrap();
     assert_eq!(read(s, h.a, "docs", "notes/a.txt").await, b"second");
-    assert_eq!(blobs(&h.dir), before, "one blob per object");
+    assert_eq!(blobs(&h).await, before, "one blob per object");
     let create_only = Put {
         create_only: true,
         ..typed("text/plain")
@@ -263,7 +365,13 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed() {
 
 #[tokio::test]
 async fn tenants_see_only_their_own_buckets_and_objects() {
-    let h = harness(1 << 30).await;
+    for kind in KINDS {
+        tenants_see_only_their_own_buckets_and_objects_on(kind).await;
+    }
+}
+
+async fn tenants_see_only_their_own_buckets_and_objects_on(kind: Kind) {
+    let h = harness(kind, 1 << 30).await;
     let s = &h.storage;
     s.create_bucket(h.a, &bucket("shared-name", &[], None))
         .await
@@ -299,7 +407,13 @@ async fn tenants_see_only_their_own_buckets_and_objects() {
 
 #[tokio::test]
 async fn the_quota_refuses_what_would_pass_it_and_keeps_nothing() {
-    let h = harness(10).await;
+    for kind in KINDS {
+        the_quota_refuses_what_would_pass_it_and_keeps_nothing_on(kind).await;
+    }
+}
+
+async fn the_quota_refuses_what_would_pass_it_and_keeps_nothing_on(kind: Kind) {
+    let h = harness(kind, 10).await;
     let s = &h.storage;
     s.create_bucket(h.a, &bucket("quota", &[], None))
         .await
@@ -315,7 +429,7 @@ async fn the_quota_refuses_what_would_pass_it_and_keeps_nothing() {
         s.head(h.a, "quota", "b").await,
         Err(StorageError::ObjectNotFound)
     ));
-    assert_eq!(blobs(&h.dir), 1, "the refused upload's bytes are gone");
+    assert_eq!(blobs(&h).await, 1, "the refused upload's bytes are gone");
     // Replacing within the quota counts the difference.
     s.put(
         h.a,
@@ -331,7 +445,18 @@ async fn the_quota_refuses_what_would_pass_it_and_keeps_nothing() {
 
 #[tokio::test]
 async fn an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_the_abandoned() {
-    let h = harness(1 << 30).await;
+    for kind in KINDS {
+        an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_the_abandoned_on(
+            kind,
+        )
+        .await;
+    }
+}
+
+async fn an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_the_abandoned_on(
+    kind: Kind,
+) {
+    let h = harness(kind, 1 << 30).await;
     let s = &h.storage;
     s.create_bucket(h.a, &bucket("uploads", &[], None))
         .await
@@ -351,7 +476,7 @@ async fn an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_
         s.head(h.a, "uploads", "x").await,
         Err(StorageError::ObjectNotFound)
     ));
-    assert_eq!(blobs(&h.dir), 0);
+    assert_eq!(blobs(&h).await, 0);
 
     // An upload cut off for good (the server stopped): its blob stays recorded as pending,
     // with no object, until the sweeper removes it.
@@ -389,6 +514,6 @@ async fn an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_
     assert_eq!(s.sweep(Duration::from_secs(3600)).await.unwrap().blobs, 0);
     assert_eq!(s.sweep(Duration::ZERO).await.unwrap().blobs, 1);
     assert_eq!(pending(&h).await, 0);
-    assert_eq!(blobs(&h.dir), 0, "no orphan bytes after the sweep");
+    assert_eq!(blobs(&h).await, 0, "no orphan bytes after the sweep");
     assert_eq!(s.sweep(Duration::ZERO).await.unwrap().blobs, 0);
 }
