@@ -166,6 +166,7 @@ impl Storage {
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    lock_usage(conn, tenant).await?;
                     let old: Option<(Uuid, i64)> = storage_objects::table
                         .filter(storage_objects::bucket_id.eq(bucket_id))
                         .filter(storage_objects::key.eq(&row_key))
@@ -361,6 +362,7 @@ impl Storage {
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    lock_usage(conn, tenant).await?;
                     let gone: Option<(Uuid, i64)> = diesel::delete(storage_objects::table)
                         .filter(storage_objects::bucket_id.eq(bucket.id))
                         .filter(storage_objects::key.eq(key))
@@ -520,8 +522,28 @@ impl Storage {
     }
 }
 
-/// Adds to the tenant's usage, refusing what would pass a quota (one row, locked: concurrent
-/// uploads cannot both slip under it).
+/// Locks the tenant's usage row (made if missing) — first, in every transaction that changes
+/// objects, so that they all take their locks in one order (usage, then the object) and two of
+/// them can never wait on each other.
+async fn lock_usage(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+) -> Result<(), StorageError> {
+    diesel::insert_into(storage_usage::table)
+        .values(storage_usage::tenant_id.eq(tenant))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    storage_usage::table
+        .find(tenant)
+        .select(storage_usage::bytes)
+        .for_update()
+        .first::<i64>(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds to the tenant's usage (locked by [`lock_usage`]), refusing what would pass a quota.
 async fn count_usage(
     conn: &mut sovereign_db::AsyncPgConnection,
     tenant: Uuid,
@@ -530,11 +552,6 @@ async fn count_usage(
     quota_bytes: i64,
     quota_objects: i64,
 ) -> Result<(), StorageError> {
-    diesel::insert_into(storage_usage::table)
-        .values(storage_usage::tenant_id.eq(tenant))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
     let updated = diesel::update(storage_usage::table.find(tenant))
         .filter((storage_usage::bytes + bytes).le(quota_bytes))
         .filter((storage_usage::objects + objects).le(quota_objects))

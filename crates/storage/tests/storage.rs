@@ -517,3 +517,42 @@ async fn an_upload_whose_client_goes_away_leaves_nothing_and_the_sweeper_clears_
     assert_eq!(blobs(&h).await, 0, "no orphan bytes after the sweep");
     assert_eq!(s.sweep(Duration::ZERO).await.unwrap().blobs, 0);
 }
+
+#[tokio::test]
+async fn concurrent_writes_to_one_key_leave_one_whole_version() {
+    for kind in KINDS {
+        concurrent_writes_to_one_key_leave_one_whole_version_on(kind).await;
+    }
+}
+
+async fn concurrent_writes_to_one_key_leave_one_whole_version_on(kind: Kind) {
+    let h = harness(kind, 1 << 30).await;
+    let s = &h.storage;
+    s.create_bucket(h.a, &bucket("race", &[], None))
+        .await
+        .unwrap();
+    let versions: Vec<Vec<u8>> = (0u8..8).map(|i| vec![b'a' + i; 50_000]).collect();
+    let writes = versions.iter().map(|bytes| {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+            .chunks(4096)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        s.put(
+            h.a,
+            "race",
+            "same-key",
+            typed("application/octet-stream"),
+            stream::iter(chunks),
+        )
+    });
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+    let got = read(s, h.a, "race", "same-key").await;
+    assert!(versions.contains(&got), "one whole version, never a mix");
+    let info = s.head(h.a, "race", "same-key").await.unwrap();
+    assert_eq!(info.size, 50_000);
+    assert_eq!(blobs(&h).await, 1, "the replaced versions' bytes are gone");
+    let usage = s.usage(h.a).await.unwrap();
+    assert_eq!((usage.objects, usage.bytes), (1, 50_000));
+}
