@@ -14,6 +14,9 @@ pub enum StorageError {
     BucketNotEmpty,
     #[error("no such object")]
     ObjectNotFound,
+    /// The object belongs to another account.
+    #[error("the object belongs to another account")]
+    NotOwner,
     /// The key exists and the write was create-only.
     #[error("the object exists")]
     ObjectExists,
@@ -66,7 +69,7 @@ impl Diagnostic for StorageError {
             Self::BucketExists | Self::BucketNotEmpty | Self::ObjectExists => ErrorKind::Conflict,
             Self::Invalid(_) | Self::TypeNotAllowed(_) => ErrorKind::Validation,
             Self::TooLarge { .. } => ErrorKind::TooLarge,
-            Self::QuotaExceeded => ErrorKind::Forbidden,
+            Self::QuotaExceeded | Self::NotOwner => ErrorKind::Forbidden,
             Self::Interrupted(_) => ErrorKind::BadRequest,
             Self::Backend(_) => ErrorKind::Unavailable,
             Self::Db(e) => e.kind(),
@@ -80,6 +83,7 @@ impl Diagnostic for StorageError {
             Self::BucketNotEmpty => "bucket_not_empty",
             Self::ObjectNotFound => "object_not_found",
             Self::ObjectExists => "object_exists",
+            Self::NotOwner => "not_owner",
             Self::Invalid(_) => "validation_failed",
             Self::TooLarge { .. } => "object_too_large",
             Self::TypeNotAllowed(_) => "content_type_not_allowed",

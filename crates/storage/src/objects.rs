@@ -28,6 +28,9 @@ pub struct Put {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Refuse if the key exists (`If-None-Match: *`).
     pub create_only: bool,
+    /// Refuse to replace an object that is not this account's (`NotOwner`), checked in the
+    /// same transaction as the write.
+    pub only_owner: Option<Uuid>,
 }
 
 /// An object's metadata.
@@ -162,22 +165,33 @@ impl Storage {
         let (bucket_id, row_key) = (bucket.id, key.clone());
         let metadata = serde_json::Value::Object(put.metadata);
         let (content_type, owner, create_only) = (put.content_type, put.owner, put.create_only);
+        let only_owner = put.only_owner;
         let committed = self
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
                     lock_usage(conn, tenant).await?;
-                    let old: Option<(Uuid, i64)> = storage_objects::table
+                    let found: Option<(Uuid, i64, Option<Uuid>)> = storage_objects::table
                         .filter(storage_objects::bucket_id.eq(bucket_id))
                         .filter(storage_objects::key.eq(&row_key))
-                        .select((storage_objects::blob, storage_objects::size))
+                        .select((
+                            storage_objects::blob,
+                            storage_objects::size,
+                            storage_objects::owner_id,
+                        ))
                         .for_update()
                         .first(conn)
                         .await
                         .optional()?;
-                    if old.is_some() && create_only {
+                    if found.is_some() && create_only {
                         return Err(StorageError::ObjectExists);
                     }
+                    if let (Some((_, _, holder)), Some(me)) = (&found, only_owner)
+                        && *holder != Some(me)
+                    {
+                        return Err(StorageError::NotOwner);
+                    }
+                    let old = found.map(|(blob, size, _)| (blob, size));
                     let (bytes_delta, objects_delta) = match old {
                         Some((_, old_size)) => (size - old_size, 0),
                         None => (size, 1),
@@ -390,7 +404,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Objects of `bucket` whose keys start with `prefix`, in byte order, after `after`.
+    /// Objects of `bucket` whose keys start with `prefix`, in byte order, after `after` (only
+    /// those of `owner`, when given).
     pub async fn list(
         &self,
         tenant: Uuid,
@@ -398,6 +413,7 @@ impl Storage {
         prefix: &str,
         after: Option<&str>,
         limit: i64,
+        owner: Option<Uuid>,
     ) -> Result<ObjectPage, StorageError> {
         let prefix = checked_prefix(prefix)?;
         let limit = limit.clamp(1, 1000);
@@ -418,6 +434,9 @@ impl Storage {
                     }
                     if let Some(after) = after {
                         query = query.filter(storage_objects::key.gt(after));
+                    }
+                    if let Some(owner) = owner {
+                        query = query.filter(storage_objects::owner_id.eq(owner));
                     }
                     query
                         .order(storage_objects::key)

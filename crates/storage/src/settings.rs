@@ -9,6 +9,12 @@ use sovereign_core::settings::DefaultValue::{Unset, Value};
 use sovereign_core::settings::{ReadSettings, Reader};
 
 setting!(
+    ENABLE_FILE_UPLOADS,
+    "ENABLE_FILE_UPLOADS",
+    Value("true"),
+    "Serve the file storage API (`/api/v1/storage`)."
+);
+setting!(
     STORAGE_BACKEND,
     "STORAGE_BACKEND",
     Value("fs"),
@@ -92,6 +98,7 @@ pub struct S3Settings {
 /// File storage.
 #[derive(Debug, Clone)]
 pub struct StorageSettings {
+    pub enabled: bool,
     pub backend: Backend,
     pub max_object_bytes: u64,
     pub quota_bytes: i64,
@@ -101,6 +108,7 @@ pub struct StorageSettings {
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             backend: Backend::Fs {
                 dir: PathBuf::from(".sovereign/storage"),
             },
@@ -114,6 +122,7 @@ impl Default for StorageSettings {
 impl ReadSettings for StorageSettings {
     fn read(r: &mut Reader<'_>) -> Option<Self> {
         r.section("File storage");
+        let enabled: bool = r.value(&ENABLE_FILE_UPLOADS);
         let kind: String = r.value(&STORAGE_BACKEND);
         let dir: String = r.value(&STORAGE_DIR);
         let endpoint = r.raw(&S3_ENDPOINT).map(str::to_owned);
@@ -155,6 +164,7 @@ impl ReadSettings for StorageSettings {
             }
         };
         Some(Self {
+            enabled,
             backend,
             max_object_bytes: r.bounded(&STORAGE_MAX_OBJECT_BYTES, 1, 5 << 40),
             quota_bytes: i64::try_from(r.bounded::<u64>(&STORAGE_QUOTA_BYTES, 0, 1 << 62))

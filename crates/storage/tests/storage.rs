@@ -158,6 +158,7 @@ async fn harness(kind: Kind, quota_bytes: i64) -> Harness {
     let storage = Storage::new(
         runtime.clone(),
         StorageSettings {
+            enabled: true,
             backend,
             max_object_bytes: 1 << 20,
             quota_bytes,
@@ -342,11 +343,11 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed_on(kind: Kind) {
             .await
             .unwrap();
     }
-    let page = s.list(h.a, "docs", "notes/", None, 2).await.unwrap();
+    let page = s.list(h.a, "docs", "notes/", None, 2, None).await.unwrap();
     let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["notes/a.txt", "notes/b.txt"]);
     let rest = s
-        .list(h.a, "docs", "notes/", page.next.as_deref(), 2)
+        .list(h.a, "docs", "notes/", page.next.as_deref(), 2, None)
         .await
         .unwrap();
     let keys: Vec<_> = rest.objects.iter().map(|o| o.key.as_str()).collect();
@@ -397,7 +398,7 @@ async fn tenants_see_only_their_own_buckets_and_objects_on(kind: Kind) {
         Err(StorageError::ObjectNotFound)
     ));
     assert!(
-        s.list(h.b, "shared-name", "", None, 10)
+        s.list(h.b, "shared-name", "", None, 10, None)
             .await
             .unwrap()
             .objects
