@@ -172,7 +172,8 @@ export class Auth {
 
   /**
    * Starts linking `provider` to the signed-in account (needs a recent sign-in): the URL to
-   * navigate to. The browser comes back to `redirectTo` with `linked` (or `error`).
+   * navigate to. The browser comes back to `redirectTo` with `link_code` — give it to
+   * `completeLink` from this same session — or with `error`.
    */
   async linkProvider(provider: string, redirectTo: string): Promise<string> {
     const { data } = await api.authLinkProvider({
@@ -181,6 +182,11 @@ export class Auth {
       body: { redirect_to: redirectTo },
     });
     return data.authorize_url;
+  }
+
+  /** Confirms a link with the `link_code` the browser came back with (this session only). */
+  async completeLink(code: string): Promise<void> {
+    await api.authConfirmLink({ client: this.#client, body: { code } });
   }
 
   /** The identities linked to the account. */

@@ -40,8 +40,9 @@ pub use model::{
 pub use passkeys::{PasskeyAnswer, PasskeyInfo, PasskeyOptions, PasskeySettings};
 pub use password::{PasswordHasher, PasswordPolicy};
 pub use providers::{
-    CallbackParams, ClaimMapping, Identity, NewProvider, ProviderDetails, ProviderGrant,
-    ProviderInfo, ProviderKind, ProviderSettings, ProviderUpdate,
+    CallbackParams, ClaimMapping, FlowCookie, Identity, LinkConfirmation, NewProvider,
+    ProviderDetails, ProviderGrant, ProviderInfo, ProviderKind, ProviderSettings, ProviderUpdate,
+    flow_cookie_name,
 };
 pub use sessions::{ClientContext, TokenPair};
 pub use settings::{AuthSettings, MIN_SECRET_KEY_BYTES, MailSettings, SmtpSettings, SmtpTls};

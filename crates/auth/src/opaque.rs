@@ -27,6 +27,8 @@ pub enum Kind {
     ProviderGrant,
     /// A passkey registration, sign-in or re-authentication in flight.
     PasskeyCeremony,
+    /// An identity a provider vouched for, waiting for its account to confirm the link.
+    ProviderLink,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Self::ProviderState => "sovps",
             Self::ProviderGrant => "sovpg",
             Self::PasskeyCeremony => "sovpc",
+            Self::ProviderLink => "sovpl",
         }
     }
 }

@@ -139,6 +139,9 @@ diesel::table! {
         link_user_id -> Nullable<Uuid>,
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
+        browser_hash -> Nullable<Bytea>,
+        link_session_id -> Nullable<Uuid>,
+        provider_url -> Nullable<Text>,
     }
 }
 
@@ -148,6 +151,21 @@ diesel::table! {
         tenant_id -> Uuid,
         user_id -> Uuid,
         amr -> Array<Nullable<Text>>,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provider_links (code_hash) {
+        code_hash -> Bytea,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        session_id -> Uuid,
+        provider -> Text,
+        issuer -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
     }
@@ -319,6 +337,7 @@ diesel::joinable!(passkey_ceremonies -> tenants (tenant_id));
 diesel::joinable!(passkeys -> tenants (tenant_id));
 diesel::joinable!(provider_flows -> tenants (tenant_id));
 diesel::joinable!(provider_grants -> tenants (tenant_id));
+diesel::joinable!(provider_links -> tenants (tenant_id));
 diesel::joinable!(recovery_codes -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(sessions -> tenants (tenant_id));
@@ -342,6 +361,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     passkeys,
     provider_flows,
     provider_grants,
+    provider_links,
     recovery_codes,
     refresh_tokens,
     sessions,

@@ -29,11 +29,12 @@ async function main() {
   for (let round = -20; round < ROUNDS; round += 1) {
     standin.next = { person: { sub: `bench-${process.pid}-${round % 50}`, email: `bench-${process.pid}-${round % 50}@example.com`, email_verified: true }, mode: "good" };
     const started = await fetch(`${API}/api/v1/auth/providers/${slug}/authorize?redirect_to=${encodeURIComponent(process.env.BENCH_RETURN_TO!)}`, { redirect: "manual" });
+    const cookie = started.headers.getSetCookie().find((c) => c.startsWith("sovereign_flow_"))!.split(";")[0]!;
     const atProvider = await fetch(started.headers.get("location")!, { redirect: "manual" });
     const callback = atProvider.headers.get("location")!;
     const providerBefore = standin.tokenMs;
     const t0 = performance.now();
-    const back = await fetch(callback, { redirect: "manual" });
+    const back = await fetch(callback, { redirect: "manual", headers: { cookie } });
     const code = new URL(back.headers.get("location")!).searchParams.get("code");
     const pair = await fetch(`${API}/api/v1/auth/providers/exchange`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code }) });
     await pair.json();

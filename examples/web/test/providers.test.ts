@@ -60,16 +60,41 @@ after(async () => {
   await standin?.close();
 });
 
+/** The flow cookies the server set, by the flow's state: the browser that started each flow. */
+const browser = new Map<string, string>();
+
+/** Keeps the flow cookie of a response that sends the browser to the provider. */
+function keepCookie(response: { headers: Headers }): URL {
+  const location = new URL(response.headers.get("location")!);
+  const cookie = response.headers.getSetCookie().find((c) => c.startsWith("sovereign_flow_"));
+  assert.ok(cookie, "the flow is bound to the browser by a cookie");
+  assert.match(cookie, /HttpOnly/i);
+  assert.match(cookie, /SameSite=Lax/i);
+  browser.set(location.searchParams.get("state")!, cookie.split(";")[0]!);
+  return location;
+}
+
 /** Starts a sign-in: the provider URL the server redirects to. */
 async function authorize(slug: string, redirectTo = BACK): Promise<URL> {
   const started = await api(`/api/v1/auth/providers/${slug}/authorize?redirect_to=${encodeURIComponent(redirectTo)}`);
   assert.equal(started.status, 302, JSON.stringify(started.body));
-  return new URL(started.headers.get("location")!);
+  return keepCookie(started);
 }
 
-/** Delivers the provider's redirect to the server's callback: where the app is sent. */
-async function callback(url: string): Promise<{ status: number; location?: URL; body?: any }> {
-  const answer = await api(url.slice(API.length));
+/** Opens a link flow's `authorize_url` in the browser: the provider URL it is sent on to. */
+async function openLink(authorizeUrl: string): Promise<URL> {
+  const opened = await api(authorizeUrl.slice(API.length));
+  assert.equal(opened.status, 302, JSON.stringify(opened.body));
+  return keepCookie(opened);
+}
+
+/**
+ * Delivers the provider's redirect to the server's callback, from the browser that started the
+ * flow (`as`: another browser's cookie, or none): where the app is sent.
+ */
+async function callback(url: string, as?: string | null): Promise<{ status: number; location?: URL; body?: any }> {
+  const cookie = as === undefined ? browser.get(new URL(url).searchParams.get("state") ?? "") : as;
+  const answer = await api(url.slice(API.length), { headers: cookie ? { cookie } : {} });
   const location = answer.headers.get("location");
   return { status: answer.status, location: location ? new URL(location) : undefined, body: answer.body };
 }
@@ -148,7 +173,7 @@ test("unknown, forged and cross-provider states are refused with 400 invalid_sta
   }
   // A state made for one provider, brought to another's callback (a mix-up).
   const at = await authorize("test-oidc");
-  const answer = await api(`/api/v1/auth/providers/standin/callback?code=x&state=${at.searchParams.get("state")}`);
+  const answer = await callback(`${API}/api/v1/auth/providers/standin/callback?code=x&state=${at.searchParams.get("state")}`);
   assert.equal(answer.status, 400);
   assert.equal(answer.body.code, "invalid_state");
 });
@@ -239,6 +264,14 @@ test("takeover by address: an unverified assertion never links to a verified acc
   assert.equal((await api("/api/v1/auth/identities", { token })).body.length, 2);
 });
 
+test("a provider a tenant added never links an administrator's account by address", async () => {
+  const impostor = { ...person(true), email: ADMIN.email };
+  oidc.people.set(impostor.sub, impostor);
+  const attempt = await signInWith("test-oidc", impostor.sub);
+  assert.equal(attempt.location!.searchParams.get("error"), "identity_link_required");
+  assert.equal(attempt.location!.searchParams.get("code"), null);
+});
+
 test("an address registered but not verified is not linked even by a verified assertion", async () => {
   const who = person();
   const registered = await api("/api/v1/auth/register", {
@@ -281,8 +314,13 @@ test("identities: linking from a signed-in session, one owner each, the last one
     body: JSON.stringify({ redirect_to: BACK }),
   });
   assert.equal(link.status, 200, JSON.stringify(link.body));
-  const linked = await callback(await throughProvider(link.body.authorize_url, second.sub));
-  assert.equal(linked.location!.searchParams.get("linked"), "test-oidc");
+  assert.ok(link.body.authorize_url.startsWith(API), "the browser starts at this server, which binds the flow");
+  const linked = await callback(await throughProvider((await openLink(link.body.authorize_url)).href, second.sub));
+  const linkCode = linked.location!.searchParams.get("link_code")!;
+  assert.match(linkCode, /^sovpl_/);
+  assert.equal((await api("/api/v1/auth/identities", { token })).body.length, 1, "not linked before it is confirmed");
+  const confirmed = await api("/api/v1/auth/providers/link/confirm", { method: "POST", token, body: JSON.stringify({ code: linkCode }) });
+  assert.equal(confirmed.status, 204, JSON.stringify(confirmed.body));
   const both = (await api("/api/v1/auth/identities", { token })).body;
   assert.equal(both.length, 2);
   assert.equal((await api(`/api/v1/auth/identities/${only.id}`, { method: "DELETE", token })).status, 204);
@@ -296,8 +334,62 @@ test("identities: linking from a signed-in session, one owner each, the last one
     token,
     body: JSON.stringify({ redirect_to: BACK }),
   });
-  const stolen = await callback(await throughProvider(steal.body.authorize_url, other.sub));
-  assert.equal(stolen.location!.searchParams.get("error"), "identity_in_use");
+  const stolen = await callback(await throughProvider((await openLink(steal.body.authorize_url)).href, other.sub));
+  const refused = await api("/api/v1/auth/providers/link/confirm", {
+    method: "POST",
+    token,
+    body: JSON.stringify({ code: stolen.location!.searchParams.get("link_code") }),
+  });
+  assert.equal(refused.status, 409);
+  assert.equal(refused.body.code, "identity_in_use");
+});
+
+test("a callback brought by a browser other than the one that started the flow is refused (login CSRF)", async () => {
+  const attacker = person();
+  oidc.people.set(attacker.sub, attacker);
+  const at = await authorize("test-oidc");
+  const back = await throughProvider(at.href, attacker.sub);
+  // The attacker stops here and gets a victim's browser to open `back`.
+  const bare = await callback(back, null);
+  assert.equal(bare.status, 400);
+  assert.equal(bare.body.code, "invalid_state");
+  const other = await authorize("test-oidc");
+  const foreign = await callback(
+    (await throughProvider(other.href, attacker.sub)),
+    browser.get(at.searchParams.get("state")!),
+  );
+  assert.equal(foreign.status, 400, "another flow's cookie does not do either");
+  assert.equal(foreign.body.code, "invalid_state");
+});
+
+test("a link sent to another account's session is never linked (link CSRF)", async () => {
+  const attacker = person();
+  oidc.people.set(attacker.sub, attacker);
+  const attackerToken = (await exchange((await signInWith("test-oidc", attacker.sub)).location!.searchParams.get("code")!)).body.access_token;
+  const victim = person();
+  oidc.people.set(victim.sub, victim);
+  const victimToken = (await exchange((await signInWith("test-oidc", victim.sub)).location!.searchParams.get("code")!)).body.access_token;
+  const victimAtProvider = { ...person(), email: `also-${victim.email}` };
+  oidc.people.set(victimAtProvider.sub, victimAtProvider);
+  // The attacker starts a link and sends its URL to the victim, whose browser completes it.
+  const link = await api("/api/v1/auth/providers/test-oidc/link", {
+    method: "POST",
+    token: attackerToken,
+    body: JSON.stringify({ redirect_to: BACK }),
+  });
+  const back = await callback(await throughProvider((await openLink(link.body.authorize_url)).href, victimAtProvider.sub));
+  const code = back.location!.searchParams.get("link_code")!;
+  // The victim's app confirms with the victim's session: refused, and spent.
+  const refused = await api("/api/v1/auth/providers/link/confirm", { method: "POST", token: victimToken, body: JSON.stringify({ code }) });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.body.code, "invalid_provider_code");
+  const again = await api("/api/v1/auth/providers/link/confirm", { method: "POST", token: attackerToken, body: JSON.stringify({ code }) });
+  assert.equal(again.status, 401, "a link code is single use");
+  assert.equal((await api("/api/v1/auth/identities", { token: attackerToken })).body.length, 1);
+  // A link URL opens once.
+  const reopened = await api(link.body.authorize_url.slice(API.length));
+  assert.equal(reopened.status, 400);
+  assert.equal(reopened.body.code, "invalid_state");
 });
 
 /** A sign-in at the stand-in with its next answer misbehaving as `mode`. */

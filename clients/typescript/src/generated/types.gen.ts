@@ -438,6 +438,16 @@ export type IndexRequest = {
 export type IndexState = 'none' | 'building' | 'ready';
 
 /**
+ * The code of a provider link, to confirm from the session that asked for it.
+ */
+export type LinkConfirmation = {
+    /**
+     * The `link_code` parameter of the redirect back to the app.
+     */
+    code: string;
+};
+
+/**
  * Where to come back to after linking.
  */
 export type LinkRequest = {
@@ -2565,6 +2575,39 @@ export type AuthExchangeProviderCodeResponses = {
 
 export type AuthExchangeProviderCodeResponse = AuthExchangeProviderCodeResponses[keyof AuthExchangeProviderCodeResponses];
 
+export type AuthConfirmLinkData = {
+    body: LinkConfirmation;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/providers/link/confirm';
+};
+
+export type AuthConfirmLinkErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    401: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuthConfirmLinkError = AuthConfirmLinkErrors[keyof AuthConfirmLinkErrors];
+
+export type AuthConfirmLinkResponses = {
+    /**
+     * Linked
+     */
+    204: void;
+};
+
+export type AuthConfirmLinkResponse = AuthConfirmLinkResponses[keyof AuthConfirmLinkResponses];
+
 export type AuthDeleteProviderData = {
     body?: never;
     path: {
@@ -2683,12 +2726,16 @@ export type AuthAuthorizeProviderData = {
          */
         provider: string;
     };
-    query: {
+    query?: {
         /**
          * Where the browser comes back to, with `code` (or `error`): one of the tenant's redirect
-         * URLs, matched exactly.
+         * URLs, matched exactly. (Not with `link`.)
          */
-        redirect_to: string;
+        redirect_to?: string;
+        /**
+         * The link flow `POST …/link` made (its `authorize_url` carries it).
+         */
+        link?: string;
         /**
          * The tenant's slug or id (a link cannot send `X-Tenant-ID`); the header works too.
          */

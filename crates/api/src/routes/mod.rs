@@ -61,6 +61,7 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(providers::authorize_provider)
         .service(providers::provider_callback)
         .service(providers::link_provider)
+        .service(providers::confirm_link)
         .service(providers::list_identities)
         .service(providers::unlink_identity)
         .service(providers::list_redirect_urls)

@@ -7,13 +7,14 @@
     reason = "utoipa's actix extras spell out the path of a documented query type"
 )]
 
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::web::Query;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
 use sovereign_auth::{
-    CallbackParams, Identity, NewProvider, ProviderDetails, ProviderGrant, ProviderInfo,
-    ProviderUpdate, SignIn,
+    CallbackParams, FlowCookie, Identity, LinkConfirmation, NewProvider, ProviderDetails,
+    ProviderGrant, ProviderInfo, ProviderUpdate, SignIn, flow_cookie_name,
 };
 use sovereign_tenancy::TenantClaims;
 use utoipa::{IntoParams, ToSchema};
@@ -32,8 +33,10 @@ use crate::tenant::{CurrentTenant, TenantHeader, tenant_header};
 #[into_params(parameter_in = Query)]
 pub struct AuthorizeQuery {
     /// Where the browser comes back to, with `code` (or `error`): one of the tenant's redirect
-    /// URLs, matched exactly.
-    pub redirect_to: String,
+    /// URLs, matched exactly. (Not with `link`.)
+    pub redirect_to: Option<String>,
+    /// The link flow `POST …/link` made (its `authorize_url` carries it).
+    pub link: Option<String>,
     /// The tenant's slug or id (a link cannot send `X-Tenant-ID`); the header works too.
     pub tenant: Option<String>,
 }
@@ -212,6 +215,17 @@ pub(super) async fn authorize_provider(
     provider: web::Path<String>,
     query: Query<AuthorizeQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(link) = &query.link {
+        let (url, cookie) = state.accounts.open_link(&provider, link).await?;
+        return Ok(to_provider(url.as_str(), &cookie, &state));
+    }
+    let redirect_to = query.redirect_to.as_deref().ok_or_else(|| {
+        ApiError::from(sovereign_auth::AuthError::invalid(
+            "redirect_to",
+            "required",
+            "name where the browser comes back to",
+        ))
+    })?;
     let header = tenant_header(&req)?;
     let named = query.tenant.clone().or(header);
     let tenant = sovereign_tenancy::resolve(
@@ -223,11 +237,11 @@ pub(super) async fn authorize_provider(
         },
     )
     .await?;
-    let url = state
+    let (url, cookie) = state
         .accounts
-        .authorize_provider(tenant.id, &provider, &query.redirect_to)
+        .authorize_provider(tenant.id, &provider, redirect_to)
         .await?;
-    Ok(found(url.as_str()))
+    Ok(to_provider(url.as_str(), &cookie, &state))
 }
 
 /// Where the provider sends the browser back. Redirects to the app's `redirect_to` with a
@@ -246,10 +260,16 @@ pub(super) async fn authorize_provider(
 #[get("/api/v1/auth/providers/{provider}/callback")]
 pub(super) async fn provider_callback(
     state: web::Data<AppState>,
+    req: HttpRequest,
     provider: web::Path<String>,
     query: Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
+    let cookie_name = query.state.as_deref().map(flow_cookie_name);
+    let browser = cookie_name
+        .as_deref()
+        .and_then(|name| req.cookie(name))
+        .map(|c| c.value().to_owned());
     let params = CallbackParams {
         state: query.state,
         code: query.code,
@@ -257,8 +277,18 @@ pub(super) async fn provider_callback(
         error_description: query.error_description,
         iss: query.iss,
     };
-    let url = state.accounts.provider_callback(&provider, &params).await?;
-    Ok(found(url.as_str()))
+    let url = state
+        .accounts
+        .provider_callback(&provider, &params, browser.as_deref())
+        .await?;
+    let mut response = found(url.as_str());
+    if let Some(name) = cookie_name {
+        // The flow is spent: its cookie goes.
+        let mut gone = Cookie::build(name, "").path(FLOW_COOKIE_PATH).finish();
+        gone.make_removal();
+        response.add_cookie(&gone).ok();
+    }
+    Ok(response)
 }
 
 /// Trades the one-time `code` of a provider sign-in for a session — or, for an account with a
@@ -288,7 +318,9 @@ pub(super) async fn exchange_provider_code(
 }
 
 /// Starts linking a provider to the signed-in account (signed in within the last 10 minutes,
-/// or at `aal2`): send the browser to `authorize_url`.
+/// or at `aal2`): send the browser to `authorize_url` (this server's, which sends it on to the
+/// provider). It comes back to `redirect_to` with `link_code`: confirm it from this session at
+/// `/api/v1/auth/providers/link/confirm`.
 #[utoipa::path(
     tag = "auth",
     security(("bearer" = [])),
@@ -395,6 +427,58 @@ pub(super) async fn set_redirect_urls(
             .set_redirect_urls(&user.principal, &body.0.urls)
             .await?,
     }))
+}
+
+/// Confirms a link from the session that asked for it (`POST …/link`), with the `link_code`
+/// the browser came back with. Any other session — say, a victim sent an attacker's link — is
+/// refused and nothing is linked.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = LinkConfirmation,
+    responses(
+        (status = 204, description = "Linked"),
+        (status = 401, description = "`invalid_provider_code`: unknown, used, expired, or another session's"),
+        (status = 409, description = "`identity_in_use`: another account has this identity"),
+    )
+)]
+#[post("/api/v1/auth/providers/link/confirm")]
+pub(super) async fn confirm_link(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: Json<Unchecked<LinkConfirmation>>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .accounts
+        .confirm_link(&user.principal, &body.into_inner().0)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Where the flow's cookie is sent: the authorize and callback routes only.
+const FLOW_COOKIE_PATH: &str = "/api/v1/auth/providers";
+
+/// To the provider, with the cookie that binds the flow to this browser (HttpOnly, SameSite=Lax
+/// so that the provider's redirect back carries it, Secure behind https).
+fn to_provider(location: &str, cookie: &FlowCookie, state: &AppState) -> HttpResponse {
+    let secure = state
+        .settings
+        .auth
+        .providers
+        .api_public_url
+        .starts_with("https://");
+    let cookie = Cookie::build(cookie.name.clone(), cookie.value.clone())
+        .path(FLOW_COOKIE_PATH)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            i64::try_from(cookie.max_age_seconds).unwrap_or(600),
+        ))
+        .finish();
+    let mut response = found(location);
+    response.add_cookie(&cookie).ok();
+    response
 }
 
 /// `302 Found` to `location`, never cached (it carries a one-time code or state).

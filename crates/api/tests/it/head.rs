@@ -121,13 +121,13 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
             );
         }
     }
-    // Every route served the superadmin but the provider sign-in's (`p1` is no redirect URL;
-    // a callback without a state), the websocket (not a handshake) and the docs' redirect: HEAD
+    // Every route served the superadmin but the provider sign-in's (no redirect URL; a
+    // callback without a state), the websocket (not a handshake) and the docs' redirect: HEAD
     // was compared with real answers.
     assert_eq!(
         refused,
         [
-            ("/api/v1/auth/providers/hub/authorize?redirect_to=p1", 400),
+            ("/api/v1/auth/providers/hub/authorize", 422),
             ("/api/v1/auth/providers/hub/callback", 400),
             ("/api/v1/ws", 400),
             ("/docs", 308)

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use sovereign_db::schema::{auth_policies, mfa_challenges, sessions, users};
+use sovereign_db::schema::{auth_policies, mfa_challenges, mfa_factors, sessions, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
@@ -284,6 +284,17 @@ impl Accounts {
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    // An account that has a factor by now completes sign-ins with it.
+                    let has_factor: bool = diesel::select(diesel::dsl::exists(
+                        mfa_factors::table
+                            .filter(mfa_factors::user_id.eq(user))
+                            .filter(mfa_factors::confirmed_at.is_not_null()),
+                    ))
+                    .get_result(conn)
+                    .await?;
+                    if has_factor {
+                        return Ok(0);
+                    }
                     diesel::update(mfa_challenges::table.find(digest.to_vec()))
                         .filter(mfa_challenges::used_at.is_null())
                         .set(mfa_challenges::used_at.eq(diesel::dsl::now))

@@ -290,11 +290,14 @@ impl Accounts {
         principal: &Principal,
         answer: &PasskeyAnswer,
     ) -> Result<PasskeyInfo, AuthError> {
-        principal.session_id()?;
+        let session = principal.session_id()?;
         let ceremony = self
             .take_ceremony(&answer.ceremony, Purpose::Register)
             .await?;
-        if ceremony.user != Some(principal.user.id) || ceremony.tenant != principal.user.tenant_id {
+        if ceremony.user != Some(principal.user.id)
+            || ceremony.session != Some(session)
+            || ceremony.tenant != principal.user.tenant_id
+        {
             return Err(invalid("a ceremony of another account"));
         }
         let state = serde_json::from_value(ceremony.state).map_err(invalid)?;

@@ -81,14 +81,14 @@ impl Accounts {
             tracing::warn!(security_event = "passkey_refused", %tenant, "sign-in with an unknown passkey");
             return Err(invalid("unknown passkey"));
         };
-        let mut passkey: Passkey = serde_json::from_value(stored).map_err(invalid)?;
+        let passkey: Passkey = serde_json::from_value(stored).map_err(invalid)?;
         let result = webauthn
             .finish_discoverable_authentication_v2(&credential, state, &passkey)
             .map_err(|e| {
                 tracing::warn!(security_event = "passkey_refused", user_id = %owner, passkey_id = %id, error = %e, "passkey sign-in refused");
                 invalid(e)
             })?;
-        self.record_use(tenant, id, &mut passkey, &result).await?;
+        self.record_use(tenant, id, &result).await?;
         let row: UserRow = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -185,32 +185,42 @@ impl Accounts {
             })?;
         let tenant = principal.user.tenant_id;
         let used = result.cred_id().clone();
-        let mut found = self
+        let (id, _) = self
             .user_passkeys(tenant, principal.user.id)
             .await?
             .into_iter()
             .find(|(_, p)| *p.cred_id() == used)
             .ok_or_else(|| invalid("unknown passkey"))?;
-        self.record_use(tenant, found.0, &mut found.1, &result)
-            .await
+        self.record_use(tenant, id, &result).await
     }
 
-    /// Stores the grown signature counter and the time of use.
+    /// Stores the grown signature counter and the time of use, under the row's lock: of two
+    /// answers with one counter (a clone racing the original), the second is refused.
     async fn record_use(
         &self,
         tenant: Uuid,
         id: Uuid,
-        passkey: &mut Passkey,
         result: &AuthenticationResult,
     ) -> Result<(), AuthError> {
-        passkey.update_credential(result);
-        let stored = serde_json::to_value(&*passkey).map_err(invalid)?;
+        let result = result.clone();
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    let stored: serde_json::Value = passkeys::table
+                        .find(id)
+                        .select(passkeys::credential)
+                        .for_update()
+                        .first(conn)
+                        .await?;
+                    let mut current: Passkey = serde_json::from_value(stored).map_err(invalid)?;
+                    let grew = current.update_credential(&result);
+                    if result.counter() > 0 && grew != Some(true) {
+                        return Err(invalid("the signature counter did not grow"));
+                    }
+                    let updated = serde_json::to_value(&current).map_err(invalid)?;
                     diesel::update(passkeys::table.find(id))
                         .set((
-                            passkeys::credential.eq(stored),
+                            passkeys::credential.eq(updated),
                             passkeys::last_used_at.eq(diesel::dsl::now),
                         ))
                         .execute(conn)

@@ -50,55 +50,179 @@ pub struct ProviderGrant {
     pub code: String,
 }
 
-/// The flow as stored: provider, nonce, verifier, redirect_to, link_user_id, expires_at.
-type FlowRow = (String, String, String, String, Option<Uuid>, DateTime<Utc>);
+/// The flow as stored: provider, nonce, verifier, redirect_to, link_user_id, link_session_id,
+/// expires_at, browser_hash.
+type FlowRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    DateTime<Utc>,
+    Option<Vec<u8>>,
+);
 
 /// What a callback achieved.
 enum Finished {
     /// A code for the app to exchange.
     SignedIn(String),
-    /// The identity was linked to the signed-in account that started the flow.
-    Linked,
+    /// A code for the account that asked to link the identity to confirm.
+    LinkPending(String),
+}
+
+/// The cookie that binds a flow to the browser that started it: set on the response that sends
+/// the browser to the provider, required at the callback. One per flow (its name comes from the
+/// state), so parallel sign-ins in one browser do not disturb each other.
+#[derive(Debug, Clone)]
+pub struct FlowCookie {
+    pub name: String,
+    pub value: String,
+    pub max_age_seconds: u64,
+}
+
+/// The name of the cookie of the flow whose `state` this is.
+#[must_use]
+pub fn flow_cookie_name(state: &str) -> String {
+    let digest = opaque::digest(state);
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sovereign_flow_{short}")
+}
+
+fn new_flow_cookie(state: &str) -> (FlowCookie, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+    let value = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret);
+    let digest = opaque::digest(&value);
+    (
+        FlowCookie {
+            name: flow_cookie_name(state),
+            value,
+            max_age_seconds: FLOW_TTL.as_secs(),
+        },
+        digest,
+    )
+}
+
+/// How long a linked identity waits for its account's confirmation.
+pub(super) const LINK_TTL: Duration = Duration::from_secs(300);
+
+/// The code of a provider link, to confirm from the session that asked for it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkConfirmation {
+    /// The `link_code` parameter of the redirect back to the app.
+    pub code: String,
 }
 
 impl Accounts {
-    /// Starts a sign-in with provider `slug` of `tenant`: the URL to send the browser to.
+    /// Starts a sign-in with provider `slug` of `tenant`: the URL to send the browser to, and
+    /// the cookie to set on that response.
     pub async fn authorize_provider(
         &self,
         tenant: Uuid,
         slug: &str,
         redirect_to: &str,
-    ) -> Result<Url, AuthError> {
-        self.start_flow(tenant, slug, redirect_to, None).await
+    ) -> Result<(Url, FlowCookie), AuthError> {
+        let (url, state) = self.start_flow(tenant, slug, redirect_to, None).await?;
+        let (cookie, digest) = new_flow_cookie(&state);
+        self.bind_flow(tenant, &state, digest).await?;
+        Ok((url, cookie))
     }
 
     /// Starts linking provider `slug` to the signed-in account (recently authenticated): the
-    /// URL to send the browser to. The callback links the identity and sends the browser to
-    /// `redirect_to` with `linked={slug}`.
+    /// URL of this server to send the browser to (`…/authorize?link=…`), which binds the flow
+    /// to that browser and sends it on to the provider. The browser comes back to
+    /// `redirect_to` with `link_code`, which this session confirms at
+    /// `/api/v1/auth/providers/link/confirm`.
     pub async fn link_provider(
         &self,
         principal: &Principal,
         slug: &str,
         redirect_to: &str,
     ) -> Result<Url, AuthError> {
-        principal.session_id()?;
+        let session = principal.session_id()?;
         principal.require_recent()?;
-        self.start_flow(
-            principal.user.tenant_id,
-            slug,
-            redirect_to,
-            Some(principal.user.id),
-        )
-        .await
+        let (_, state) = self
+            .start_flow(
+                principal.user.tenant_id,
+                slug,
+                redirect_to,
+                Some((principal.user.id, session)),
+            )
+            .await?;
+        let mut url = Url::parse(&format!(
+            "{}/api/v1/auth/providers/{slug}/authorize",
+            self.inner.settings.providers.api_public_url
+        ))
+        .map_err(|e| AuthError::Config(format!("API_PUBLIC_URL: {e}")))?;
+        url.query_pairs_mut().append_pair("link", &state);
+        Ok(url)
     }
 
+    /// Opens a link flow in the browser that follows its URL: the provider's URL, and the
+    /// cookie that binds the flow to this browser. A link flow is opened once.
+    pub async fn open_link(&self, slug: &str, state: &str) -> Result<(Url, FlowCookie), AuthError> {
+        let (tenant, digest) =
+            opaque::parse(Kind::ProviderState, state).ok_or(AuthError::InvalidState)?;
+        let (cookie, browser) = new_flow_cookie(state);
+        let slug = slug.to_owned();
+        let url: Option<Option<String>> = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::update(provider_flows::table.find(digest.to_vec()))
+                        .filter(provider_flows::browser_hash.is_null())
+                        .filter(provider_flows::link_user_id.is_not_null())
+                        .filter(provider_flows::provider.eq(slug))
+                        .filter(provider_flows::expires_at.gt(diesel::dsl::now))
+                        .set(provider_flows::browser_hash.eq(browser.to_vec()))
+                        .returning(provider_flows::provider_url)
+                        .get_result(conn)
+                        .await
+                        .optional()
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let url = url.flatten().ok_or(AuthError::InvalidState)?;
+        let url = Url::parse(&url).map_err(|_| AuthError::InvalidState)?;
+        Ok((url, cookie))
+    }
+
+    /// Binds a new sign-in flow to its browser.
+    async fn bind_flow(
+        &self,
+        tenant: Uuid,
+        state: &str,
+        browser: [u8; 32],
+    ) -> Result<(), AuthError> {
+        let digest = opaque::digest(state);
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::update(provider_flows::table.find(digest.to_vec()))
+                        .set(provider_flows::browser_hash.eq(browser.to_vec()))
+                        .execute(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records a flow: the provider's URL and the state.
     async fn start_flow(
         &self,
         tenant: Uuid,
         slug: &str,
         redirect_to: &str,
-        link_user: Option<Uuid>,
-    ) -> Result<Url, AuthError> {
+        link: Option<(Uuid, Uuid)>,
+    ) -> Result<(Url, String), AuthError> {
         let config = self.enabled_provider(tenant, slug).await?;
         let redirect_to = self.allowed_redirect(tenant, redirect_to).await?;
         let state = opaque::mint(Kind::ProviderState, tenant);
@@ -108,6 +232,8 @@ impl Accounts {
             .start(&config, &self.provider_callback_url(slug), &state.token)
             .await?;
         let (digest, provider) = (state.digest, config.slug.clone());
+        let provider_url = started.url.to_string();
+        let (link_user, link_session) = link.unzip();
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -124,6 +250,8 @@ impl Accounts {
                             provider_flows::pkce_verifier.eq(started.verifier),
                             provider_flows::redirect_to.eq(redirect_to),
                             provider_flows::link_user_id.eq(link_user),
+                            provider_flows::link_session_id.eq(link_session),
+                            provider_flows::provider_url.eq(provider_url),
                             provider_flows::expires_at.eq(later(FLOW_TTL)),
                         ))
                         .execute(conn)
@@ -133,16 +261,19 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        Ok(started.url)
+        Ok((started.url, state.token))
     }
 
     /// The provider's callback: where to send the browser (the app's `redirect_to`, with `code`
     /// or `error`). An unknown, spent or expired `state` is an error: there is nowhere safe to
     /// send the browser.
+    /// `browser` is the value of the flow's cookie ([`flow_cookie_name`]), which must be the
+    /// one set when the flow started: a callback brought by another browser is refused.
     pub async fn provider_callback(
         &self,
         slug: &str,
         params: &CallbackParams,
+        browser: Option<&str>,
     ) -> Result<Url, AuthError> {
         let (tenant, digest) = params
             .state
@@ -160,7 +291,9 @@ impl Accounts {
                             provider_flows::pkce_verifier,
                             provider_flows::redirect_to,
                             provider_flows::link_user_id,
+                            provider_flows::link_session_id,
                             provider_flows::expires_at,
+                            provider_flows::browser_hash,
                         ))
                         .get_result(conn)
                         .await
@@ -170,7 +303,17 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        let Some((provider, nonce, verifier, redirect_to, link_user, expires_at)) = flow else {
+        let Some((
+            provider,
+            nonce,
+            verifier,
+            redirect_to,
+            link_user,
+            link_session,
+            expires_at,
+            bound,
+        )) = flow
+        else {
             tracing::warn!(security_event = "provider_state_refused", %tenant, "unknown or spent state at a provider callback");
             return Err(AuthError::InvalidState);
         };
@@ -179,16 +322,24 @@ impl Accounts {
             tracing::warn!(security_event = "provider_state_refused", %tenant, provider = %slug, "expired state, or another provider's");
             return Err(AuthError::InvalidState);
         }
+        // The browser that started the flow, and no other (login CSRF, RFC 9700 §4.7.1).
+        let same_browser =
+            bound.is_some_and(|hash| browser.is_some_and(|b| opaque::digest(b).as_slice() == hash));
+        if !same_browser {
+            tracing::warn!(security_event = "provider_state_refused", %tenant, provider = %slug, "a callback from a browser other than the one that started the flow");
+            return Err(AuthError::InvalidState);
+        }
+        let link = link_user.zip(link_session);
         let mut target = Url::parse(&redirect_to).map_err(|_| AuthError::InvalidState)?;
         let outcome = self
-            .finish_flow(tenant, slug, params, &verifier, &nonce, link_user)
+            .finish_flow(tenant, slug, params, &verifier, &nonce, link)
             .await;
         match outcome {
             Ok(Finished::SignedIn(code)) => {
                 target.query_pairs_mut().append_pair("code", &code);
             }
-            Ok(Finished::Linked) => {
-                target.query_pairs_mut().append_pair("linked", slug);
+            Ok(Finished::LinkPending(code)) => {
+                target.query_pairs_mut().append_pair("link_code", &code);
             }
             Err(e) => {
                 tracing::warn!(security_event = "provider_sign_in_failed", %tenant, provider = %slug, code = e.code(), error = %e, "provider sign-in failed");
@@ -209,7 +360,7 @@ impl Accounts {
         params: &CallbackParams,
         verifier: &str,
         nonce: &str,
-        link_user: Option<Uuid>,
+        link: Option<(Uuid, Uuid)>,
     ) -> Result<Finished, AuthError> {
         if let Some(error) = &params.error {
             let detail = params.error_description.as_deref().unwrap_or_default();
@@ -222,7 +373,7 @@ impl Accounts {
             .ok_or_else(|| AuthError::ProviderRefused("no code".to_owned()))?;
         let config = self.enabled_provider(tenant, slug).await?;
         if let Some(iss) = &params.iss
-            && iss.trim_end_matches('/') != config.issuer_text()
+            && iss.trim_end_matches('/') != config.issuer_text().trim_end_matches('/')
         {
             return Err(AuthError::InvalidIdToken(
                 "the callback names another issuer".to_owned(),
@@ -239,9 +390,11 @@ impl Accounts {
                 nonce,
             )
             .await?;
-        if let Some(user) = link_user {
-            self.link_identity(tenant, user, &config, &external).await?;
-            return Ok(Finished::Linked);
+        if let Some((user, session)) = link {
+            return self
+                .pending_link(tenant, user, session, &config.slug, &external)
+                .await
+                .map(Finished::LinkPending);
         }
         let user = self.identity_user(tenant, &config, &external).await?;
         let grant = opaque::mint(Kind::ProviderGrant, tenant);

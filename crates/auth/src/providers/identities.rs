@@ -2,6 +2,8 @@
 //! taking over an account:
 //!
 //! - an identity already linked signs in to its account, whatever address it asserts now;
+//! - a provider a tenant administrator added never links an administrator's account by
+//!   address (an administrator could point it at a server asserting anyone's address);
 //! - a new identity whose address belongs to an account is linked to it only when the provider
 //!   asserts the address verified *and* the account's address is verified; otherwise nothing is
 //!   linked and nobody is signed in (`identity_link_required`): the owner links it from a
@@ -12,14 +14,16 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use sovereign_db::schema::{user_identities, users};
+use sovereign_db::schema::{provider_links, user_identities, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use super::ProviderConfig;
+use super::flow::LinkConfirmation;
 use super::protocol::External;
-use crate::accounts::{MAX_NAME_CHARS, auth_event};
+use crate::accounts::{MAX_NAME_CHARS, auth_event, later};
 use crate::model::{Principal, User, UserRow};
+use crate::opaque::{self, Kind};
 use crate::{Accounts, AuthError};
 
 /// An external identity linked to the signed-in account.
@@ -45,6 +49,9 @@ impl Accounts {
         external: &External,
     ) -> Result<User, AuthError> {
         let (provider, allow_sign_up) = (config.slug.clone(), config.allow_sign_up);
+        // A provider a tenant administrator added could assert any address: it never links an
+        // administrator's account by address (only the operator's `AUTH_PROVIDERS` may).
+        let tenant_added = config.id.is_some();
         let external = external.clone();
         let (row, created) = self
             .db()
@@ -89,7 +96,13 @@ impl Accounts {
                         .await
                         .optional()?;
                     let (row, created) = match existing {
-                        Some(row) if external.email_verified && row.email_verified => (row, false),
+                        Some(row)
+                            if external.email_verified
+                                && row.email_verified
+                                && !(tenant_added && row.role != "user") =>
+                        {
+                            (row, false)
+                        }
                         Some(_) => return Err(AuthError::LinkRequired),
                         None if !allow_sign_up => return Err(AuthError::SignUpDisabled),
                         None if !external.email_verified => {
@@ -136,15 +149,109 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Links `external` to the signed-in account `user` (the flow was started by its owner).
-    pub(crate) async fn link_identity(
+    /// Keeps an identity the provider vouched for, for the account that asked to link it: the
+    /// code its session confirms the link with.
+    pub(crate) async fn pending_link(
         &self,
         tenant: Uuid,
         user: Uuid,
-        config: &ProviderConfig,
+        session: Uuid,
+        provider: &str,
+        external: &External,
+    ) -> Result<String, AuthError> {
+        let minted = opaque::mint(Kind::ProviderLink, tenant);
+        let (digest, provider, external) = (minted.digest, provider.to_owned(), external.clone());
+        self.db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::delete(provider_links::table)
+                        .filter(provider_links::expires_at.lt(diesel::dsl::now))
+                        .execute(conn)
+                        .await?;
+                    diesel::insert_into(provider_links::table)
+                        .values((
+                            provider_links::code_hash.eq(digest.to_vec()),
+                            provider_links::tenant_id.eq(tenant),
+                            provider_links::user_id.eq(user),
+                            provider_links::session_id.eq(session),
+                            provider_links::provider.eq(provider),
+                            provider_links::issuer.eq(external.issuer),
+                            provider_links::subject.eq(external.subject),
+                            provider_links::email.eq(external.email),
+                            provider_links::expires_at.eq(later(super::flow::LINK_TTL)),
+                        ))
+                        .execute(conn)
+                        .await
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(minted.token)
+    }
+
+    /// Confirms a link from the session that asked for it: the identity joins the account.
+    /// Anyone else's session — the victim of a link sent by an attacker — is refused.
+    pub async fn confirm_link(
+        &self,
+        principal: &Principal,
+        input: &LinkConfirmation,
+    ) -> Result<(), AuthError> {
+        let session = principal.session_id()?;
+        let (tenant, digest) =
+            opaque::parse(Kind::ProviderLink, &input.code).ok_or(AuthError::InvalidProviderCode)?;
+        if tenant != principal.user.tenant_id {
+            return Err(AuthError::InvalidProviderCode);
+        }
+        type LinkRow = (Uuid, Uuid, String, String, String, Option<String>);
+        let found: Option<LinkRow> = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::delete(provider_links::table.find(digest.to_vec()))
+                        .filter(provider_links::expires_at.gt(diesel::dsl::now))
+                        .returning((
+                            provider_links::user_id,
+                            provider_links::session_id,
+                            provider_links::provider,
+                            provider_links::issuer,
+                            provider_links::subject,
+                            provider_links::email,
+                        ))
+                        .get_result(conn)
+                        .await
+                        .optional()
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let Some((user, asked_from, provider, issuer, subject, email)) = found else {
+            return Err(AuthError::InvalidProviderCode);
+        };
+        if user != principal.user.id || asked_from != session {
+            tracing::warn!(security_event = "identity_link_refused", user_id = %principal.user.id, "a link confirmed from a session other than the one that asked for it");
+            return Err(AuthError::InvalidProviderCode);
+        }
+        let external = External {
+            issuer,
+            subject,
+            email,
+            email_verified: false,
+            name: None,
+        };
+        self.link_identity(tenant, user, &provider, &external).await
+    }
+
+    /// Links `external` to the account `user` (confirmed by its own session).
+    async fn link_identity(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+        provider: &str,
         external: &External,
     ) -> Result<(), AuthError> {
-        let provider = config.slug.clone();
+        let provider = provider.to_owned();
         let external = external.clone();
         self.db()
             .tenant_transaction(tenant, |conn| {
@@ -165,7 +272,7 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        tracing::info!(security_event = "identity_linked", %tenant, user_id = %user, provider = %config.slug, "external identity linked");
+        tracing::info!(security_event = "identity_linked", %tenant, user_id = %user, "external identity linked");
         Ok(())
     }
 

@@ -23,7 +23,7 @@ mod redirect;
 pub(crate) mod settings;
 mod store;
 
-pub use flow::{CallbackParams, ProviderGrant};
+pub use flow::{CallbackParams, FlowCookie, LinkConfirmation, ProviderGrant, flow_cookie_name};
 pub use identities::Identity;
 pub(crate) use identities::lock_sign_in_methods;
 pub use settings::ProviderSettings;
