@@ -367,3 +367,32 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str
     assert!(!problem.detail.is_empty());
     problem
 }
+
+/// The JSON body of `response`, which must have `status`.
+pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// An access token of `tokens`' session as if signed in an hour ago (aal1): the session's
+/// `auth_time` dated back, then refreshed.
+pub async fn hour_old(app: &TestApp, tokens: &Tokens) -> String {
+    app.sql(&format!(
+        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
+        tokens.session
+    ))
+    .await;
+    let pair = json_of(
+        app.post_json(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": tokens.refresh}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    pair["access_token"].as_str().unwrap().to_owned()
+}

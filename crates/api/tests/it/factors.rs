@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp, Tokens, expect_problem, python};
+use crate::common::{PASSWORD, TestApp, Tokens, expect_problem, hour_old, json_of, python};
 
 /// The code pyotp computes for `secret` at `offset` steps from now, and the step it belongs to.
 pub(crate) fn code(secret: &str, offset: i64) -> String {
@@ -22,13 +22,6 @@ pub(crate) fn code(secret: &str, offset: i64) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
 }
 
 /// Enrols and confirms a TOTP factor for the signed-in account: (factor id, secret, recovery codes).
@@ -425,26 +418,6 @@ async fn totp_secrets_are_sealed_at_rest_and_api_keys_cannot_enrol() {
         )
         .await;
     expect_problem(response, 403, "session_required").await;
-}
-
-/// An hour-old, aal1 access token for `tokens`' session (dated back, then refreshed).
-async fn hour_old(app: &TestApp, tokens: &Tokens) -> String {
-    app.sql(&format!(
-        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
-        tokens.session
-    ))
-    .await;
-    let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": tokens.refresh}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    pair["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -5,15 +5,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp, expect_problem};
+use crate::common::{PASSWORD, TestApp, expect_problem, hour_old, json_of};
 use crate::factors::{challenge, code, enrol, verify};
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
-}
 
 async fn set_policy(app: &TestApp, token: &str, who: &str) -> reqwest::Response {
     app.call(
@@ -193,35 +186,13 @@ async fn only_recently_authenticated_administrators_set_the_policy() {
         "forbidden",
     )
     .await;
-    app.sql(&format!(
-        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
-        admin.session
-    ))
-    .await;
-    let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": admin.refresh}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let stale = hour_old(&app, &admin).await;
     expect_problem(
-        set_policy(&app, pair["access_token"].as_str().unwrap(), "everyone").await,
+        set_policy(&app, &stale, "everyone").await,
         401,
         "reauthentication_required",
     )
     .await;
-    let policy = json_of(
-        app.get_auth(
-            "/api/v1/auth/mfa-policy",
-            pair["access_token"].as_str().unwrap(),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let policy = json_of(app.get_auth("/api/v1/auth/mfa-policy", &stale).await, 200).await;
     assert_eq!(policy["require_aal2"], "none", "unchanged");
 }

@@ -3,16 +3,9 @@
 //! virtual one) register and sign in in `examples/web/test/passkeys.test.ts`.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{TestApp, expect_problem};
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
-}
+use crate::common::{TestApp, expect_problem, hour_old, json_of};
 
 #[tokio::test]
 async fn the_options_ask_for_a_discoverable_credential_with_user_verification() {
@@ -185,25 +178,11 @@ async fn adding_a_passkey_needs_a_recent_sign_in_and_a_session() {
         )
         .await;
     expect_problem(response, 403, "session_required").await;
-    app.sql(&format!(
-        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
-        tokens.session
-    ))
-    .await;
-    let pair = json_of(
-        app.post_json(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": tokens.refresh}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let stale = hour_old(&app, &tokens).await;
     expect_problem(
         app.post_json(
             "/api/v1/auth/passkeys/register/start",
-            pair["access_token"].as_str(),
+            Some(stale.as_str()),
             json!({}),
         )
         .await,

@@ -6,39 +6,12 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, Tokens, closed_port, expect_problem};
+use crate::common::{TestApp, closed_port, expect_problem, hour_old, json_of};
 
 const SECRET: &str = "a-client-secret-that-must-never-come-back";
 
 fn google(slug: &str) -> Value {
     json!({"slug": slug, "kind": "google", "client_id": "client-1", "client_secret": SECRET})
-}
-
-async fn status_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
-}
-
-/// An access token of `tokens`' session signed in an hour ago (aal1).
-async fn stale(app: &TestApp, tokens: &Tokens) -> String {
-    app.sql(&format!(
-        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
-        tokens.session
-    ))
-    .await;
-    let pair = status_of(
-        app.post_json(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": tokens.refresh}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    pair["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -47,7 +20,7 @@ async fn administrators_manage_providers_whose_secrets_are_write_only_and_sealed
     let admin = app.signup_as("admin@example.com", "admin").await;
     let user = app.signup("user@example.com").await;
 
-    let made = status_of(
+    let made = json_of(
         app.post_json(
             "/api/v1/auth/providers",
             Some(&admin.access),
@@ -66,7 +39,7 @@ async fn administrators_manage_providers_whose_secrets_are_write_only_and_sealed
             .ends_with("/api/v1/auth/providers/google/callback")
     );
     assert!(!made.to_string().contains(SECRET), "never returned");
-    let details = status_of(
+    let details = json_of(
         app.get_auth("/api/v1/auth/providers/google", &admin.access)
             .await,
         200,
@@ -115,7 +88,7 @@ async fn administrators_manage_providers_whose_secrets_are_write_only_and_sealed
         "forbidden",
     )
     .await;
-    let old = stale(&app, &admin).await;
+    let old = hour_old(&app, &admin).await;
     for (method, path, body) in [
         (Method::POST, "/api/v1/auth/providers", Some(google("late"))),
         (
@@ -136,7 +109,7 @@ async fn administrators_manage_providers_whose_secrets_are_write_only_and_sealed
 
     // A fresh session changes it: disabled providers leave the public list.
     let fresh = app.login("admin@example.com").await;
-    let changed = status_of(
+    let changed = json_of(
         app.call(
             Method::PATCH,
             "/api/v1/auth/providers/google",
@@ -150,7 +123,7 @@ async fn administrators_manage_providers_whose_secrets_are_write_only_and_sealed
     .await;
     assert_eq!(changed["name"], "Google Workspace");
     assert_eq!(changed["client_id"], "client-1", "absent fields stay");
-    let public = status_of(app.get("/api/v1/auth/providers").await, 200).await;
+    let public = json_of(app.get("/api/v1/auth/providers").await, 200).await;
     assert_eq!(public, json!([]));
     expect_problem(
         app.get("/api/v1/auth/providers/google/authorize?redirect_to=https://app.example.com/")
@@ -183,12 +156,12 @@ async fn providers_from_the_settings_serve_every_tenant_and_a_tenant_may_replace
     let defaults = json!([{"slug": "google", "kind": "google", "client_id": "shared", "client_secret": SECRET}]).to_string();
     let app = TestApp::spawn_with(&[("AUTH_PROVIDERS", &defaults)], None).await;
     let admin = app.signup_as("admin@example.com", "admin").await;
-    let public = status_of(app.get("/api/v1/auth/providers").await, 200).await;
+    let public = json_of(app.get("/api/v1/auth/providers").await, 200).await;
     assert_eq!(
         public,
         json!([{"slug": "google", "kind": "google", "name": "Google"}])
     );
-    let details = status_of(
+    let details = json_of(
         app.get_auth("/api/v1/auth/providers/google", &admin.access)
             .await,
         200,
@@ -208,14 +181,14 @@ async fn providers_from_the_settings_serve_every_tenant_and_a_tenant_may_replace
     expect_problem(response, 403, "forbidden").await;
     let mut own = google("google");
     own["client_id"] = json!("tenant-own");
-    let replaced = status_of(
+    let replaced = json_of(
         app.post_json("/api/v1/auth/providers", Some(&admin.access), own)
             .await,
         201,
     )
     .await;
     assert_eq!(replaced["source"], "tenant");
-    let details = status_of(
+    let details = json_of(
         app.get_auth("/api/v1/auth/providers/google", &admin.access)
             .await,
         200,
@@ -234,7 +207,7 @@ async fn failures_without_a_provider_are_clear_problems_and_leave_nothing_behind
     .await;
     let admin = app.signup_as("admin@example.com", "admin").await;
     let down = json!({"slug": "down", "kind": "oidc", "issuer": format!("http://127.0.0.1:{port}"), "client_id": "c", "client_secret": "s"});
-    status_of(
+    json_of(
         app.post_json("/api/v1/auth/providers", Some(&admin.access), down)
             .await,
         201,

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, expect_problem};
+use crate::common::{TestApp, expect_problem, hour_old};
 
 async fn list(app: &TestApp, token: &str, query: &str) -> Value {
     let response = app.get_auth(&format!("/api/v1/users{query}"), token).await;
@@ -152,22 +152,8 @@ async fn an_administrator_changes_an_address_only_after_a_recent_sign_in() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.sql(&format!(
-        "UPDATE sessions SET auth_time = now() - interval '1 hour' WHERE id = '{}'",
-        admin.session
-    ))
-    .await;
-    let pair: Value = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": admin.refresh}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let stale = pair["access_token"].as_str().unwrap();
+    let stale = hour_old(&app, &admin).await;
+    let stale = stale.as_str();
     let path = format!("/api/v1/users/{id}");
     // The name changes; the address — how an account is recovered — needs step-up.
     let renamed = app

@@ -66,6 +66,33 @@ type ChallengeRow = (
 );
 
 impl Accounts {
+    /// The active account a sign-in challenge is for (`InvalidChallenge` once it is gone).
+    pub(super) async fn challenged_user(
+        &self,
+        tenant: Uuid,
+        user: Uuid,
+    ) -> Result<User, AuthError> {
+        let row: UserRow = self
+            .db()
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    users::table
+                        .find(user)
+                        .filter(users::deleted_at.is_null())
+                        .filter(users::is_active.eq(true))
+                        .select(UserRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()
+                        .map_err(AuthError::from)
+                }
+                .scope_boxed()
+            })
+            .await?
+            .ok_or(AuthError::InvalidChallenge)?;
+        User::try_from(row)
+    }
+
     /// After a first factor (`amr`: `pwd`, or `oauth` for a provider) was verified: a session
     /// when the account has no confirmed factor, else a challenge to complete with one.
     pub(crate) async fn after_first_factor(
@@ -190,25 +217,7 @@ impl Accounts {
             return Err(AuthError::InvalidChallenge);
         }
         self.throttle("mfa", &user.to_string()).await?;
-        let row: UserRow = self
-            .db()
-            .tenant_transaction(tenant, |conn| {
-                async move {
-                    users::table
-                        .find(user)
-                        .filter(users::deleted_at.is_null())
-                        .filter(users::is_active.eq(true))
-                        .select(UserRow::as_select())
-                        .first(conn)
-                        .await
-                        .optional()
-                        .map_err(AuthError::from)
-                }
-                .scope_boxed()
-            })
-            .await?
-            .ok_or(AuthError::InvalidChallenge)?;
-        let account = User::try_from(row)?;
+        let account = self.challenged_user(tenant, user).await?;
         let method = match (&input.code, &input.recovery_code) {
             (Some(code), None) => {
                 self.accept_totp(&account, code).await?;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::TotpEnrolment;
 use crate::accounts::auth_event;
-use crate::model::{Aal, Assurance, Principal, Role, User, UserRow};
+use crate::model::{Aal, Assurance, Principal, Role};
 use crate::opaque::{self, Kind};
 use crate::revocation::Revocation;
 use crate::{Accounts, AuthError, ClientContext, TokenPair};
@@ -218,28 +218,6 @@ impl Accounts {
             Some(row) if row.1.is_none() && row.2 > Utc::now() => Ok((tenant, digest, row)),
             _ => Err(AuthError::InvalidChallenge),
         }
-    }
-
-    async fn challenged_user(&self, tenant: Uuid, user: Uuid) -> Result<User, AuthError> {
-        let row: UserRow = self
-            .db()
-            .tenant_transaction(tenant, |conn| {
-                async move {
-                    users::table
-                        .find(user)
-                        .filter(users::deleted_at.is_null())
-                        .filter(users::is_active.eq(true))
-                        .select(UserRow::as_select())
-                        .first(conn)
-                        .await
-                        .optional()
-                        .map_err(AuthError::from)
-                }
-                .scope_boxed()
-            })
-            .await?
-            .ok_or(AuthError::InvalidChallenge)?;
-        User::try_from(row)
     }
 
     /// Starts enrolling an authenticator for the account an enrolment challenge is for.
