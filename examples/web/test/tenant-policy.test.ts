@@ -71,6 +71,7 @@ test("with a second factor required, the app enrols one at sign-up and signs in 
   const secret = (await enrol.getByTestId("totp-secret").textContent())!.trim();
   await enrol.getByTestId("code").fill(totp(secret));
   await enrol.getByRole("button").click();
+  await page.getByTestId("recovery-codes").waitFor();
   const codes = await page.getByTestId("recovery-codes").locator("li").allTextContents();
   assert.equal(codes.length, 10);
   await page.getByTestId("recovery-done").click();
