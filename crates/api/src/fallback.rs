@@ -14,6 +14,15 @@ use sovereign_core::ErrorKind;
 
 use crate::error::ApiError;
 
+/// The pattern the router uses for a documented path: a storage object key (the document's
+/// `{key}` at the end of `…/objects/{key}`) takes the rest of the path, `/` included.
+fn routed(path: &str) -> String {
+    match path.strip_suffix("/objects/{key}") {
+        Some(prefix) => format!("{prefix}/objects/{{key:.*}}"),
+        None => path.to_owned(),
+    }
+}
+
 /// Every documented path, with the methods it answers.
 #[derive(Debug, Default)]
 pub(crate) struct KnownRoutes(Vec<(ResourceDef, Vec<Method>)>);
@@ -36,7 +45,7 @@ impl KnownRoutes {
             .filter(|(_, op)| op.is_some())
             .map(|(m, _)| m)
             .collect();
-            routes.push((ResourceDef::new(path.as_str()), with_head(methods)));
+            routes.push((ResourceDef::new(routed(path)), with_head(methods)));
         }
         Self(routes)
     }

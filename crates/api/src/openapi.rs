@@ -54,6 +54,7 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
         (name = "api-keys", description = "Long-lived credentials for programs"),
         (name = "realtime", description = "Websocket channels (`GET /api/v1/ws`): tickets for browsers and server-side publishing. The frames are the `ClientFrame` and `ServerFrame` schemas; docs/realtime.md describes the protocol"),
         (name = "vector", description = "Vector search: collections, points with JSON payloads, filtered nearest-neighbour search, recommendations and embeddings"),
+        (name = "storage", description = "File storage: buckets, and objects streamed in and out (ranges, ETags); users own what they write"),
     ),
     paths(routes::users::me),
     modifiers(&SecuritySchemes),

@@ -51,6 +51,8 @@ pub enum StartError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Embedder(#[from] EmbedError),
+    #[error(transparent)]
+    Storage(#[from] sovereign_storage::StorageError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,

@@ -8,6 +8,7 @@ use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Environment;
 use sovereign_db::Db;
 use sovereign_realtime::Hub;
+use sovereign_storage::Storage;
 use sovereign_tenancy::TenantAdmin;
 use sovereign_vector::Vectors;
 
@@ -29,6 +30,8 @@ pub struct Services {
     pub vectors: Option<Vectors>,
     /// Realtime channels; `None` when `ENABLE_WEBSOCKETS` is off.
     pub hub: Option<Hub>,
+    /// File storage; `None` when `ENABLE_FILE_UPLOADS` is off.
+    pub storage: Option<Storage>,
 }
 
 impl Services {
@@ -77,6 +80,11 @@ impl Services {
         } else {
             None
         };
+        let storage = if settings.storage.enabled {
+            Some(Storage::new(db.clone(), settings.storage.clone())?)
+        } else {
+            None
+        };
         Ok(Self {
             tenant_admin: TenantAdmin::from_settings(&settings.database)?,
             db,
@@ -85,6 +93,7 @@ impl Services {
             accounts,
             vectors,
             hub,
+            storage,
         })
     }
 
@@ -111,6 +120,7 @@ impl Services {
             accounts,
             vectors: None,
             hub: None,
+            storage: None,
         })
     }
 }

@@ -14,6 +14,9 @@ use crate::{Storage, StorageError};
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "avatars", "public": false, "max_object_bytes": 5242880, "allowed_types": ["image/*"]
+})))]
 pub struct NewBucket {
     /// 3 to 63 of `a-z`, `0-9`, `-`, `.`, `_`.
     pub name: String,

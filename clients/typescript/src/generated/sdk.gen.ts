@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmLinkData, AuthConfirmLinkErrors, AuthConfirmLinkResponses, AuthConfirmMfaEnrolmentData, AuthConfirmMfaEnrolmentErrors, AuthConfirmMfaEnrolmentResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolMfaData, AuthEnrolMfaErrors, AuthEnrolMfaResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthFinishPasskeyRegistrationData, AuthFinishPasskeyRegistrationErrors, AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeySignInData, AuthFinishPasskeySignInErrors, AuthFinishPasskeySignInResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetMfaPolicyData, AuthGetMfaPolicyErrors, AuthGetMfaPolicyResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListPasskeysData, AuthListPasskeysErrors, AuthListPasskeysResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRemovePasskeyData, AuthRemovePasskeyErrors, AuthRemovePasskeyResponses, AuthRenamePasskeyData, AuthRenamePasskeyErrors, AuthRenamePasskeyResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetMfaPolicyData, AuthSetMfaPolicyErrors, AuthSetMfaPolicyResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthStartPasskeyReauthenticationData, AuthStartPasskeyReauthenticationErrors, AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyRegistrationData, AuthStartPasskeyRegistrationErrors, AuthStartPasskeyRegistrationResponses, AuthStartPasskeySignInData, AuthStartPasskeySignInErrors, AuthStartPasskeySignInResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmLinkData, AuthConfirmLinkErrors, AuthConfirmLinkResponses, AuthConfirmMfaEnrolmentData, AuthConfirmMfaEnrolmentErrors, AuthConfirmMfaEnrolmentResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolMfaData, AuthEnrolMfaErrors, AuthEnrolMfaResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthFinishPasskeyRegistrationData, AuthFinishPasskeyRegistrationErrors, AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeySignInData, AuthFinishPasskeySignInErrors, AuthFinishPasskeySignInResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetMfaPolicyData, AuthGetMfaPolicyErrors, AuthGetMfaPolicyResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListPasskeysData, AuthListPasskeysErrors, AuthListPasskeysResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRemovePasskeyData, AuthRemovePasskeyErrors, AuthRemovePasskeyResponses, AuthRenamePasskeyData, AuthRenamePasskeyErrors, AuthRenamePasskeyResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetMfaPolicyData, AuthSetMfaPolicyErrors, AuthSetMfaPolicyResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthStartPasskeyReauthenticationData, AuthStartPasskeyReauthenticationErrors, AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyRegistrationData, AuthStartPasskeyRegistrationErrors, AuthStartPasskeyRegistrationResponses, AuthStartPasskeySignInData, AuthStartPasskeySignInErrors, AuthStartPasskeySignInResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, StorageCreateBucketData, StorageCreateBucketErrors, StorageCreateBucketResponses, StorageDeleteBucketData, StorageDeleteBucketErrors, StorageDeleteBucketResponses, StorageDeleteObjectData, StorageDeleteObjectErrors, StorageDeleteObjectResponses, StorageGetObjectData, StorageGetObjectErrors, StorageGetObjectResponses, StorageListBucketsData, StorageListBucketsErrors, StorageListBucketsResponses, StorageListObjectsData, StorageListObjectsErrors, StorageListObjectsResponses, StoragePutObjectData, StoragePutObjectErrors, StoragePutObjectResponses, StorageUsageData, StorageUsageErrors, StorageUsageResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -613,6 +613,86 @@ export const realtimePublish = <ThrowOnError extends boolean = true>(options: Op
 export const realtimeCreateTicket = <ThrowOnError extends boolean = true>(options?: Options<RealtimeCreateTicketData, ThrowOnError>) => (options?.client ?? client).post<RealtimeCreateTicketResponses, RealtimeCreateTicketErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/realtime/ticket',
+    ...options
+});
+
+/**
+ * The tenant's buckets (signed in).
+ */
+export const storageListBuckets = <ThrowOnError extends boolean = true>(options?: Options<StorageListBucketsData, ThrowOnError>) => (options?.client ?? client).get<StorageListBucketsResponses, StorageListBucketsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets',
+    ...options
+});
+
+/**
+ * Creates a bucket (administrators).
+ */
+export const storageCreateBucket = <ThrowOnError extends boolean = true>(options: Options<StorageCreateBucketData, ThrowOnError>) => (options.client ?? client).post<StorageCreateBucketResponses, StorageCreateBucketErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Deletes an empty bucket (administrators).
+ */
+export const storageDeleteBucket = <ThrowOnError extends boolean = true>(options: Options<StorageDeleteBucketData, ThrowOnError>) => (options.client ?? client).delete<StorageDeleteBucketResponses, StorageDeleteBucketErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}',
+    ...options
+});
+
+/**
+ * A bucket's objects by prefix, in key order: all of them for administrators, the caller's own
+ * for users.
+ */
+export const storageListObjects = <ThrowOnError extends boolean = true>(options: Options<StorageListObjectsData, ThrowOnError>) => (options.client ?? client).get<StorageListObjectsResponses, StorageListObjectsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/objects',
+    ...options
+});
+
+/**
+ * Deletes an object (administrators, or the object's owner).
+ */
+export const storageDeleteObject = <ThrowOnError extends boolean = true>(options: Options<StorageDeleteObjectData, ThrowOnError>) => (options.client ?? client).delete<StorageDeleteObjectResponses, StorageDeleteObjectErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}',
+    ...options
+});
+
+/**
+ * An object's bytes (whole, or one `Range`), with `ETag`. Public buckets need no credentials;
+ * otherwise administrators read everything, users their own objects.
+ */
+export const storageGetObject = <ThrowOnError extends boolean = true>(options: Options<StorageGetObjectData, ThrowOnError>) => (options.client ?? client).get<StorageGetObjectResponses, StorageGetObjectErrors, ThrowOnError>({ url: '/api/v1/storage/buckets/{bucket}/objects/{key}', ...options });
+
+/**
+ * Writes an object from the request body, streamed: `Content-Type` is its type;
+ * `If-None-Match: *` refuses an existing key. Users write new keys and their own objects.
+ */
+export const storagePutObject = <ThrowOnError extends boolean = true>(options: Options<StoragePutObjectData, ThrowOnError>) => (options.client ?? client).put<StoragePutObjectResponses, StoragePutObjectErrors, ThrowOnError>({
+    bodySerializer: null,
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/octet-stream',
+        ...options.headers
+    }
+});
+
+/**
+ * The tenant's storage usage and quota (administrators).
+ */
+export const storageUsage = <ThrowOnError extends boolean = true>(options?: Options<StorageUsageData, ThrowOnError>) => (options?.client ?? client).get<StorageUsageResponses, StorageUsageErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/usage',
     ...options
 });
 

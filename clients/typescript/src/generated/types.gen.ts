@@ -83,6 +83,24 @@ export type AuthorizeUrl = {
 };
 
 /**
+ * A bucket.
+ */
+export type Bucket = {
+    allowed_types: Array<string>;
+    created_at: string;
+    max_object_bytes?: number | null;
+    name: string;
+    public: boolean;
+};
+
+/**
+ * The tenant's buckets.
+ */
+export type BucketList = {
+    buckets: Array<Bucket>;
+};
+
+/**
  * The current password and a new one.
  */
 export type ChangePasswordRequest = {
@@ -568,6 +586,28 @@ export type NewApiKey = {
 };
 
 /**
+ * A bucket to create.
+ */
+export type NewBucket = {
+    /**
+     * Content types accepted (`image*`, `application/pdf`); empty: any.
+     */
+    allowed_types?: Array<string>;
+    /**
+     * The largest object, in bytes (at most `STORAGE_MAX_OBJECT_BYTES`).
+     */
+    max_object_bytes?: number | null;
+    /**
+     * 3 to 63 of `a-z`, `0-9`, `-`, `.`, `_`.
+     */
+    name: string;
+    /**
+     * Readable without credentials.
+     */
+    public?: boolean;
+};
+
+/**
  * A collection to create.
  */
 export type NewCollection = {
@@ -634,6 +674,36 @@ export type NewTotp = {
      * 1 to 100 printable characters (default `Authenticator`).
      */
     name?: string;
+};
+
+/**
+ * An object's metadata.
+ */
+export type ObjectInfo = {
+    content_type: string;
+    created_at: string;
+    key: string;
+    metadata: {
+        [key: string]: unknown;
+    };
+    owner_id?: string | null;
+    /**
+     * Hex SHA-256 of the bytes (also the `ETag`).
+     */
+    sha256: string;
+    size: number;
+    updated_at: string;
+};
+
+/**
+ * A page of a listing.
+ */
+export type ObjectPage = {
+    /**
+     * Pass as `after` for the next page; absent on the last.
+     */
+    next?: string | null;
+    objects: Array<ObjectInfo>;
 };
 
 /**
@@ -1390,6 +1460,16 @@ export type UpsertPoints = {
      * 1 to `VECTOR_MAX_BATCH` (1,000) points, stored in one transaction: all or none.
      */
     points: Array<PointInput>;
+};
+
+/**
+ * A tenant's usage.
+ */
+export type Usage = {
+    bytes: number;
+    objects: number;
+    quota_bytes: number;
+    quota_objects: number;
 };
 
 /**
@@ -3269,6 +3349,298 @@ export type RealtimeCreateTicketResponses = {
 };
 
 export type RealtimeCreateTicketResponse = RealtimeCreateTicketResponses[keyof RealtimeCreateTicketResponses];
+
+export type StorageListBucketsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/storage/buckets';
+};
+
+export type StorageListBucketsErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageListBucketsError = StorageListBucketsErrors[keyof StorageListBucketsErrors];
+
+export type StorageListBucketsResponses = {
+    /**
+     * Buckets
+     */
+    200: BucketList;
+};
+
+export type StorageListBucketsResponse = StorageListBucketsResponses[keyof StorageListBucketsResponses];
+
+export type StorageCreateBucketData = {
+    body: NewBucket;
+    path?: never;
+    query?: never;
+    url: '/api/v1/storage/buckets';
+};
+
+export type StorageCreateBucketErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageCreateBucketError = StorageCreateBucketErrors[keyof StorageCreateBucketErrors];
+
+export type StorageCreateBucketResponses = {
+    /**
+     * Created
+     */
+    201: Bucket;
+};
+
+export type StorageCreateBucketResponse = StorageCreateBucketResponses[keyof StorageCreateBucketResponses];
+
+export type StorageDeleteBucketData = {
+    body?: never;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}';
+};
+
+export type StorageDeleteBucketErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageDeleteBucketError = StorageDeleteBucketErrors[keyof StorageDeleteBucketErrors];
+
+export type StorageDeleteBucketResponses = {
+    /**
+     * Deleted
+     */
+    204: void;
+};
+
+export type StorageDeleteBucketResponse = StorageDeleteBucketResponses[keyof StorageDeleteBucketResponses];
+
+export type StorageListObjectsData = {
+    body?: never;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+    };
+    query?: {
+        /**
+         * Only keys starting with this.
+         */
+        prefix?: string;
+        /**
+         * The `next` of the previous page.
+         */
+        after?: string;
+        /**
+         * 1 to 1000 (default 100).
+         */
+        limit?: number;
+    };
+    url: '/api/v1/storage/buckets/{bucket}/objects';
+};
+
+export type StorageListObjectsErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageListObjectsError = StorageListObjectsErrors[keyof StorageListObjectsErrors];
+
+export type StorageListObjectsResponses = {
+    /**
+     * A page
+     */
+    200: ObjectPage;
+};
+
+export type StorageListObjectsResponse = StorageListObjectsResponses[keyof StorageListObjectsResponses];
+
+export type StorageDeleteObjectData = {
+    body?: never;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+        /**
+         * The object key
+         */
+        key: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}';
+};
+
+export type StorageDeleteObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageDeleteObjectError = StorageDeleteObjectErrors[keyof StorageDeleteObjectErrors];
+
+export type StorageDeleteObjectResponses = {
+    /**
+     * Deleted
+     */
+    204: void;
+};
+
+export type StorageDeleteObjectResponse = StorageDeleteObjectResponses[keyof StorageDeleteObjectResponses];
+
+export type StorageGetObjectData = {
+    body?: never;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+        /**
+         * The object key
+         */
+        key: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}';
+};
+
+export type StorageGetObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    416: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageGetObjectError = StorageGetObjectErrors[keyof StorageGetObjectErrors];
+
+export type StorageGetObjectResponses = {
+    /**
+     * The bytes
+     */
+    200: unknown;
+    /**
+     * The requested range
+     */
+    206: unknown;
+};
+
+export type StoragePutObjectData = {
+    body: Array<number>;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+        /**
+         * The object key (may contain `/`)
+         */
+        key: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}';
+};
+
+export type StoragePutObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    413: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StoragePutObjectError = StoragePutObjectErrors[keyof StoragePutObjectErrors];
+
+export type StoragePutObjectResponses = {
+    /**
+     * Stored
+     */
+    201: ObjectInfo;
+};
+
+export type StoragePutObjectResponse = StoragePutObjectResponses[keyof StoragePutObjectResponses];
+
+export type StorageUsageData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/storage/usage';
+};
+
+export type StorageUsageErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageUsageError = StorageUsageErrors[keyof StorageUsageErrors];
+
+export type StorageUsageResponses = {
+    /**
+     * Usage
+     */
+    200: Usage;
+};
+
+export type StorageUsageResponse = StorageUsageResponses[keyof StorageUsageResponses];
 
 export type TenancyListData = {
     body?: never;

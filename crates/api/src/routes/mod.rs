@@ -8,6 +8,7 @@ mod factors;
 mod passkeys;
 mod providers;
 mod realtime;
+mod storage;
 mod system;
 mod tenants;
 pub(crate) mod users;
@@ -123,6 +124,14 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(vector::overwrite_payload)
         .service(vector::search)
         .service(vector::recommend)
+        .service(storage::list_buckets)
+        .service(storage::create_bucket)
+        .service(storage::delete_bucket)
+        .service(storage::usage)
+        .service(storage::list_objects)
+        .service(storage::put_object)
+        .service(storage::get_object)
+        .service(storage::delete_object)
         .service(realtime::create_ticket)
         .service(realtime::publish)
         .service(realtime::connect);

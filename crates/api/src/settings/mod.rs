@@ -17,6 +17,7 @@ use sovereign_core::telemetry::LogSettings;
 use sovereign_core::{Quota, setting};
 use sovereign_db::DatabaseSettings;
 use sovereign_realtime::RealtimeSettings;
+use sovereign_storage::StorageSettings;
 use sovereign_tenancy::TenancySettings;
 use sovereign_vector::VectorSettings;
 use url::Url;
@@ -135,6 +136,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub vector: VectorSettings,
     pub realtime: RealtimeSettings,
+    pub storage: StorageSettings,
 }
 
 impl ReadSettings for Settings {
@@ -153,6 +155,7 @@ impl ReadSettings for Settings {
         let mail = MailSettings::read(r);
         let vector = VectorSettings::read(r);
         let realtime = RealtimeSettings::read(r);
+        let storage = StorageSettings::read(r);
         Some(Self {
             environment: r.environment(),
             log: log?,
@@ -168,6 +171,7 @@ impl ReadSettings for Settings {
             mail: mail?,
             vector: vector?,
             realtime: realtime?,
+            storage: storage?,
         })
     }
 }

@@ -64,6 +64,10 @@ pub fn settings(database_url: &str, vars: &[(&str, &str)]) -> Settings {
         ("WORKERS", "1"),
         ("METRICS_ADDR", "127.0.0.1:0"),
     ];
+    // Each server's files in a directory of its own, outside the repository.
+    let storage_dir = tempdir();
+    let storage_dir = storage_dir.to_string_lossy().into_owned();
+    all.push(("STORAGE_DIR", &storage_dir));
     all.extend_from_slice(vars);
     Settings::from_vars(all.iter().copied())
         .unwrap_or_else(|e| panic!("{e}"))

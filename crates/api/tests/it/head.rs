@@ -30,7 +30,9 @@ fn get_paths(tenant_id: &str, user_id: &str, collection: &str) -> Vec<String> {
                 .collect();
             let path = path
                 .replace("{name}", collection)
-                .replace("{provider}", "hub");
+                .replace("{provider}", "hub")
+                .replace("{bucket}", "files")
+                .replace("{key}", "notes/a.txt");
             if query.is_empty() {
                 path
             } else {
@@ -80,6 +82,24 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         )
         .await;
     assert_eq!(created.status(), 201);
+    let bucket = app
+        .post_json(
+            "/api/v1/storage/buckets",
+            Some(&root),
+            json!({"name": "files"}),
+        )
+        .await;
+    assert_eq!(bucket.status(), 201);
+    let object = app
+        .client
+        .put(app.url("/api/v1/storage/buckets/files/objects/notes/a.txt"))
+        .bearer_auth(&root)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.status(), 201);
     let provider = app
         .post_json(
             "/api/v1/auth/providers",

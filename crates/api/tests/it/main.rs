@@ -31,6 +31,7 @@ mod providers;
 mod realtime;
 mod revocation;
 mod shutdown;
+mod storage;
 mod tenancy;
 mod users;
 mod vector;
