@@ -368,8 +368,15 @@ impl Storage {
         Ok((info, stream))
     }
 
-    /// Deletes an object (its bytes go with it, or with the sweeper).
-    pub async fn delete(&self, tenant: Uuid, bucket: &str, key: &str) -> Result<(), StorageError> {
+    /// Deletes an object (its bytes go with it, or with the sweeper). With `only_owner`, an
+    /// object of another account is `ObjectNotFound` — checked in the deleting statement.
+    pub async fn delete(
+        &self,
+        tenant: Uuid,
+        bucket: &str,
+        key: &str,
+        only_owner: Option<Uuid>,
+    ) -> Result<(), StorageError> {
         let key = object_key(key)?;
         let bucket = self.bucket(tenant, bucket).await?;
         let blob = self
@@ -377,9 +384,14 @@ impl Storage {
             .tenant_transaction(tenant, |conn| {
                 async move {
                     lock_usage(conn, tenant).await?;
-                    let gone: Option<(Uuid, i64)> = diesel::delete(storage_objects::table)
+                    let mut query = diesel::delete(storage_objects::table)
                         .filter(storage_objects::bucket_id.eq(bucket.id))
                         .filter(storage_objects::key.eq(key))
+                        .into_boxed();
+                    if let Some(owner) = only_owner {
+                        query = query.filter(storage_objects::owner_id.eq(owner));
+                    }
+                    let gone: Option<(Uuid, i64)> = query
                         .returning((storage_objects::blob, storage_objects::size))
                         .get_result(conn)
                         .await

@@ -356,7 +356,12 @@ async fn objects_are_streamed_checked_replaced_whole_and_listed_on(kind: Kind) {
 
     let usage = s.usage(h.a).await.unwrap();
     assert_eq!((usage.objects, usage.bytes), (5, 6 + 4));
-    s.delete(h.a, "docs", "notes/a.txt").await.unwrap();
+    let someone = Some(Uuid::now_v7());
+    assert!(matches!(
+        s.delete(h.a, "docs", "notes/a.txt", someone).await,
+        Err(StorageError::ObjectNotFound)
+    ));
+    s.delete(h.a, "docs", "notes/a.txt", None).await.unwrap();
     assert_eq!(s.usage(h.a).await.unwrap().bytes, 4);
     assert!(matches!(
         s.delete_bucket(h.a, "docs").await,

@@ -329,14 +329,10 @@ pub(super) async fn delete_object(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, key) = path.into_inner();
-    let store = storage(&state)?;
-    if user.principal.role < Role::Admin {
-        let info = store.head(user.tenant.id, &bucket, &key).await?;
-        if info.owner_id != Some(user.principal.user.id) {
-            return Err(sovereign_storage::StorageError::ObjectNotFound.into());
-        }
-    }
-    store.delete(user.tenant.id, &bucket, &key).await?;
+    let owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    storage(&state)?
+        .delete(user.tenant.id, &bucket, &key, owner)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -31,7 +31,7 @@ use webauthn_rs::prelude::{Passkey, RegisterPublicKeyCredential, Webauthn, Webau
 use crate::accounts::later;
 use crate::model::Principal;
 use crate::opaque::{self, Kind};
-use crate::providers::lock_sign_in_methods;
+use crate::providers::SignInMethod;
 use crate::{Accounts, AuthError};
 
 /// id, name, created_at, last_used_at.
@@ -411,30 +411,8 @@ impl Accounts {
 
     /// Removes a passkey (recently authenticated), unless it is the last way to sign in.
     pub async fn remove_passkey(&self, principal: &Principal, id: Uuid) -> Result<(), AuthError> {
-        principal.session_id()?;
-        principal.require_recent()?;
-        let (tenant, user) = (principal.user.tenant_id, principal.user.id);
-        self.db()
-            .tenant_transaction(tenant, |conn| {
-                async move {
-                    let methods = lock_sign_in_methods(conn, user).await?;
-                    let removed = diesel::delete(passkeys::table.find(id))
-                        .filter(passkeys::user_id.eq(user))
-                        .execute(conn)
-                        .await?;
-                    if removed == 0 {
-                        return Err(AuthError::NotFound("passkey"));
-                    }
-                    if methods <= 1 {
-                        return Err(AuthError::LastSignInMethod);
-                    }
-                    Ok(())
-                }
-                .scope_boxed()
-            })
-            .await?;
-        tracing::info!(security_event = "passkey_removed", user_id = %user, passkey_id = %id, "passkey removed");
-        Ok(())
+        self.remove_sign_in_method(principal, SignInMethod::Passkey(id))
+            .await
     }
 
     /// The account's passkeys with their row ids.

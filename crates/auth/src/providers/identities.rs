@@ -315,6 +315,19 @@ impl Accounts {
     /// Unlinks an identity from the signed-in account (recently authenticated), unless it is
     /// the account's last way to sign in.
     pub async fn unlink_identity(&self, principal: &Principal, id: Uuid) -> Result<(), AuthError> {
+        self.remove_sign_in_method(principal, SignInMethod::Identity(id))
+            .await
+    }
+
+    /// Removes one of the signed-in account's ways to sign in (recently authenticated), unless
+    /// it is the last: the account is locked while its ways are counted, so two concurrent
+    /// removals cannot both leave it with none.
+    pub(crate) async fn remove_sign_in_method(
+        &self,
+        principal: &Principal,
+        method: SignInMethod,
+    ) -> Result<(), AuthError> {
+        use sovereign_db::schema::passkeys;
         principal.session_id()?;
         principal.require_recent()?;
         let (tenant, user) = (principal.user.tenant_id, principal.user.id);
@@ -322,12 +335,22 @@ impl Accounts {
             .tenant_transaction(tenant, |conn| {
                 async move {
                     let methods = lock_sign_in_methods(conn, user).await?;
-                    let removed = diesel::delete(user_identities::table.find(id))
-                        .filter(user_identities::user_id.eq(user))
-                        .execute(conn)
-                        .await?;
+                    let removed = match method {
+                        SignInMethod::Identity(id) => {
+                            diesel::delete(user_identities::table.find(id))
+                                .filter(user_identities::user_id.eq(user))
+                                .execute(conn)
+                                .await?
+                        }
+                        SignInMethod::Passkey(id) => {
+                            diesel::delete(passkeys::table.find(id))
+                                .filter(passkeys::user_id.eq(user))
+                                .execute(conn)
+                                .await?
+                        }
+                    };
                     if removed == 0 {
-                        return Err(AuthError::NotFound("identity"));
+                        return Err(AuthError::NotFound(method.noun()));
                     }
                     if methods <= 1 {
                         return Err(AuthError::LastSignInMethod);
@@ -337,8 +360,24 @@ impl Accounts {
                 .scope_boxed()
             })
             .await?;
-        tracing::info!(security_event = "identity_unlinked", user_id = %user, identity_id = %id, "external identity unlinked");
+        tracing::info!(security_event = "sign_in_method_removed", user_id = %user, method = method.noun(), "a way to sign in removed");
         Ok(())
+    }
+}
+
+/// A way to sign in that an account can remove.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SignInMethod {
+    Identity(Uuid),
+    Passkey(Uuid),
+}
+
+impl SignInMethod {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Identity(_) => "identity",
+            Self::Passkey(_) => "passkey",
+        }
     }
 }
 
@@ -347,7 +386,7 @@ type IdentityRow = (Uuid, String, Option<String>, DateTime<Utc>, DateTime<Utc>);
 
 /// Locks the account (two concurrent removals cannot both see another way left) and counts its
 /// ways to sign in: a password, identities, passkeys.
-pub(crate) async fn lock_sign_in_methods(
+async fn lock_sign_in_methods(
     conn: &mut sovereign_db::AsyncPgConnection,
     user: Uuid,
 ) -> Result<i64, AuthError> {

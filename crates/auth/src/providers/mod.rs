@@ -25,7 +25,7 @@ mod store;
 
 pub use flow::{CallbackParams, FlowCookie, LinkConfirmation, ProviderGrant, flow_cookie_name};
 pub use identities::Identity;
-pub(crate) use identities::lock_sign_in_methods;
+pub(crate) use identities::SignInMethod;
 pub use settings::ProviderSettings;
 
 pub(crate) use protocol::Protocol;
