@@ -81,7 +81,11 @@ impl Services {
             None
         };
         let storage = if settings.storage.enabled {
-            Some(Storage::new(db.clone(), settings.storage.clone())?)
+            Some(Storage::new(
+                db.clone(),
+                settings.storage.clone(),
+                settings.auth.secret_key_bytes(),
+            )?)
         } else {
             None
         };

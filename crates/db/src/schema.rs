@@ -247,6 +247,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    storage_uploads (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        bucket_id -> Uuid,
+        key -> Text,
+        size -> Int8,
+        part_size -> Int8,
+        content_type -> Text,
+        metadata -> Jsonb,
+        owner_id -> Nullable<Uuid>,
+        create_only -> Bool,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     storage_usage (tenant_id) {
         tenant_id -> Uuid,
         bytes -> Int8,
@@ -344,6 +361,7 @@ diesel::joinable!(sessions -> tenants (tenant_id));
 diesel::joinable!(storage_blobs -> tenants (tenant_id));
 diesel::joinable!(storage_buckets -> tenants (tenant_id));
 diesel::joinable!(storage_objects -> tenants (tenant_id));
+diesel::joinable!(storage_uploads -> tenants (tenant_id));
 diesel::joinable!(storage_usage -> tenants (tenant_id));
 diesel::joinable!(user_identities -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
@@ -368,6 +386,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     storage_blobs,
     storage_buckets,
     storage_objects,
+    storage_uploads,
     storage_usage,
     tenants,
     user_identities,

@@ -24,6 +24,9 @@ pub enum Kind {
     User(Uuid),
     /// `admin:<name>`: tenant administrators subscribe and publish.
     Admin,
+    /// `storage:<bucket>`: the bucket's object events (created, deleted); administrators
+    /// subscribe, only the server publishes.
+    Storage,
 }
 
 /// A parsed, valid channel name.
@@ -34,8 +37,8 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Parses `public:<name>`, `admin:<name>` (name: 1+ of `A-Z a-z 0-9 _ - .`) or
-    /// `user:<uuid>`; at most [`MAX_CHANNEL_LEN`] characters.
+    /// Parses `public:<name>`, `admin:<name>`, `storage:<bucket>` (name: 1+ of
+    /// `A-Z a-z 0-9 _ - .`) or `user:<uuid>`; at most [`MAX_CHANNEL_LEN`] characters.
     pub fn parse(text: &str) -> Result<Self, RealtimeError> {
         let invalid =
             || RealtimeError::InvalidChannel(text.chars().take(MAX_CHANNEL_LEN).collect());
@@ -44,7 +47,7 @@ impl Channel {
         }
         let (kind, rest) = text.split_once(':').ok_or_else(invalid)?;
         let kind = match kind {
-            "public" | "admin" => {
+            "public" | "admin" | "storage" => {
                 let valid = !rest.is_empty()
                     && rest
                         .bytes()
@@ -52,10 +55,10 @@ impl Channel {
                 if !valid {
                     return Err(invalid());
                 }
-                if kind == "public" {
-                    Kind::Public
-                } else {
-                    Kind::Admin
+                match kind {
+                    "public" => Kind::Public,
+                    "admin" => Kind::Admin,
+                    _ => Kind::Storage,
                 }
             }
             "user" => {
@@ -135,6 +138,13 @@ pub fn authorize(
         (Kind::Admin, _) => Err(RealtimeError::Forbidden(
             "admin channels are for administrators",
         )),
+        (Kind::Storage, Action::Subscribe) if identity.role >= Role::Admin => Ok(()),
+        (Kind::Storage, Action::Subscribe) => Err(RealtimeError::Forbidden(
+            "storage channels are for administrators",
+        )),
+        (Kind::Storage, Action::Publish) => Err(RealtimeError::Forbidden(
+            "storage channels are published to by the server only",
+        )),
     }
 }
 
@@ -177,6 +187,10 @@ mod tests {
             Channel::parse("admin:ops.alerts-1").unwrap().kind(),
             Kind::Admin
         );
+        assert_eq!(
+            Channel::parse("storage:avatars").unwrap().kind(),
+            Kind::Storage
+        );
         let id = Uuid::from_u128(7);
         assert_eq!(
             Channel::parse(&format!("user:{id}")).unwrap().kind(),
@@ -192,6 +206,7 @@ mod tests {
             "user:not-a-uuid",
             "user:00000000-0000-0000-0000-00000000000A",
             "public:é",
+            "storage:",
             &format!("public:{}", "x".repeat(130)),
         ] {
             assert!(Channel::parse(bad).is_err(), "{bad:?} was accepted");
@@ -219,6 +234,10 @@ mod tests {
         assert!(authorize(&admin, &ops, Action::Publish).is_ok());
         assert!(authorize(&read_only_key, &public, Action::Subscribe).is_ok());
         assert!(authorize(&read_only_key, &public, Action::Publish).is_err());
+        let files = Channel::parse("storage:files").unwrap();
+        assert!(authorize(&admin, &files, Action::Subscribe).is_ok());
+        assert!(authorize(&user, &files, Action::Subscribe).is_err());
+        assert!(authorize(&admin, &files, Action::Publish).is_err());
 
         assert!(authorize_server_publish(&admin).is_ok());
         assert!(authorize_server_publish(&user).is_err());

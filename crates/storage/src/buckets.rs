@@ -3,12 +3,18 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use sovereign_db::schema::{storage_buckets, storage_objects};
+use sovereign_db::schema::{storage_buckets, storage_objects, storage_uploads};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
 use uuid::Uuid;
 
 use crate::keys::bucket_name;
 use crate::{Storage, StorageError};
+
+/// A bucket by name or by id.
+pub(crate) enum BucketRef {
+    Name(String),
+    Id(Uuid),
+}
 
 /// A bucket to create.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -163,14 +169,26 @@ impl Storage {
 
     /// One of the tenant's buckets.
     pub async fn bucket(&self, tenant: Uuid, name: &str) -> Result<Bucket, StorageError> {
-        let name = name.to_owned();
+        self.find_bucket(tenant, BucketRef::Name(name.to_owned()))
+            .await
+    }
+
+    /// One of the tenant's buckets, by name or id.
+    pub(crate) async fn find_bucket(
+        &self,
+        tenant: Uuid,
+        which: BucketRef,
+    ) -> Result<Bucket, StorageError> {
         let row: Option<BucketRow> = self
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    storage_buckets::table
-                        .filter(storage_buckets::name.eq(name))
-                        .select(COLUMNS)
+                    let query = storage_buckets::table.select(COLUMNS).into_boxed();
+                    let query = match which {
+                        BucketRef::Name(name) => query.filter(storage_buckets::name.eq(name)),
+                        BucketRef::Id(id) => query.filter(storage_buckets::id.eq(id)),
+                    };
+                    query
                         .first(conn)
                         .await
                         .optional()
@@ -182,18 +200,23 @@ impl Storage {
         row.map(bucket_of).ok_or(StorageError::BucketNotFound)
     }
 
-    /// Deletes an empty bucket.
+    /// Deletes an empty bucket (no object, no upload in progress).
     pub async fn delete_bucket(&self, tenant: Uuid, name: &str) -> Result<(), StorageError> {
         let bucket = self.bucket(tenant, name).await?;
         self.db
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    let used: bool = diesel::select(diesel::dsl::exists(
+                    let objects: bool = diesel::select(diesel::dsl::exists(
                         storage_objects::table.filter(storage_objects::bucket_id.eq(bucket.id)),
                     ))
                     .get_result(conn)
                     .await?;
-                    if used {
+                    let uploads: bool = diesel::select(diesel::dsl::exists(
+                        storage_uploads::table.filter(storage_uploads::bucket_id.eq(bucket.id)),
+                    ))
+                    .get_result(conn)
+                    .await?;
+                    if objects || uploads {
                         return Err(StorageError::BucketNotEmpty);
                     }
                     diesel::delete(storage_buckets::table.find(bucket.id))

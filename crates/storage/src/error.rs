@@ -33,6 +33,16 @@ pub enum StorageError {
     /// The upload's body ended with an error (the client went away).
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    #[error("no such upload")]
+    UploadNotFound,
+    /// `complete` before every part arrived whole.
+    #[error("the upload is incomplete: {0}")]
+    UploadIncomplete(String),
+    /// A signed URL that this server did not sign, or signed for something else.
+    #[error("the signature of this URL is invalid")]
+    SignatureInvalid,
+    #[error("this signed URL has expired")]
+    SignatureExpired,
     /// The backend (disk or S3) failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -65,7 +75,11 @@ impl StorageError {
 impl Diagnostic for StorageError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::BucketNotFound | Self::ObjectNotFound => ErrorKind::NotFound,
+            Self::BucketNotFound | Self::ObjectNotFound | Self::UploadNotFound => {
+                ErrorKind::NotFound
+            }
+            Self::UploadIncomplete(_) => ErrorKind::Conflict,
+            Self::SignatureInvalid | Self::SignatureExpired => ErrorKind::Forbidden,
             Self::BucketExists | Self::BucketNotEmpty | Self::ObjectExists => ErrorKind::Conflict,
             Self::Invalid(_) | Self::TypeNotAllowed(_) => ErrorKind::Validation,
             Self::TooLarge { .. } => ErrorKind::TooLarge,
@@ -89,6 +103,10 @@ impl Diagnostic for StorageError {
             Self::TypeNotAllowed(_) => "content_type_not_allowed",
             Self::QuotaExceeded => "quota_exceeded",
             Self::Interrupted(_) => "upload_interrupted",
+            Self::UploadNotFound => "upload_not_found",
+            Self::UploadIncomplete(_) => "upload_incomplete",
+            Self::SignatureInvalid => "invalid_signature",
+            Self::SignatureExpired => "signed_url_expired",
             Self::Backend(_) => "storage_unavailable",
             Self::Db(e) => e.code(),
         }
@@ -108,6 +126,10 @@ impl Diagnostic for StorageError {
     fn suggestion(&self) -> Option<Cow<'static, str>> {
         match self {
             Self::QuotaExceeded => Some(Cow::Borrowed("delete objects, or ask for a larger quota")),
+            Self::UploadIncomplete(_) => Some(Cow::Borrowed(
+                "GET the upload for fresh URLs of the missing parts, send them, then complete",
+            )),
+            Self::SignatureExpired => Some(Cow::Borrowed("ask for a new signed URL")),
             Self::Db(e) => e.suggestion(),
             _ => None,
         }

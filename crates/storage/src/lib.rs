@@ -2,15 +2,18 @@
 
 mod buckets;
 mod error;
+mod grants;
 pub mod keys;
+mod manage;
 mod objects;
 mod settings;
 mod sweep;
+mod uploads;
 
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use secrecy::ExposeSecret;
 use sovereign_db::Db;
@@ -18,9 +21,11 @@ use uuid::Uuid;
 
 pub use buckets::{Bucket, NewBucket};
 pub use error::StorageError;
+pub use manage::{Destination, ObjectChanges};
 pub use objects::{ObjectInfo, ObjectPage, ObjectStream, Put, Usage};
 pub use settings::{Backend, S3Settings, StorageSettings};
 pub use sweep::Swept;
+pub use uploads::{DEFAULT_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, NewUpload, Part, Upload};
 
 /// The storage service: metadata in PostgreSQL (every query in the tenant's transaction, under
 /// row-level security), bytes in the backend under `<tenant>/<blob id>`. Cheap to clone.
@@ -28,6 +33,9 @@ pub use sweep::Swept;
 pub struct Storage {
     db: Db,
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is S3, to presign its URLs.
+    s3: Option<Arc<AmazonS3>>,
+    url_key: grants::UrlKey,
     settings: Arc<StorageSettings>,
 }
 
@@ -40,8 +48,11 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
-    /// The service on the backend the settings name (the `fs` directory is created).
-    pub fn new(db: Db, settings: StorageSettings) -> Result<Self, StorageError> {
+    /// The service on the backend the settings name (the `fs` directory is created);
+    /// `secret` (the server's `SECRET_KEY`) is the root of the key that signs this server's URLs
+    /// (signed downloads, upload parts on the local disk).
+    pub fn new(db: Db, settings: StorageSettings, secret: &[u8]) -> Result<Self, StorageError> {
+        let mut presigner = None;
         let store: Arc<dyn ObjectStore> = match &settings.backend {
             Backend::Fs { dir } => {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -64,14 +75,24 @@ impl Storage {
                         .with_access_key_id(id)
                         .with_secret_access_key(secret.expose_secret());
                 }
-                Arc::new(builder.build()?)
+                let store = Arc::new(builder.build()?);
+                presigner = Some(Arc::clone(&store));
+                store
             }
         };
         Ok(Self {
             db,
             store,
+            s3: presigner,
+            url_key: grants::UrlKey::derive(secret),
             settings: Arc::new(settings),
         })
+    }
+
+    /// The settings it runs with.
+    #[must_use]
+    pub fn settings(&self) -> &StorageSettings {
+        &self.settings
     }
 
     /// Where a blob's bytes are.

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::keys::{object_key, prefix as checked_prefix, type_allowed};
-use crate::{Storage, StorageError};
+use crate::{Bucket, Storage, StorageError};
 
 /// How an object is written.
 #[derive(Debug, Clone, Default)]
@@ -68,11 +68,18 @@ pub struct Usage {
     pub quota_objects: i64,
 }
 
+/// Bytes written to a pending blob, checked, not yet an object.
+pub(crate) struct Stored {
+    pub(crate) blob: Uuid,
+    pub(crate) size: i64,
+    pub(crate) sha256: Vec<u8>,
+}
+
 /// An object's bytes, as they come from the backend.
 pub type ObjectStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
 /// blob, key, size, content_type, sha256, metadata, owner, created, updated.
-type ObjectRow = (
+pub(crate) type ObjectRow = (
     Uuid,
     String,
     i64,
@@ -84,7 +91,7 @@ type ObjectRow = (
     DateTime<Utc>,
 );
 
-const COLUMNS: (
+pub(crate) const COLUMNS: (
     storage_objects::blob,
     storage_objects::key,
     storage_objects::size,
@@ -106,7 +113,7 @@ const COLUMNS: (
     storage_objects::updated_at,
 );
 
-fn info_of(row: ObjectRow) -> (Uuid, ObjectInfo) {
+pub(crate) fn info_of(row: ObjectRow) -> (Uuid, ObjectInfo) {
     let (blob, key, size, content_type, sha256, metadata, owner_id, created_at, updated_at) = row;
     let sha256 = sha256.iter().map(|b| format!("{b:02x}")).collect();
     (
@@ -141,28 +148,64 @@ impl Storage {
     {
         let key = object_key(key)?;
         let bucket = self.bucket(tenant, bucket).await?;
-        if !type_allowed(&bucket.allowed_types, &put.content_type) || put.content_type.is_empty() {
-            return Err(StorageError::TypeNotAllowed(put.content_type));
+        let limit = self.admits(&bucket, &put.content_type)?;
+        let stored = self.store_blob(tenant, body, limit).await?;
+        self.commit(tenant, bucket.id, key, stored, put).await
+    }
+
+    /// The largest object `bucket` takes, if it takes `content_type` at all.
+    pub(crate) fn admits(&self, bucket: &Bucket, content_type: &str) -> Result<u64, StorageError> {
+        if content_type.is_empty() || !type_allowed(&bucket.allowed_types, content_type) {
+            return Err(StorageError::TypeNotAllowed(content_type.to_owned()));
         }
-        let limit = bucket
+        Ok(bucket
             .max_object_bytes
             .and_then(|m| u64::try_from(m).ok())
             .unwrap_or(u64::MAX)
-            .min(self.settings.max_object_bytes);
+            .min(self.settings.max_object_bytes))
+    }
+
+    /// Streams `body` into a new blob recorded as pending: removed again if the body fails.
+    pub(crate) async fn store_blob<S, E>(
+        &self,
+        tenant: Uuid,
+        body: S,
+        limit: u64,
+    ) -> Result<Stored, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         let blob = Uuid::now_v7();
         self.mark_blob(tenant, blob, "pending").await?;
         let path = Self::blob_path(tenant, blob);
-        let written = self.write_blob(&path, body, limit).await;
-        let (size, digest) = match written {
-            Ok(done) => done,
+        match self.write_blob(&path, body, limit).await {
+            Ok((size, digest)) => Ok(Stored {
+                blob,
+                size: i64::try_from(size).map_err(|_| StorageError::TooLarge { limit })?,
+                sha256: digest.to_vec(),
+            }),
             Err(e) => {
                 self.forget_blob(tenant, blob).await;
-                return Err(e);
+                Err(e)
             }
-        };
-        let size = i64::try_from(size).map_err(|_| StorageError::TooLarge { limit })?;
+        }
+    }
+
+    /// Makes `stored` (a blob recorded as pending) the object at `key`: in one transaction, the
+    /// usage row locked first, the key pointed at the blob, the quota counted and the replaced
+    /// blob marked as garbage (then removed). On failure the blob is removed instead.
+    pub(crate) async fn commit(
+        &self,
+        tenant: Uuid,
+        bucket_id: Uuid,
+        key: String,
+        stored: Stored,
+        put: Put,
+    ) -> Result<ObjectInfo, StorageError> {
+        let Stored { blob, size, sha256 } = stored;
         let (quota_bytes, quota_objects) = (self.settings.quota_bytes, self.settings.quota_objects);
-        let (bucket_id, row_key) = (bucket.id, key.clone());
+        let row_key = key;
         let metadata = serde_json::Value::Object(put.metadata);
         let (content_type, owner, create_only) = (put.content_type, put.owner, put.create_only);
         let only_owner = put.only_owner;
@@ -213,7 +256,7 @@ impl Storage {
                             storage_objects::blob.eq(blob),
                             storage_objects::size.eq(size),
                             storage_objects::content_type.eq(&content_type),
-                            storage_objects::sha256.eq(digest.to_vec()),
+                            storage_objects::sha256.eq(&sha256),
                             storage_objects::metadata.eq(&metadata),
                             storage_objects::owner_id.eq(owner),
                         ))
@@ -227,7 +270,7 @@ impl Storage {
                             storage_objects::blob.eq(blob),
                             storage_objects::size.eq(size),
                             storage_objects::content_type.eq(&content_type),
-                            storage_objects::sha256.eq(digest.to_vec()),
+                            storage_objects::sha256.eq(&sha256),
                             storage_objects::metadata.eq(&metadata),
                             storage_objects::owner_id.eq(owner),
                             storage_objects::updated_at.eq(diesel::dsl::now),
@@ -240,15 +283,7 @@ impl Storage {
                         .execute(conn)
                         .await?;
                     if let Some((old_blob, _)) = old {
-                        diesel::insert_into(storage_blobs::table)
-                            .values((
-                                storage_blobs::blob.eq(old_blob),
-                                storage_blobs::tenant_id.eq(tenant),
-                                storage_blobs::state.eq("garbage"),
-                            ))
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
+                        mark_garbage(conn, tenant, old_blob).await?;
                     }
                     Ok((row, old.map(|(b, _)| b)))
                 }
@@ -270,7 +305,7 @@ impl Storage {
     }
 
     /// Streams `body` into a new blob: (size, SHA-256), or the blob aborted.
-    async fn write_blob<S, E>(
+    pub(crate) async fn write_blob<S, E>(
         &self,
         path: &object_store::path::Path,
         mut body: S,
@@ -320,7 +355,7 @@ impl Storage {
         Ok(self.row(tenant, bucket, key).await?.1)
     }
 
-    async fn row(
+    pub(crate) async fn row(
         &self,
         tenant: Uuid,
         bucket: &str,
@@ -398,15 +433,7 @@ impl Storage {
                         .optional()?;
                     let (blob, size) = gone.ok_or(StorageError::ObjectNotFound)?;
                     count_usage(conn, tenant, -size, -1, i64::MAX, i64::MAX).await?;
-                    diesel::insert_into(storage_blobs::table)
-                        .values((
-                            storage_blobs::blob.eq(blob),
-                            storage_blobs::tenant_id.eq(tenant),
-                            storage_blobs::state.eq("garbage"),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
+                    mark_garbage(conn, tenant, blob).await?;
                     Ok::<_, StorageError>(blob)
                 }
                 .scope_boxed()
@@ -496,7 +523,7 @@ impl Storage {
     }
 
     /// Records a blob that may exist in the backend without an object.
-    async fn mark_blob(
+    pub(crate) async fn mark_blob(
         &self,
         tenant: Uuid,
         blob: Uuid,
@@ -522,7 +549,7 @@ impl Storage {
     }
 
     /// After a failed upload: the blob goes to garbage (the sweeper finishes if this fails).
-    async fn forget_blob(&self, tenant: Uuid, blob: Uuid) {
+    pub(crate) async fn forget_blob(&self, tenant: Uuid, blob: Uuid) {
         self.remove_blob(tenant, blob).await;
     }
 
@@ -556,7 +583,7 @@ impl Storage {
 /// Locks the tenant's usage row (made if missing) — first, in every transaction that changes
 /// objects, so that they all take their locks in one order (usage, then the object) and two of
 /// them can never wait on each other.
-async fn lock_usage(
+pub(crate) async fn lock_usage(
     conn: &mut sovereign_db::AsyncPgConnection,
     tenant: Uuid,
 ) -> Result<(), StorageError> {
@@ -574,8 +601,27 @@ async fn lock_usage(
     Ok(())
 }
 
+/// Records `blob` as garbage: bytes no object points at any more, removed after the commit (or
+/// by the sweeper).
+pub(crate) async fn mark_garbage(
+    conn: &mut sovereign_db::AsyncPgConnection,
+    tenant: Uuid,
+    blob: Uuid,
+) -> Result<(), StorageError> {
+    diesel::insert_into(storage_blobs::table)
+        .values((
+            storage_blobs::blob.eq(blob),
+            storage_blobs::tenant_id.eq(tenant),
+            storage_blobs::state.eq("garbage"),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Adds to the tenant's usage (locked by [`lock_usage`]), refusing what would pass a quota.
-async fn count_usage(
+pub(crate) async fn count_usage(
     conn: &mut sovereign_db::AsyncPgConnection,
     tenant: Uuid,
     bytes: i64,

@@ -2,6 +2,7 @@
 //! store), the largest object, and each tenant's quota.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use sovereign_core::setting;
@@ -77,6 +78,25 @@ setting!(
     "Objects each tenant may store."
 );
 
+setting!(
+    STORAGE_URL_SECONDS,
+    "STORAGE_URL_SECONDS",
+    Value("3600"),
+    "How long a direct upload and its signed part URLs stay valid, in seconds (signed download URLs choose their own expiry, up to 7 days)."
+);
+setting!(
+    STORAGE_SWEEP_INTERVAL_SECONDS,
+    "STORAGE_SWEEP_INTERVAL_SECONDS",
+    Value("300"),
+    "How often the server removes abandoned uploads and the bytes of replaced or deleted objects, in seconds (0: never; `sovereign storage sweep` does it once)."
+);
+setting!(
+    STORAGE_SWEEP_GRACE_SECONDS,
+    "STORAGE_SWEEP_GRACE_SECONDS",
+    Value("3600"),
+    "How old an unfinished upload must be before the sweeper removes it, in seconds (longer than the slowest upload through the API)."
+);
+
 /// Where the bytes go.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -103,6 +123,11 @@ pub struct StorageSettings {
     pub max_object_bytes: u64,
     pub quota_bytes: i64,
     pub quota_objects: i64,
+    /// Lifetime of a direct upload and its part URLs.
+    pub url_lifetime: Duration,
+    /// `None`: no periodic sweep.
+    pub sweep_interval: Option<Duration>,
+    pub sweep_grace: Duration,
 }
 
 impl Default for StorageSettings {
@@ -115,6 +140,9 @@ impl Default for StorageSettings {
             max_object_bytes: 5 << 30,
             quota_bytes: 10 << 30,
             quota_objects: 1_000_000,
+            url_lifetime: Duration::from_secs(3600),
+            sweep_interval: Some(Duration::from_secs(300)),
+            sweep_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -171,6 +199,16 @@ impl ReadSettings for StorageSettings {
                 .unwrap_or(i64::MAX),
             quota_objects: i64::try_from(r.bounded::<u64>(&STORAGE_QUOTA_OBJECTS, 0, 1 << 40))
                 .unwrap_or(i64::MAX),
+            url_lifetime: Duration::from_secs(r.bounded(&STORAGE_URL_SECONDS, 60, 7 * 86_400)),
+            sweep_interval: match r.bounded::<u64>(&STORAGE_SWEEP_INTERVAL_SECONDS, 0, 86_400) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            sweep_grace: Duration::from_secs(r.bounded(
+                &STORAGE_SWEEP_GRACE_SECONDS,
+                0,
+                30 * 86_400,
+            )),
         })
     }
 }

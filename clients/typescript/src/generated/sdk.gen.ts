@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmLinkData, AuthConfirmLinkErrors, AuthConfirmLinkResponses, AuthConfirmMfaEnrolmentData, AuthConfirmMfaEnrolmentErrors, AuthConfirmMfaEnrolmentResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolMfaData, AuthEnrolMfaErrors, AuthEnrolMfaResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthFinishPasskeyRegistrationData, AuthFinishPasskeyRegistrationErrors, AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeySignInData, AuthFinishPasskeySignInErrors, AuthFinishPasskeySignInResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetMfaPolicyData, AuthGetMfaPolicyErrors, AuthGetMfaPolicyResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListPasskeysData, AuthListPasskeysErrors, AuthListPasskeysResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRemovePasskeyData, AuthRemovePasskeyErrors, AuthRemovePasskeyResponses, AuthRenamePasskeyData, AuthRenamePasskeyErrors, AuthRenamePasskeyResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetMfaPolicyData, AuthSetMfaPolicyErrors, AuthSetMfaPolicyResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthStartPasskeyReauthenticationData, AuthStartPasskeyReauthenticationErrors, AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyRegistrationData, AuthStartPasskeyRegistrationErrors, AuthStartPasskeyRegistrationResponses, AuthStartPasskeySignInData, AuthStartPasskeySignInErrors, AuthStartPasskeySignInResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, StorageCreateBucketData, StorageCreateBucketErrors, StorageCreateBucketResponses, StorageDeleteBucketData, StorageDeleteBucketErrors, StorageDeleteBucketResponses, StorageDeleteObjectData, StorageDeleteObjectErrors, StorageDeleteObjectResponses, StorageGetObjectData, StorageGetObjectErrors, StorageGetObjectResponses, StorageListBucketsData, StorageListBucketsErrors, StorageListBucketsResponses, StorageListObjectsData, StorageListObjectsErrors, StorageListObjectsResponses, StoragePutObjectData, StoragePutObjectErrors, StoragePutObjectResponses, StorageUsageData, StorageUsageErrors, StorageUsageResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
+import type { ApiKeysCreateData, ApiKeysCreateErrors, ApiKeysCreateResponses, ApiKeysListData, ApiKeysListErrors, ApiKeysListResponses, ApiKeysRevokeData, ApiKeysRevokeErrors, ApiKeysRevokeResponses, AuthAuthorizeProviderData, AuthAuthorizeProviderErrors, AuthAuthorizeProviderResponses, AuthChangePasswordData, AuthChangePasswordErrors, AuthChangePasswordResponses, AuthConfirmFactorData, AuthConfirmFactorErrors, AuthConfirmFactorResponses, AuthConfirmLinkData, AuthConfirmLinkErrors, AuthConfirmLinkResponses, AuthConfirmMfaEnrolmentData, AuthConfirmMfaEnrolmentErrors, AuthConfirmMfaEnrolmentResponses, AuthConfirmVerificationData, AuthConfirmVerificationErrors, AuthConfirmVerificationResponses, AuthCreateProviderData, AuthCreateProviderErrors, AuthCreateProviderResponses, AuthDeleteProviderData, AuthDeleteProviderErrors, AuthDeleteProviderResponses, AuthEnrolMfaData, AuthEnrolMfaErrors, AuthEnrolMfaResponses, AuthEnrolTotpData, AuthEnrolTotpErrors, AuthEnrolTotpResponses, AuthExchangeProviderCodeData, AuthExchangeProviderCodeErrors, AuthExchangeProviderCodeResponses, AuthFinishPasskeyRegistrationData, AuthFinishPasskeyRegistrationErrors, AuthFinishPasskeyRegistrationResponses, AuthFinishPasskeySignInData, AuthFinishPasskeySignInErrors, AuthFinishPasskeySignInResponses, AuthForgotPasswordData, AuthForgotPasswordErrors, AuthForgotPasswordResponses, AuthGetMfaPolicyData, AuthGetMfaPolicyErrors, AuthGetMfaPolicyResponses, AuthGetProviderData, AuthGetProviderErrors, AuthGetProviderResponses, AuthJwksData, AuthJwksErrors, AuthJwksResponses, AuthLinkProviderData, AuthLinkProviderErrors, AuthLinkProviderResponses, AuthListFactorsData, AuthListFactorsErrors, AuthListFactorsResponses, AuthListIdentitiesData, AuthListIdentitiesErrors, AuthListIdentitiesResponses, AuthListPasskeysData, AuthListPasskeysErrors, AuthListPasskeysResponses, AuthListProvidersData, AuthListProvidersErrors, AuthListProvidersResponses, AuthListRedirectUrlsData, AuthListRedirectUrlsErrors, AuthListRedirectUrlsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthMeData, AuthMeErrors, AuthMeResponses, AuthProviderCallbackData, AuthProviderCallbackErrors, AuthProviderCallbackResponses, AuthReauthenticateData, AuthReauthenticateErrors, AuthReauthenticateResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegenerateRecoveryCodesData, AuthRegenerateRecoveryCodesErrors, AuthRegenerateRecoveryCodesResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRemoveFactorData, AuthRemoveFactorErrors, AuthRemoveFactorResponses, AuthRemovePasskeyData, AuthRemovePasskeyErrors, AuthRemovePasskeyResponses, AuthRenamePasskeyData, AuthRenamePasskeyErrors, AuthRenamePasskeyResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRevokeSessionData, AuthRevokeSessionErrors, AuthRevokeSessionResponses, AuthSessionsData, AuthSessionsErrors, AuthSessionsResponses, AuthSetMfaPolicyData, AuthSetMfaPolicyErrors, AuthSetMfaPolicyResponses, AuthSetRedirectUrlsData, AuthSetRedirectUrlsErrors, AuthSetRedirectUrlsResponses, AuthStartPasskeyReauthenticationData, AuthStartPasskeyReauthenticationErrors, AuthStartPasskeyReauthenticationResponses, AuthStartPasskeyRegistrationData, AuthStartPasskeyRegistrationErrors, AuthStartPasskeyRegistrationResponses, AuthStartPasskeySignInData, AuthStartPasskeySignInErrors, AuthStartPasskeySignInResponses, AuthTokenData, AuthTokenErrors, AuthTokenResponses, AuthUnlinkIdentityData, AuthUnlinkIdentityErrors, AuthUnlinkIdentityResponses, AuthUpdateProviderData, AuthUpdateProviderErrors, AuthUpdateProviderResponses, AuthVerifyMfaData, AuthVerifyMfaErrors, AuthVerifyMfaResponses, OperationsHealthData, OperationsHealthErrors, OperationsHealthResponses, OperationsIndexData, OperationsIndexErrors, OperationsIndexResponses, OperationsReadyData, OperationsReadyErrors, OperationsReadyResponses, RealtimeConnectData, RealtimeConnectErrors, RealtimeConnectResponses, RealtimeCreateTicketData, RealtimeCreateTicketErrors, RealtimeCreateTicketResponses, RealtimePublishData, RealtimePublishErrors, RealtimePublishResponses, StorageAbortData, StorageAbortErrors, StorageAbortResponses, StorageCompleteData, StorageCompleteErrors, StorageCompleteResponses, StorageCopyObjectData, StorageCopyObjectErrors, StorageCopyObjectResponses, StorageCreateBucketData, StorageCreateBucketErrors, StorageCreateBucketResponses, StorageCreateData, StorageCreateErrors, StorageCreateResponses, StorageDeleteBucketData, StorageDeleteBucketErrors, StorageDeleteBucketResponses, StorageDeleteObjectData, StorageDeleteObjectErrors, StorageDeleteObjectResponses, StorageDeletePrefixData, StorageDeletePrefixErrors, StorageDeletePrefixResponses, StorageGetObjectData, StorageGetObjectErrors, StorageGetObjectResponses, StorageGetOneData, StorageGetOneErrors, StorageGetOneResponses, StorageListBucketsData, StorageListBucketsErrors, StorageListBucketsResponses, StorageListObjectsData, StorageListObjectsErrors, StorageListObjectsResponses, StorageMoveObjectData, StorageMoveObjectErrors, StorageMoveObjectResponses, StoragePutObjectData, StoragePutObjectErrors, StoragePutObjectResponses, StoragePutPartData, StoragePutPartErrors, StoragePutPartResponses, StorageSignData, StorageSignErrors, StorageSignResponses, StorageUpdateObjectData, StorageUpdateObjectErrors, StorageUpdateObjectResponses, StorageUsageData, StorageUsageErrors, StorageUsageResponses, TenancyActivateData, TenancyActivateErrors, TenancyActivateResponses, TenancyCreateData, TenancyCreateErrors, TenancyCreateResponses, TenancyCurrentData, TenancyCurrentErrors, TenancyCurrentResponses, TenancyDeleteOneData, TenancyDeleteOneErrors, TenancyDeleteOneResponses, TenancyGetOneData, TenancyGetOneErrors, TenancyGetOneResponses, TenancyListData, TenancyListErrors, TenancyListResponses, TenancyRenameData, TenancyRenameErrors, TenancyRenameResponses, TenancySuspendData, TenancySuspendErrors, TenancySuspendResponses, UsersActivateData, UsersActivateErrors, UsersActivateResponses, UsersDeactivateData, UsersDeactivateErrors, UsersDeactivateResponses, UsersDeleteOneData, UsersDeleteOneErrors, UsersDeleteOneResponses, UsersGetOneData, UsersGetOneErrors, UsersGetOneResponses, UsersListData, UsersListErrors, UsersListResponses, UsersMeData, UsersMeErrors, UsersMeResponses, UsersPatchMeData, UsersPatchMeErrors, UsersPatchMeResponses, UsersPatchOneData, UsersPatchOneErrors, UsersPatchOneResponses, UsersPutMeData, UsersPutMeErrors, UsersPutMeResponses, UsersPutOneData, UsersPutOneErrors, UsersPutOneResponses, UsersSetRoleData, UsersSetRoleErrors, UsersSetRoleResponses, VectorCreateData, VectorCreateErrors, VectorCreateResponses, VectorDeleteOneData, VectorDeleteOneErrors, VectorDeleteOneResponses, VectorDeletePointsData, VectorDeletePointsErrors, VectorDeletePointsResponses, VectorGetOneData, VectorGetOneErrors, VectorGetOneResponses, VectorGetPointsData, VectorGetPointsErrors, VectorGetPointsResponses, VectorIndexData, VectorIndexErrors, VectorIndexResponses, VectorListData, VectorListErrors, VectorListResponses, VectorMergePayloadData, VectorMergePayloadErrors, VectorMergePayloadResponses, VectorOverwritePayloadData, VectorOverwritePayloadErrors, VectorOverwritePayloadResponses, VectorRecommendData, VectorRecommendErrors, VectorRecommendResponses, VectorSearchData, VectorSearchErrors, VectorSearchResponses, VectorUpsertData, VectorUpsertErrors, VectorUpsertResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -648,6 +648,42 @@ export const storageDeleteBucket = <ThrowOnError extends boolean = true>(options
 });
 
 /**
+ * Copies an object the caller may read; the copy is the caller's. The store copies the bytes.
+ */
+export const storageCopyObject = <ThrowOnError extends boolean = true>(options: Options<StorageCopyObjectData, ThrowOnError>) => (options.client ?? client).post<StorageCopyObjectResponses, StorageCopyObjectErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/copy',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Moves (renames) an object: administrators any, users their own. No byte is copied.
+ */
+export const storageMoveObject = <ThrowOnError extends boolean = true>(options: Options<StorageMoveObjectData, ThrowOnError>) => (options.client ?? client).post<StorageMoveObjectResponses, StorageMoveObjectErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/move',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Deletes every object under a prefix: all of them for administrators, the caller's own for
+ * users. One `objects.deleted` event says how many.
+ */
+export const storageDeletePrefix = <ThrowOnError extends boolean = true>(options: Options<StorageDeletePrefixData, ThrowOnError>) => (options.client ?? client).delete<StorageDeletePrefixResponses, StorageDeletePrefixErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/objects',
+    ...options
+});
+
+/**
  * A bucket's objects by prefix, in key order: all of them for administrators, the caller's own
  * for users.
  */
@@ -667,10 +703,23 @@ export const storageDeleteObject = <ThrowOnError extends boolean = true>(options
 });
 
 /**
- * An object's bytes (whole, or one `Range`), with `ETag`. Public buckets need no credentials;
- * otherwise administrators read everything, users their own objects.
+ * An object's bytes (whole, or one `Range`), with `ETag`. Public buckets and signed URLs need
+ * no credentials; otherwise administrators read everything, users their own objects.
  */
 export const storageGetObject = <ThrowOnError extends boolean = true>(options: Options<StorageGetObjectData, ThrowOnError>) => (options.client ?? client).get<StorageGetObjectResponses, StorageGetObjectErrors, ThrowOnError>({ url: '/api/v1/storage/buckets/{bucket}/objects/{key}', ...options });
+
+/**
+ * Changes an object's metadata or content type (administrators, or the object's owner).
+ */
+export const storageUpdateObject = <ThrowOnError extends boolean = true>(options: Options<StorageUpdateObjectData, ThrowOnError>) => (options.client ?? client).patch<StorageUpdateObjectResponses, StorageUpdateObjectErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
 
 /**
  * Writes an object from the request body, streamed: `Content-Type` is its type;
@@ -680,6 +729,76 @@ export const storagePutObject = <ThrowOnError extends boolean = true>(options: O
     bodySerializer: null,
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/storage/buckets/{bucket}/objects/{key}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/octet-stream',
+        ...options.headers
+    }
+});
+
+/**
+ * Signs a download URL for an object the caller may read.
+ */
+export const storageSign = <ThrowOnError extends boolean = true>(options: Options<StorageSignData, ThrowOnError>) => (options.client ?? client).post<StorageSignResponses, StorageSignErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/signed-urls',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Declares a direct upload: checked against the bucket (type, size) and the quota at once;
+ * the answer lists every part with the URL to `PUT` it to, valid until `expires_at`.
+ */
+export const storageCreate = <ThrowOnError extends boolean = true>(options: Options<StorageCreateData, ThrowOnError>) => (options.client ?? client).post<StorageCreateResponses, StorageCreateErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/buckets/{bucket}/uploads',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Abandons a direct upload: its parts are removed.
+ */
+export const storageAbort = <ThrowOnError extends boolean = true>(options: Options<StorageAbortData, ThrowOnError>) => (options.client ?? client).delete<StorageAbortResponses, StorageAbortErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/uploads/{id}',
+    ...options
+});
+
+/**
+ * An upload: which parts arrived, and fresh URLs for the others (resume with these); its
+ * expiry is renewed.
+ */
+export const storageGetOne = <ThrowOnError extends boolean = true>(options: Options<StorageGetOneData, ThrowOnError>) => (options.client ?? client).get<StorageGetOneResponses, StorageGetOneErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/uploads/{id}',
+    ...options
+});
+
+/**
+ * Completes a direct upload once every part arrived: the object appears (replacing one at its
+ * key, unless the upload was create-only), checked and counted like any write.
+ */
+export const storageComplete = <ThrowOnError extends boolean = true>(options: Options<StorageCompleteData, ThrowOnError>) => (options.client ?? client).post<StorageCompleteResponses, StorageCompleteErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/storage/uploads/{id}/complete',
+    ...options
+});
+
+/**
+ * Receives one part of a direct upload (the signed URL is the credential): exactly the
+ * part's size, streamed.
+ */
+export const storagePutPart = <ThrowOnError extends boolean = true>(options: Options<StoragePutPartData, ThrowOnError>) => (options.client ?? client).put<StoragePutPartResponses, StoragePutPartErrors, ThrowOnError>({
+    bodySerializer: null,
+    url: '/api/v1/storage/uploads/{id}/parts/{part}',
     ...options,
     headers: {
         'Content-Type': 'application/octet-stream',

@@ -269,6 +269,13 @@ export type CreatedApiKey = {
 };
 
 /**
+ * Objects deleted by prefix.
+ */
+export type Deleted = {
+    deleted: number;
+};
+
+/**
  * One dependency's health.
  */
 export type DependencyCheck = {
@@ -667,6 +674,17 @@ export type NewProvider = {
 };
 
 /**
+ * A signed download URL to make.
+ */
+export type NewSignedUrl = {
+    /**
+     * Seconds it stays valid: 1 to 604800 (7 days); default 300.
+     */
+    expires_in?: number | null;
+    key: string;
+};
+
+/**
  * A name for a new authenticator.
  */
 export type NewTotp = {
@@ -674,6 +692,48 @@ export type NewTotp = {
      * 1 to 100 printable characters (default `Authenticator`).
      */
     name?: string;
+};
+
+/**
+ * An upload to declare.
+ */
+export type NewUpload = {
+    content_type: string;
+    /**
+     * Refuse to complete if the key exists by then.
+     */
+    create_only?: boolean;
+    key: string;
+    /**
+     * User metadata (a JSON object).
+     */
+    metadata?: {
+        [key: string]: unknown;
+    };
+    /**
+     * Bytes per part: at least 1 MiB; default 16 MiB (one part up to 16 MiB).
+     */
+    part_size?: number | null;
+    /**
+     * The object's exact size in bytes.
+     */
+    size: number;
+};
+
+/**
+ * Changes to an object's metadata.
+ */
+export type ObjectChanges = {
+    /**
+     * A new content type (one the bucket accepts).
+     */
+    content_type?: string | null;
+    /**
+     * Replaces the user metadata (a JSON object).
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -704,6 +764,28 @@ export type ObjectPage = {
      */
     next?: string | null;
     objects: Array<ObjectInfo>;
+};
+
+/**
+ * One part of an upload.
+ */
+export type Part = {
+    /**
+     * From 1.
+     */
+    number: number;
+    /**
+     * It arrived whole.
+     */
+    received: boolean;
+    /**
+     * Its exact size in bytes.
+     */
+    size: number;
+    /**
+     * Where to `PUT` it while it has not arrived (until `expires_at`).
+     */
+    url?: string | null;
 };
 
 /**
@@ -1359,6 +1441,17 @@ export type SessionInfo = {
 export type SignedIn = TokenPair | MfaChallenge;
 
 /**
+ * A signed download URL.
+ */
+export type SignedUrl = {
+    expires_at: string;
+    /**
+     * `GET` it without credentials (in an `<img src>`, a link) until `expires_at`.
+     */
+    url: string;
+};
+
+/**
  * A tenant as stored in the registry.
  */
 export type Tenant = {
@@ -1450,6 +1543,43 @@ export type TotpEnrolment = {
      * The shared secret, base32 (RFC 4648), for typing into an authenticator app.
      */
     secret: string;
+};
+
+/**
+ * A copy or a move.
+ */
+export type Transfer = {
+    /**
+     * Refuse if the destination exists.
+     */
+    create_only?: boolean;
+    /**
+     * The source key, in this bucket.
+     */
+    from: string;
+    /**
+     * The destination key.
+     */
+    to: string;
+    /**
+     * The destination bucket (default: this one).
+     */
+    to_bucket?: string | null;
+};
+
+/**
+ * An upload in progress: its parts, which of them arrived, and where to send the others.
+ */
+export type Upload = {
+    bucket: string;
+    content_type: string;
+    expires_at: string;
+    id: string;
+    key: string;
+    owner_id?: string | null;
+    part_size: number;
+    parts: Array<Part>;
+    size: number;
 };
 
 /**
@@ -3442,6 +3572,117 @@ export type StorageDeleteBucketResponses = {
 
 export type StorageDeleteBucketResponse = StorageDeleteBucketResponses[keyof StorageDeleteBucketResponses];
 
+export type StorageCopyObjectData = {
+    body: Transfer;
+    path: {
+        /**
+         * The source bucket
+         */
+        bucket: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/copy';
+};
+
+export type StorageCopyObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageCopyObjectError = StorageCopyObjectErrors[keyof StorageCopyObjectErrors];
+
+export type StorageCopyObjectResponses = {
+    /**
+     * The copy
+     */
+    201: ObjectInfo;
+};
+
+export type StorageCopyObjectResponse = StorageCopyObjectResponses[keyof StorageCopyObjectResponses];
+
+export type StorageMoveObjectData = {
+    body: Transfer;
+    path: {
+        /**
+         * The source bucket
+         */
+        bucket: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/move';
+};
+
+export type StorageMoveObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageMoveObjectError = StorageMoveObjectErrors[keyof StorageMoveObjectErrors];
+
+export type StorageMoveObjectResponses = {
+    /**
+     * The object at its new key
+     */
+    200: ObjectInfo;
+};
+
+export type StorageMoveObjectResponse = StorageMoveObjectResponses[keyof StorageMoveObjectResponses];
+
+export type StorageDeletePrefixData = {
+    body?: never;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+    };
+    query: {
+        /**
+         * Every key starting with this (required; empty: the whole bucket, administrators only).
+         */
+        prefix: string;
+    };
+    url: '/api/v1/storage/buckets/{bucket}/objects';
+};
+
+export type StorageDeletePrefixErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageDeletePrefixError = StorageDeletePrefixErrors[keyof StorageDeletePrefixErrors];
+
+export type StorageDeletePrefixResponses = {
+    /**
+     * How many went
+     */
+    200: Deleted;
+};
+
+export type StorageDeletePrefixResponse = StorageDeletePrefixResponses[keyof StorageDeletePrefixResponses];
+
 export type StorageListObjectsData = {
     body?: never;
     path: {
@@ -3535,11 +3776,20 @@ export type StorageGetObjectData = {
          */
         key: string;
     };
-    query?: never;
+    query?: {
+        /**
+         * The token of a signed URL (`POST …/signed-urls`): no other credential needed.
+         */
+        token?: string;
+    };
     url: '/api/v1/storage/buckets/{bucket}/objects/{key}';
 };
 
 export type StorageGetObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -3566,6 +3816,48 @@ export type StorageGetObjectResponses = {
      */
     206: unknown;
 };
+
+export type StorageUpdateObjectData = {
+    body: ObjectChanges;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+        /**
+         * The object key
+         */
+        key: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/objects/{key}';
+};
+
+export type StorageUpdateObjectErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageUpdateObjectError = StorageUpdateObjectErrors[keyof StorageUpdateObjectErrors];
+
+export type StorageUpdateObjectResponses = {
+    /**
+     * The object
+     */
+    200: ObjectInfo;
+};
+
+export type StorageUpdateObjectResponse = StorageUpdateObjectResponses[keyof StorageUpdateObjectResponses];
 
 export type StoragePutObjectData = {
     body: Array<number>;
@@ -3616,6 +3908,243 @@ export type StoragePutObjectResponses = {
 };
 
 export type StoragePutObjectResponse = StoragePutObjectResponses[keyof StoragePutObjectResponses];
+
+export type StorageSignData = {
+    body: NewSignedUrl;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/signed-urls';
+};
+
+export type StorageSignErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageSignError = StorageSignErrors[keyof StorageSignErrors];
+
+export type StorageSignResponses = {
+    /**
+     * The URL
+     */
+    201: SignedUrl;
+};
+
+export type StorageSignResponse = StorageSignResponses[keyof StorageSignResponses];
+
+export type StorageCreateData = {
+    body: NewUpload;
+    path: {
+        /**
+         * The bucket
+         */
+        bucket: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/buckets/{bucket}/uploads';
+};
+
+export type StorageCreateErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    413: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageCreateError = StorageCreateErrors[keyof StorageCreateErrors];
+
+export type StorageCreateResponses = {
+    /**
+     * The upload and its part URLs
+     */
+    201: Upload;
+};
+
+export type StorageCreateResponse = StorageCreateResponses[keyof StorageCreateResponses];
+
+export type StorageAbortData = {
+    body?: never;
+    path: {
+        /**
+         * The upload
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/uploads/{id}';
+};
+
+export type StorageAbortErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageAbortError = StorageAbortErrors[keyof StorageAbortErrors];
+
+export type StorageAbortResponses = {
+    /**
+     * Aborted
+     */
+    204: void;
+};
+
+export type StorageAbortResponse = StorageAbortResponses[keyof StorageAbortResponses];
+
+export type StorageGetOneData = {
+    body?: never;
+    path: {
+        /**
+         * The upload
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/uploads/{id}';
+};
+
+export type StorageGetOneErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageGetOneError = StorageGetOneErrors[keyof StorageGetOneErrors];
+
+export type StorageGetOneResponses = {
+    /**
+     * The upload
+     */
+    200: Upload;
+};
+
+export type StorageGetOneResponse = StorageGetOneResponses[keyof StorageGetOneResponses];
+
+export type StorageCompleteData = {
+    body?: never;
+    path: {
+        /**
+         * The upload
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/api/v1/storage/uploads/{id}/complete';
+};
+
+export type StorageCompleteErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    409: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StorageCompleteError = StorageCompleteErrors[keyof StorageCompleteErrors];
+
+export type StorageCompleteResponses = {
+    /**
+     * The object
+     */
+    201: ObjectInfo;
+};
+
+export type StorageCompleteResponse = StorageCompleteResponses[keyof StorageCompleteResponses];
+
+export type StoragePutPartData = {
+    body: Array<number>;
+    path: {
+        /**
+         * The upload
+         */
+        id: string;
+        /**
+         * The part, from 1
+         */
+        part: number;
+    };
+    query: {
+        /**
+         * The signature the URL was given with.
+         */
+        token: string;
+    };
+    url: '/api/v1/storage/uploads/{id}/parts/{part}';
+};
+
+export type StoragePutPartErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    404: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    413: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type StoragePutPartError = StoragePutPartErrors[keyof StoragePutPartErrors];
+
+export type StoragePutPartResponses = {
+    /**
+     * Received
+     */
+    204: void;
+};
+
+export type StoragePutPartResponse = StoragePutPartResponses[keyof StoragePutPartResponses];
 
 export type StorageUsageData = {
     body?: never;

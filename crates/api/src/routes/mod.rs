@@ -11,6 +11,7 @@ mod realtime;
 mod storage;
 mod system;
 mod tenants;
+mod uploads;
 pub(crate) mod users;
 mod vector;
 
@@ -129,9 +130,19 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(storage::delete_bucket)
         .service(storage::usage)
         .service(storage::list_objects)
+        .service(storage::delete_prefix)
+        .service(storage::copy_object)
+        .service(storage::move_object)
         .service(storage::put_object)
         .service(storage::get_object)
+        .service(storage::update_object)
         .service(storage::delete_object)
+        .service(uploads::create)
+        .service(uploads::get_one)
+        .service(uploads::put_part)
+        .service(uploads::complete)
+        .service(uploads::abort)
+        .service(uploads::sign)
         .service(realtime::create_ticket)
         .service(realtime::publish)
         .service(realtime::connect);

@@ -12,12 +12,17 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::Query;
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sovereign_auth::Role;
-use sovereign_storage::{Bucket, NewBucket, ObjectInfo, ObjectPage, Put, Storage, Usage};
+use sovereign_realtime::Channel;
+use sovereign_storage::{
+    Bucket, Destination, NewBucket, ObjectChanges, ObjectInfo, ObjectPage, Put, Storage,
+    StorageError, Usage,
+};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::auth::{CurrentUser, MaybeUser};
 use crate::error::ApiError;
@@ -25,7 +30,7 @@ use crate::extract::{Json, Unchecked};
 use crate::state::AppState;
 use crate::tenant::CurrentTenant;
 
-fn storage(state: &AppState) -> Result<&Storage, ApiError> {
+pub(super) fn storage(state: &AppState) -> Result<&Storage, ApiError> {
     state.storage.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -34,6 +39,65 @@ fn storage(state: &AppState) -> Result<&Storage, ApiError> {
         )
         .with_suggestion("set ENABLE_FILE_UPLOADS=true")
     })
+}
+
+/// A bucket and an object in it, if `user` may read it: the bucket is public, the caller an
+/// administrator or the object's owner. Otherwise `object_not_found`, as if it were not there.
+pub(super) async fn may_read(
+    store: &Storage,
+    user: &CurrentUser,
+    bucket: &str,
+    key: &str,
+) -> Result<(Bucket, ObjectInfo), ApiError> {
+    let found = store.bucket(user.tenant.id, bucket).await?;
+    let info = store.head(user.tenant.id, bucket, key).await?;
+    if found.public
+        || user.principal.role >= Role::Admin
+        || info.owner_id == Some(user.principal.user.id)
+    {
+        Ok((found, info))
+    } else {
+        Err(StorageError::ObjectNotFound.into())
+    }
+}
+
+/// Publishes an object event on the tenant's `storage:<bucket>` channel (when realtime runs);
+/// a failure is logged, never the request's.
+async fn announce(state: &AppState, tenant: Uuid, bucket: &str, event: serde_json::Value) {
+    let Some(hub) = &state.hub else { return };
+    let Ok(channel) = Channel::parse(&format!("storage:{bucket}")) else {
+        return;
+    };
+    let Ok(payload) = serde_json::value::to_raw_value(&event) else {
+        return;
+    };
+    if let Err(e) = hub.publish_as_server(tenant, &channel, &payload).await {
+        tracing::warn!(error = %e, %channel, "storage event not published");
+    }
+}
+
+/// `object.created` (also for replacements, copies and completed uploads).
+pub(super) async fn announce_created(
+    state: &AppState,
+    tenant: Uuid,
+    bucket: &str,
+    info: &ObjectInfo,
+) {
+    let event = serde_json::json!({
+        "type": "object.created",
+        "bucket": bucket,
+        "key": info.key,
+        "size": info.size,
+        "content_type": info.content_type,
+        "sha256": info.sha256,
+        "owner_id": info.owner_id,
+    });
+    announce(state, tenant, bucket, event).await;
+}
+
+async fn announce_deleted(state: &AppState, tenant: Uuid, bucket: &str, key: &str) {
+    let event = serde_json::json!({"type": "object.deleted", "bucket": bucket, "key": key});
+    announce(state, tenant, bucket, event).await;
 }
 
 /// Types shown inline (inert media); everything else downloads as an attachment.
@@ -202,18 +266,28 @@ pub(super) async fn put_object(
     let info = storage(&state)?
         .put(user.tenant.id, &bucket, &key, put, body.boxed_local())
         .await?;
+    announce_created(&state, user.tenant.id, &bucket, &info).await;
     Ok(HttpResponse::Created().json(info))
 }
 
-/// An object's bytes (whole, or one `Range`), with `ETag`. Public buckets need no credentials;
-/// otherwise administrators read everything, users their own objects.
+/// A signed download URL's token.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// The token of a signed URL (`POST …/signed-urls`): no other credential needed.
+    pub token: Option<String>,
+}
+
+/// An object's bytes (whole, or one `Range`), with `ETag`. Public buckets and signed URLs need
+/// no credentials; otherwise administrators read everything, users their own objects.
 #[utoipa::path(
     tag = "storage",
-    params(("bucket" = String, Path, description = "The bucket"), ("key" = String, Path, description = "The object key")),
+    params(("bucket" = String, Path, description = "The bucket"), ("key" = String, Path, description = "The object key"), ReadQuery),
     responses(
         (status = 200, description = "The bytes"),
         (status = 206, description = "The requested range"),
         (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 403, description = "`invalid_signature` or `signed_url_expired`"),
         (status = 404, description = "`object_not_found` or `bucket_not_found`"),
         (status = 416, description = "`range_not_satisfiable`"),
     )
@@ -223,15 +297,26 @@ pub(super) async fn get_object(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: MaybeUser,
-    tenant: CurrentTenant,
+    tenant: Option<CurrentTenant>,
+    query: Query<ReadQuery>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, key) = path.into_inner();
     let store = storage(&state)?;
-    let tenant_id = user.0.as_ref().map_or(tenant.0.id, |u| u.tenant.id);
+    let signed = match &query.token {
+        Some(token) => Some(store.verify_read(token, &bucket, &key)?),
+        None => None,
+    };
+    let tenant_id = match (signed, &user.0, tenant) {
+        (Some(id), _, _) => id,
+        (None, Some(u), _) => u.tenant.id,
+        (None, None, Some(t)) => t.0.id,
+        (None, None, None) => return Err(sovereign_auth::AuthError::NotAuthenticated.into()),
+    };
     let found = store.bucket(tenant_id, &bucket).await?;
     let info = store.head(tenant_id, &bucket, &key).await?;
-    let allowed = found.public
+    let allowed = signed.is_some()
+        || found.public
         || user.0.as_ref().is_some_and(|u| {
             u.principal.role >= Role::Admin || info.owner_id == Some(u.principal.user.id)
         });
@@ -239,7 +324,7 @@ pub(super) async fn get_object(
         return Err(if user.0.is_none() {
             sovereign_auth::AuthError::NotAuthenticated.into()
         } else {
-            sovereign_storage::StorageError::ObjectNotFound.into()
+            StorageError::ObjectNotFound.into()
         });
     }
     let etag = format!("\"{}\"", info.sha256);
@@ -303,7 +388,7 @@ pub(super) async fn get_object(
         ))
         .insert_header((
             header::CACHE_CONTROL,
-            if found.public {
+            if found.public && signed.is_none() {
                 "public, max-age=60"
             } else {
                 "private, no-cache"
@@ -333,7 +418,177 @@ pub(super) async fn delete_object(
     storage(&state)?
         .delete(user.tenant.id, &bucket, &key, owner)
         .await?;
+    announce_deleted(&state, user.tenant.id, &bucket, &key).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Objects deleted by prefix.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: u64,
+}
+
+/// Which objects to delete.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PrefixQuery {
+    /// Every key starting with this (required; empty: the whole bucket, administrators only).
+    pub prefix: String,
+}
+
+/// Deletes every object under a prefix: all of them for administrators, the caller's own for
+/// users. One `objects.deleted` event says how many.
+#[utoipa::path(
+    tag = "storage",
+    security(("bearer" = [])),
+    params(("bucket" = String, Path, description = "The bucket"), PrefixQuery),
+    responses((status = 200, description = "How many went", body = Deleted))
+)]
+#[delete("/api/v1/storage/buckets/{bucket}/objects")]
+pub(super) async fn delete_prefix(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    bucket: web::Path<String>,
+    query: Query<PrefixQuery>,
+) -> Result<web::Json<Deleted>, ApiError> {
+    let admin = user.principal.role >= Role::Admin;
+    if query.prefix.is_empty() && !admin {
+        return Err(StorageError::invalid(
+            "prefix",
+            "required",
+            "must not be empty: name the folder to delete",
+        )
+        .into());
+    }
+    let owner = (!admin).then_some(user.principal.user.id);
+    let deleted = storage(&state)?
+        .delete_prefix(user.tenant.id, &bucket, &query.prefix, owner)
+        .await?;
+    if deleted > 0 {
+        let event = serde_json::json!({
+            "type": "objects.deleted", "bucket": *bucket, "prefix": query.prefix, "count": deleted,
+        });
+        announce(&state, user.tenant.id, &bucket, event).await;
+    }
+    Ok(web::Json(Deleted { deleted }))
+}
+
+/// Changes an object's metadata or content type (administrators, or the object's owner).
+#[utoipa::path(
+    tag = "storage",
+    security(("bearer" = [])),
+    params(("bucket" = String, Path, description = "The bucket"), ("key" = String, Path, description = "The object key")),
+    request_body = ObjectChanges,
+    responses(
+        (status = 200, description = "The object", body = ObjectInfo),
+        (status = 404, description = "`object_not_found`"),
+        (status = 422, description = "`content_type_not_allowed`"),
+    )
+)]
+#[patch("/api/v1/storage/buckets/{bucket}/objects/{key:.*}")]
+pub(super) async fn update_object(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<(String, String)>,
+    body: Json<Unchecked<ObjectChanges>>,
+) -> Result<web::Json<ObjectInfo>, ApiError> {
+    let (bucket, key) = path.into_inner();
+    let owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    let info = storage(&state)?
+        .update(user.tenant.id, &bucket, &key, body.into_inner().0, owner)
+        .await?;
+    let event = serde_json::json!({"type": "object.updated", "bucket": bucket, "key": info.key});
+    announce(&state, user.tenant.id, &bucket, event).await;
+    Ok(web::Json(info))
+}
+
+/// A copy or a move.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"from": "drafts/a.txt", "to": "final/a.txt"}))]
+pub struct Transfer {
+    /// The source key, in this bucket.
+    pub from: String,
+    /// The destination key.
+    pub to: String,
+    /// The destination bucket (default: this one).
+    #[serde(default)]
+    pub to_bucket: Option<String>,
+    /// Refuse if the destination exists.
+    #[serde(default)]
+    pub create_only: bool,
+}
+
+fn destination(user: &CurrentUser, transfer: &Transfer) -> Destination {
+    let admin = user.principal.role >= Role::Admin;
+    Destination {
+        bucket: transfer.to_bucket.clone(),
+        key: transfer.to.clone(),
+        create_only: transfer.create_only,
+        only_owner: (!admin).then_some(user.principal.user.id),
+        owner: Some(user.principal.user.id),
+    }
+}
+
+/// Copies an object the caller may read; the copy is the caller's. The store copies the bytes.
+#[utoipa::path(
+    tag = "storage",
+    security(("bearer" = [])),
+    params(("bucket" = String, Path, description = "The source bucket")),
+    request_body = Transfer,
+    responses(
+        (status = 201, description = "The copy", body = ObjectInfo),
+        (status = 404, description = "`object_not_found` or `bucket_not_found`"),
+        (status = 409, description = "`object_exists` (with `create_only`)"),
+    )
+)]
+#[post("/api/v1/storage/buckets/{bucket}/copy")]
+pub(super) async fn copy_object(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    bucket: web::Path<String>,
+    body: Json<Unchecked<Transfer>>,
+) -> Result<HttpResponse, ApiError> {
+    let transfer = body.into_inner().0;
+    let store = storage(&state)?;
+    may_read(store, &user, &bucket, &transfer.from).await?;
+    let to = destination(&user, &transfer);
+    let target = to.bucket.clone().unwrap_or_else(|| bucket.to_string());
+    let info = store
+        .copy(user.tenant.id, &bucket, &transfer.from, to)
+        .await?;
+    announce_created(&state, user.tenant.id, &target, &info).await;
+    Ok(HttpResponse::Created().json(info))
+}
+
+/// Moves (renames) an object: administrators any, users their own. No byte is copied.
+#[utoipa::path(
+    tag = "storage",
+    security(("bearer" = [])),
+    params(("bucket" = String, Path, description = "The source bucket")),
+    request_body = Transfer,
+    responses(
+        (status = 200, description = "The object at its new key", body = ObjectInfo),
+        (status = 404, description = "`object_not_found` or `bucket_not_found`"),
+        (status = 409, description = "`object_exists` (with `create_only`)"),
+    )
+)]
+#[post("/api/v1/storage/buckets/{bucket}/move")]
+pub(super) async fn move_object(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    bucket: web::Path<String>,
+    body: Json<Unchecked<Transfer>>,
+) -> Result<web::Json<ObjectInfo>, ApiError> {
+    let transfer = body.into_inner().0;
+    let to = destination(&user, &transfer);
+    let target = to.bucket.clone().unwrap_or_else(|| bucket.to_string());
+    let info = storage(&state)?
+        .rename(user.tenant.id, &bucket, &transfer.from, to)
+        .await?;
+    announce_deleted(&state, user.tenant.id, &bucket, &transfer.from).await;
+    announce_created(&state, user.tenant.id, &target, &info).await;
+    Ok(web::Json(info))
 }
 
 /// The tenant's storage usage and quota (administrators).

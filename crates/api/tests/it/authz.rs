@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::common::{PASSWORD, TestApp, Tokens, expect_problem};
 
-const MULTI: &[(&str, &str)] = &[("ENABLE_MULTI_TENANT", "true")];
+pub(crate) const MULTI: &[(&str, &str)] = &[("ENABLE_MULTI_TENANT", "true")];
 
-async fn tenant(app: &TestApp, slug: &str) {
+pub(crate) async fn tenant(app: &TestApp, slug: &str) {
     app.sql(&format!(
         "INSERT INTO tenants (id, slug, name) VALUES (gen_random_uuid(), '{slug}', '{slug}')"
     ))
@@ -16,7 +16,7 @@ async fn tenant(app: &TestApp, slug: &str) {
 }
 
 /// Registers `email` in tenant `slug` with `role`, and signs in.
-async fn member(app: &TestApp, slug: &str, email: &str, role: &str) -> Tokens {
+pub(crate) async fn member(app: &TestApp, slug: &str, email: &str, role: &str) -> Tokens {
     let headers = [("X-Tenant-ID", slug)];
     let response = app
         .call(

@@ -7,7 +7,7 @@ use crate::common::{TestApp, expect_problem};
 
 /// Every GET path of the OpenAPI document with its parameters filled in, and the paths outside
 /// it.
-fn get_paths(tenant_id: &str, user_id: &str, collection: &str) -> Vec<String> {
+fn get_paths(tenant_id: &str, user_id: &str, upload_id: &str, collection: &str) -> Vec<String> {
     let document: Value = serde_json::from_str(&sovereign_api::openapi::document_json()).unwrap();
     let mut paths: Vec<String> = document["paths"]
         .as_object()
@@ -17,6 +17,8 @@ fn get_paths(tenant_id: &str, user_id: &str, collection: &str) -> Vec<String> {
         .map(|(path, get)| {
             let path = if path.starts_with("/api/v1/tenants/") {
                 path.replace("{id}", tenant_id)
+            } else if path.starts_with("/api/v1/storage/uploads/") {
+                path.replace("{id}", upload_id)
             } else {
                 path.replace("{id}", user_id)
             };
@@ -100,6 +102,16 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         .await
         .unwrap();
     assert_eq!(object.status(), 201);
+    let upload: Value = app
+        .post_json(
+            "/api/v1/storage/buckets/files/uploads",
+            Some(&root),
+            json!({"key": "big.bin", "size": 3, "content_type": "application/octet-stream"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let provider = app
         .post_json(
             "/api/v1/auth/providers",
@@ -109,7 +121,12 @@ async fn every_get_route_answers_head_with_the_same_status_and_headers_and_no_bo
         .await;
     assert_eq!(provider.status(), 201);
     let default_tenant = sovereign_tenancy::DEFAULT_TENANT_ID.to_string();
-    let paths = get_paths(&default_tenant, me["id"].as_str().unwrap(), "notes");
+    let paths = get_paths(
+        &default_tenant,
+        me["id"].as_str().unwrap(),
+        upload["id"].as_str().unwrap(),
+        "notes",
+    );
 
     let mut refused = Vec::new();
     for path in &paths {

@@ -33,6 +33,7 @@ mod revocation;
 mod shutdown;
 mod storage;
 mod tenancy;
+mod uploads;
 mod users;
 mod vector;
 mod walk;

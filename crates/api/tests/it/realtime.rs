@@ -26,12 +26,12 @@ fn vars() -> Vec<(&'static str, &'static str)> {
     vec![("BACKEND_CORS_ORIGINS", ORIGIN)]
 }
 
-fn ws_url(app: &TestApp, query: &str) -> String {
+pub(crate) fn ws_url(app: &TestApp, query: &str) -> String {
     format!("{}/api/v1/ws{query}", app.address.replacen("http", "ws", 1))
 }
 
 /// Opens a socket with the given headers; the handshake's HTTP answer on refusal.
-async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value)> {
+pub(crate) async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value)> {
     let mut request = url.into_client_request().unwrap();
     // Appended: a name given twice is sent twice.
     for (name, value) in headers {
@@ -58,7 +58,7 @@ async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Socket, (u16, Value
     }
 }
 
-async fn open_bearer(app: &TestApp, token: &str) -> Socket {
+pub(crate) async fn open_bearer(app: &TestApp, token: &str) -> Socket {
     open(
         &ws_url(app, ""),
         &[("authorization", &format!("Bearer {token}"))],
@@ -68,7 +68,7 @@ async fn open_bearer(app: &TestApp, token: &str) -> Socket {
 }
 
 /// The next text frame as JSON, skipping presence events (pings are answered by the library).
-async fn next(socket: &mut Socket) -> Value {
+pub(crate) async fn next(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(WAIT, socket.next())
             .await
@@ -84,7 +84,7 @@ async fn next(socket: &mut Socket) -> Value {
     }
 }
 
-async fn send(socket: &mut Socket, frame: Value) {
+pub(crate) async fn send(socket: &mut Socket, frame: Value) {
     socket.send(Message::text(frame.to_string())).await.unwrap();
 }
 
@@ -111,13 +111,13 @@ async fn closes_within_a_second(socket: &mut Socket, started: Instant, code: u16
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
-async fn welcome(socket: &mut Socket) -> Value {
+pub(crate) async fn welcome(socket: &mut Socket) -> Value {
     let frame = next(socket).await;
     assert_eq!(frame["type"], "welcome", "{frame}");
     frame
 }
 
-async fn subscribe(socket: &mut Socket, channel: &str) -> Value {
+pub(crate) async fn subscribe(socket: &mut Socket, channel: &str) -> Value {
     send(
         socket,
         json!({"type": "subscribe", "id": channel, "channel": channel}),
