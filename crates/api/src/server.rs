@@ -71,6 +71,7 @@ pub struct Application {
     server: Server,
     port: u16,
     hub: Option<Hub>,
+    storage: Option<sovereign_storage::Storage>,
     metrics: Option<(Server, u16)>,
 }
 
@@ -101,6 +102,7 @@ impl Application {
         let extra_routes = options.routes;
         let services = Services::start(&settings, options.mailer).await?;
         let hub = services.hub.clone();
+        let storage = services.storage.clone();
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
             production: settings.environment.is_production(),
@@ -183,6 +185,7 @@ impl Application {
             server,
             port,
             hub,
+            storage,
             metrics,
         })
     }
@@ -202,6 +205,8 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight requests
     /// finish within `SHUTDOWN_TIMEOUT_SECONDS`.
     ///
+    /// The storage sweeper runs every `STORAGE_SWEEP_INTERVAL_SECONDS` meanwhile.
+    ///
     /// Websockets are closed with 1001 as soon as the signal arrives, so clients reconnect to
     /// another instance (and recover what they miss) instead of waiting out the timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -212,12 +217,29 @@ impl Application {
                 hub.shutdown();
             });
         }
+        let sweeper = self.storage.and_then(|storage| {
+            let every = storage.settings().sweep_interval?;
+            let grace = storage.settings().sweep_grace;
+            Some(tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    if let Err(e) = storage.sweep(grace).await {
+                        tracing::warn!(error = %e, "storage sweep failed; retrying later");
+                    }
+                }
+            }))
+        });
         let metrics = self.metrics.map(|(server, _)| {
             let handle = server.handle();
             tokio::spawn(server);
             handle
         });
         let result = self.server.await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         if let Some(metrics) = metrics {
             metrics.stop(true).await;
         }

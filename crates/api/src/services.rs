@@ -80,15 +80,7 @@ impl Services {
         } else {
             None
         };
-        let storage = if settings.storage.enabled {
-            Some(Storage::new(
-                db.clone(),
-                settings.storage.clone(),
-                settings.auth.secret_key_bytes(),
-            )?)
-        } else {
-            None
-        };
+        let storage = storage_of(&db, settings)?;
         Ok(Self {
             tenant_admin: TenantAdmin::from_settings(&settings.database)?,
             db,
@@ -102,8 +94,8 @@ impl Services {
     }
 
     /// What a one-off command needs: the database, tenant administration and accounts with an
-    /// in-process cache (nothing is throttled) and mail written to the log. No hub, no
-    /// embedder.
+    /// in-process cache (nothing is throttled), mail written to the log, and file storage. No
+    /// hub, no embedder.
     pub async fn for_command(settings: &Settings) -> Result<Self, StartError> {
         let db = Db::from_settings(&settings.database)?;
         let cache = Cache::in_memory(&settings.cache.prefix);
@@ -116,6 +108,7 @@ impl Services {
             Arc::new(LogMailer::default()),
         )
         .await?;
+        let storage = storage_of(&db, settings)?;
         Ok(Self {
             tenant_admin: TenantAdmin::from_settings(&settings.database)?,
             db,
@@ -124,9 +117,21 @@ impl Services {
             accounts,
             vectors: None,
             hub: None,
-            storage: None,
+            storage,
         })
     }
+}
+
+/// File storage, when enabled, with URLs signed by a key derived from `SECRET_KEY`.
+fn storage_of(db: &Db, settings: &Settings) -> Result<Option<Storage>, StartError> {
+    if !settings.storage.enabled {
+        return Ok(None);
+    }
+    Ok(Some(Storage::new(
+        db.clone(),
+        settings.storage.clone(),
+        settings.auth.secret_key_bytes(),
+    )?))
 }
 
 /// The runtime role must not be able to see past row-level security. Refused in production,

@@ -44,6 +44,11 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// File storage maintenance.
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
     /// Check the configuration and list every problem, with suggestions.
     CheckConfig,
     /// Print the OpenAPI document (JSON) on standard output.
@@ -78,6 +83,19 @@ pub enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageAction {
+    /// Remove, once, what the server's periodic sweep removes: the bytes of uploads that never
+    /// finished (the server stopped, the client went away) and of replaced or deleted objects,
+    /// and direct uploads past their expiry.
+    Sweep {
+        /// Only what is older than this many seconds (default STORAGE_SWEEP_GRACE_SECONDS); 0
+        /// when no server is running.
+        #[arg(long)]
+        older_than: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

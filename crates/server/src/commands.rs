@@ -1,6 +1,7 @@
 //! What each sub-command does, on the services the API crate builds from the settings.
 
 use std::io::Write;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use sovereign_api::{Services, Settings};
@@ -10,7 +11,7 @@ use sovereign_core::telemetry::LogGuard;
 use sovereign_db::migrations::{self, Revert};
 use sovereign_tenancy::{TenantAdmin, TenantRef, TenantStatus};
 
-use crate::cli::{Command, MigrateAction, TenantAction};
+use crate::cli::{Command, MigrateAction, StorageAction, TenantAction};
 
 /// Loads settings and starts logging (keep the guard until exit), or reports every
 /// configuration problem.
@@ -36,6 +37,7 @@ pub async fn run(settings: &Settings, command: Command) -> Result<(), String> {
             full_name,
             password_stdin,
         } => create_superuser(settings, &email, &tenant, &full_name, password_stdin).await,
+        Command::Storage { action } => storage(settings, action).await,
         Command::Openapi => openapi(),
         Command::CheckConfig => check_config(),
         Command::Healthcheck {
@@ -92,6 +94,22 @@ async fn migrate(settings: &Settings, action: MigrateAction) -> Result<(), Strin
             .collect(),
     };
     write_out(&(lines.join("\n") + "\n"))
+}
+
+async fn storage(settings: &Settings, action: StorageAction) -> Result<(), String> {
+    let StorageAction::Sweep { older_than } = action;
+    let services = Services::for_command(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let storage = services
+        .storage
+        .ok_or("file storage is off (ENABLE_FILE_UPLOADS=false)")?;
+    let grace = older_than.map_or(settings.storage.sweep_grace, Duration::from_secs);
+    let swept = storage.sweep(grace).await.map_err(|e| e.to_string())?;
+    write_out(&format!(
+        "removed {} abandoned blobs and {} expired uploads\n",
+        swept.blobs, swept.uploads
+    ))
 }
 
 async fn tenant(settings: &Settings, action: TenantAction) -> Result<(), String> {
@@ -188,7 +206,7 @@ pub fn openapi() -> Result<(), String> {
 }
 
 pub fn healthcheck(port: u16, path: &str, timeout_secs: u64) -> Result<(), String> {
-    sovereign_api::healthcheck::probe(port, path, std::time::Duration::from_secs(timeout_secs))
+    sovereign_api::healthcheck::probe(port, path, Duration::from_secs(timeout_secs))
         .map_err(|why| format!("unhealthy: {why}"))
 }
 

@@ -1,41 +1,15 @@
 //! The `sovereign` binary as an operator uses it: configuration checks, migrations, the OpenAPI
 //! document, and a served process that logs one line per request and stops on SIGTERM.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail loudly, like the tests that call them"
-)]
+mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sovereign_test_db::TestDatabase;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sovereign");
-const STRONG_KEY: &str = "q8Jx2mV7pL0sT4wZ9cR1nB6yK3hD5fGaE8uI2oP7";
-
-/// The binary with a clean environment (and a working directory without `.env`).
-fn sovereign(vars: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .current_dir(std::env::temp_dir())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        // Tests run side by side: no fixed metrics port.
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .envs(vars.iter().copied());
-    c
-}
-
-fn run(vars: &[(&str, &str)], args: &[&str]) -> Output {
-    sovereign(vars)
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use common::{STRONG_KEY, Served, run, run_with_stdin};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -144,59 +118,6 @@ fn migrate_reports_an_unreachable_database() {
         "{}",
         text(&out.stderr)
     );
-}
-
-/// A served process whose JSON log lines arrive on a channel.
-struct Served {
-    child: Option<Child>,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Served {
-    fn start(vars: &[(&str, &str)]) -> Self {
-        let mut child = sovereign(vars)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child: Some(child),
-            lines,
-        }
-    }
-
-    /// The first log line matching `predicate` within 10 seconds.
-    fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if predicate(&line) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no log line for {what}");
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-        }
-    }
 }
 
 #[tokio::test]
@@ -363,26 +284,9 @@ async fn tenant_commands_create_list_suspend_and_activate_through_the_admin_role
 
 #[tokio::test]
 async fn create_superuser_reads_the_password_from_stdin_and_applies_the_policy() {
-    use std::io::Write;
-
     let db = TestDatabase::migrated().await;
     let vars = [("DATABASE_URL", db.url().expose()), ("BCRYPT_COST", "4")];
-    let with_stdin = |args: &[&str], input: &str| {
-        let mut child = sovereign(&vars)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let with_stdin = |args: &[&str], input: &str| run_with_stdin(&vars, args, input);
     let args = [
         "create-superuser",
         "--email",

@@ -95,6 +95,14 @@ impl Storage {
         &self.settings
     }
 
+    /// The file of `path` under the local-disk backend's directory (`None` on S3).
+    fn local_file(&self, path: &str) -> Option<std::path::PathBuf> {
+        match &self.settings.backend {
+            Backend::Fs { dir } => Some(dir.join(path)),
+            Backend::S3(_) => None,
+        }
+    }
+
     /// Where a blob's bytes are.
     fn blob_path(tenant: Uuid, blob: Uuid) -> object_store::path::Path {
         object_store::path::Path::from(format!("{}/{}", tenant.simple(), blob.simple()))

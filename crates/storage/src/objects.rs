@@ -315,7 +315,11 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut writer = BufWriter::new(self.store.clone(), path.clone());
+        // What one write may hold in memory: parts of 5 MiB on S3 (its smallest), 1 MiB on the
+        // local disk, two in flight — so that many uploads at once stay within a few MiB each.
+        let part = if self.s3.is_some() { 5 << 20 } else { 1 << 20 };
+        let mut writer = BufWriter::with_capacity(self.store.clone(), path.clone(), part)
+            .with_max_concurrency(2);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let failure = loop {
@@ -555,12 +559,22 @@ impl Storage {
 
     /// Removes a blob's bytes, then its record; on failure the sweeper retries later.
     pub(crate) async fn remove_blob(&self, tenant: Uuid, blob: Uuid) {
-        match self.store.delete(&Self::blob_path(tenant, blob)).await {
+        let path = Self::blob_path(tenant, blob);
+        match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!(error = %e, %blob, "blob not removed; the sweeper will retry");
                 return;
             }
+        }
+        // On the local disk, a write cut off mid-way leaves its staging file (`<blob>#1`: each
+        // blob is written once), which the store neither lists nor deletes.
+        if let Some(staged) = self.local_file(&format!("{path}#1"))
+            && let Err(e) = tokio::fs::remove_file(&staged).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, %blob, "staging file not removed; the sweeper will retry");
+            return;
         }
         let removed = self
             .db

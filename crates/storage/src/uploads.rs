@@ -489,6 +489,15 @@ impl Storage {
                 }
             }
         }
+        // On the local disk, the directory goes too, with the staging file of a part cut off
+        // mid-way (which the store does not list).
+        if let Some(dir) = self.local_file(Self::parts_prefix(tenant, id).as_ref())
+            && let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, upload = %id, "parts not removed; the sweeper will retry");
+            return;
+        }
         let removed = self
             .db
             .tenant_transaction(tenant, |conn| {
