@@ -1,6 +1,7 @@
 // @sovereign/client: a typed client for Sovereign.
 //
-// - `createSovereign({ url })` → `auth` (sessions that refresh safely), `realtime()`, and
+// - `createSovereign({ url })` → `auth` (sessions that refresh safely), `files` (uploads and
+//   signed URLs), `realtime()`, and
 //   `client` for every generated operation: `import { vectorSearch } from "@sovereign/client"`,
 //   then `vectorSearch({ client: sovereign.client, path: { name }, body })`.
 // - Errors: `SovereignError` (the server said no) and `NetworkError` (no answer).
@@ -8,6 +9,7 @@
 export { createSovereign, type Sovereign, type SovereignOptions } from "./sovereign.js";
 export { Auth, type AuthEvent } from "./auth.js";
 export { MfaRequiredError, SovereignError, NetworkError } from "./errors.js";
+export { Files, type UploadBody, type UploadOptions, type UploadProgress } from "./files.js";
 export {
   Realtime,
   RealtimeError,

@@ -4,6 +4,7 @@
 import { createClient, type Client } from "./generated/client/index.js";
 import { Auth } from "./auth.js";
 import { NetworkError, SovereignError } from "./errors.js";
+import { Files } from "./files.js";
 import { indexedDbLedger } from "./ledger.js";
 import { Realtime, type RealtimeOptions, type WebSocketFactory } from "./realtime.js";
 import { memoryStorage, type TokenStorage } from "./storage.js";
@@ -37,6 +38,8 @@ export interface Sovereign {
   /** Sign-in, sessions, profile, passwords and API keys. */
   readonly auth: Auth;
   readonly options: Readonly<SovereignOptions>;
+  /** File uploads (direct, in parts, resumable, with progress) and signed download URLs. */
+  readonly files: Files;
   /** A realtime connection manager (not yet connected). */
   realtime(options?: RealtimeOptions): Realtime;
 }
@@ -89,6 +92,7 @@ export function createSovereign(options: SovereignOptions): Sovereign {
     client,
     auth,
     options,
+    files: new Files(client, baseFetch),
     realtime: (realtimeOptions) => new Realtime(sovereign, realtimeOptions),
   };
   return sovereign;

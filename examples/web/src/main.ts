@@ -14,6 +14,7 @@ import {
   type Subscription,
 } from "@sovereign/client";
 import { factorsSection, qrCode } from "./factors";
+import { filesScreen } from "./files";
 import { passkeysSection } from "./passkeys";
 import "./style.css";
 
@@ -343,6 +344,7 @@ const screens: Record<string, () => void | Promise<void>> = {
   "#/profile": profileScreen,
   "#/sessions": sessionsScreen,
   "#/notes": notesScreen,
+  "#/files": async () => app.replaceChildren(...(await filesScreen(sovereign, h, onSubmit, say))),
   "#/room": roomScreen,
 };
 

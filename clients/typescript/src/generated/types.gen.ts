@@ -83,6 +83,12 @@ export type AuthorizeUrl = {
 };
 
 /**
+ * Raw bytes, streamed (`application/octet-stream`): documented as a binary string, which
+ * clients send as a `Blob`.
+ */
+export type Binary = Blob | File;
+
+/**
  * A bucket.
  */
 export type Bucket = {
@@ -3860,7 +3866,7 @@ export type StorageUpdateObjectResponses = {
 export type StorageUpdateObjectResponse = StorageUpdateObjectResponses[keyof StorageUpdateObjectResponses];
 
 export type StoragePutObjectData = {
-    body: Array<number>;
+    body: Binary;
     path: {
         /**
          * The bucket
@@ -3909,7 +3915,7 @@ export type StoragePutObjectResponses = {
 
 export type StoragePutObjectResponse = StoragePutObjectResponses[keyof StoragePutObjectResponses];
 
-export type StorageSignData = {
+export type StorageSignUrlData = {
     body: NewSignedUrl;
     path: {
         /**
@@ -3921,7 +3927,7 @@ export type StorageSignData = {
     url: '/api/v1/storage/buckets/{bucket}/signed-urls';
 };
 
-export type StorageSignErrors = {
+export type StorageSignUrlErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -3932,18 +3938,18 @@ export type StorageSignErrors = {
     default: Problem;
 };
 
-export type StorageSignError = StorageSignErrors[keyof StorageSignErrors];
+export type StorageSignUrlError = StorageSignUrlErrors[keyof StorageSignUrlErrors];
 
-export type StorageSignResponses = {
+export type StorageSignUrlResponses = {
     /**
      * The URL
      */
     201: SignedUrl;
 };
 
-export type StorageSignResponse = StorageSignResponses[keyof StorageSignResponses];
+export type StorageSignUrlResponse = StorageSignUrlResponses[keyof StorageSignUrlResponses];
 
-export type StorageCreateData = {
+export type StorageCreateUploadData = {
     body: NewUpload;
     path: {
         /**
@@ -3955,7 +3961,7 @@ export type StorageCreateData = {
     url: '/api/v1/storage/buckets/{bucket}/uploads';
 };
 
-export type StorageCreateErrors = {
+export type StorageCreateUploadErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -3974,18 +3980,18 @@ export type StorageCreateErrors = {
     default: Problem;
 };
 
-export type StorageCreateError = StorageCreateErrors[keyof StorageCreateErrors];
+export type StorageCreateUploadError = StorageCreateUploadErrors[keyof StorageCreateUploadErrors];
 
-export type StorageCreateResponses = {
+export type StorageCreateUploadResponses = {
     /**
      * The upload and its part URLs
      */
     201: Upload;
 };
 
-export type StorageCreateResponse = StorageCreateResponses[keyof StorageCreateResponses];
+export type StorageCreateUploadResponse = StorageCreateUploadResponses[keyof StorageCreateUploadResponses];
 
-export type StorageAbortData = {
+export type StorageAbortUploadData = {
     body?: never;
     path: {
         /**
@@ -3997,7 +4003,7 @@ export type StorageAbortData = {
     url: '/api/v1/storage/uploads/{id}';
 };
 
-export type StorageAbortErrors = {
+export type StorageAbortUploadErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -4008,18 +4014,18 @@ export type StorageAbortErrors = {
     default: Problem;
 };
 
-export type StorageAbortError = StorageAbortErrors[keyof StorageAbortErrors];
+export type StorageAbortUploadError = StorageAbortUploadErrors[keyof StorageAbortUploadErrors];
 
-export type StorageAbortResponses = {
+export type StorageAbortUploadResponses = {
     /**
      * Aborted
      */
     204: void;
 };
 
-export type StorageAbortResponse = StorageAbortResponses[keyof StorageAbortResponses];
+export type StorageAbortUploadResponse = StorageAbortUploadResponses[keyof StorageAbortUploadResponses];
 
-export type StorageGetOneData = {
+export type StorageGetUploadData = {
     body?: never;
     path: {
         /**
@@ -4031,7 +4037,7 @@ export type StorageGetOneData = {
     url: '/api/v1/storage/uploads/{id}';
 };
 
-export type StorageGetOneErrors = {
+export type StorageGetUploadErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -4042,18 +4048,18 @@ export type StorageGetOneErrors = {
     default: Problem;
 };
 
-export type StorageGetOneError = StorageGetOneErrors[keyof StorageGetOneErrors];
+export type StorageGetUploadError = StorageGetUploadErrors[keyof StorageGetUploadErrors];
 
-export type StorageGetOneResponses = {
+export type StorageGetUploadResponses = {
     /**
      * The upload
      */
     200: Upload;
 };
 
-export type StorageGetOneResponse = StorageGetOneResponses[keyof StorageGetOneResponses];
+export type StorageGetUploadResponse = StorageGetUploadResponses[keyof StorageGetUploadResponses];
 
-export type StorageCompleteData = {
+export type StorageCompleteUploadData = {
     body?: never;
     path: {
         /**
@@ -4065,7 +4071,7 @@ export type StorageCompleteData = {
     url: '/api/v1/storage/uploads/{id}/complete';
 };
 
-export type StorageCompleteErrors = {
+export type StorageCompleteUploadErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -4080,19 +4086,19 @@ export type StorageCompleteErrors = {
     default: Problem;
 };
 
-export type StorageCompleteError = StorageCompleteErrors[keyof StorageCompleteErrors];
+export type StorageCompleteUploadError = StorageCompleteUploadErrors[keyof StorageCompleteUploadErrors];
 
-export type StorageCompleteResponses = {
+export type StorageCompleteUploadResponses = {
     /**
      * The object
      */
     201: ObjectInfo;
 };
 
-export type StorageCompleteResponse = StorageCompleteResponses[keyof StorageCompleteResponses];
+export type StorageCompleteUploadResponse = StorageCompleteUploadResponses[keyof StorageCompleteUploadResponses];
 
-export type StoragePutPartData = {
-    body: Array<number>;
+export type StoragePutUploadPartData = {
+    body: Binary;
     path: {
         /**
          * The upload
@@ -4112,7 +4118,7 @@ export type StoragePutPartData = {
     url: '/api/v1/storage/uploads/{id}/parts/{part}';
 };
 
-export type StoragePutPartErrors = {
+export type StoragePutUploadPartErrors = {
     /**
      * An error, as an RFC 9457 problem body.
      */
@@ -4135,16 +4141,16 @@ export type StoragePutPartErrors = {
     default: Problem;
 };
 
-export type StoragePutPartError = StoragePutPartErrors[keyof StoragePutPartErrors];
+export type StoragePutUploadPartError = StoragePutUploadPartErrors[keyof StoragePutUploadPartErrors];
 
-export type StoragePutPartResponses = {
+export type StoragePutUploadPartResponses = {
     /**
      * Received
      */
     204: void;
 };
 
-export type StoragePutPartResponse = StoragePutPartResponses[keyof StoragePutPartResponses];
+export type StoragePutUploadPartResponse = StoragePutUploadPartResponses[keyof StoragePutUploadPartResponses];
 
 export type StorageUsageData = {
     body?: never;

@@ -33,3 +33,9 @@ pub struct UserPage {
     pub page: u32,
     pub limit: u32,
 }
+
+/// Raw bytes, streamed (`application/octet-stream`): documented as a binary string, which
+/// clients send as a `Blob`.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(#[expect(dead_code, reason = "a schema only, never built")] Vec<u8>);

@@ -227,7 +227,7 @@ pub(super) async fn list_objects(
     tag = "storage",
     security(("bearer" = [])),
     params(("bucket" = String, Path, description = "The bucket"), ("key" = String, Path, description = "The object key (may contain `/`)")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = super::dto::Binary, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Stored", body = ObjectInfo),
         (status = 403, description = "`not_owner` or `quota_exceeded`"),

@@ -85,7 +85,7 @@ async fn owned_upload(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<
     )
 )]
 #[post("/api/v1/storage/buckets/{bucket}/uploads")]
-pub(super) async fn create(
+pub(super) async fn create_upload(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: CurrentUser,
@@ -115,7 +115,7 @@ pub(super) async fn create(
     )
 )]
 #[get("/api/v1/storage/uploads/{id}")]
-pub(super) async fn get_one(
+pub(super) async fn get_upload(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: CurrentUser,
@@ -143,7 +143,7 @@ pub struct TokenQuery {
         ("part" = u32, Path, description = "The part, from 1"),
         TokenQuery,
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = super::dto::Binary, content_type = "application/octet-stream"),
     responses(
         (status = 204, description = "Received"),
         (status = 403, description = "`invalid_signature` or `signed_url_expired`"),
@@ -153,7 +153,7 @@ pub struct TokenQuery {
     )
 )]
 #[put("/api/v1/storage/uploads/{id}/parts/{part}")]
-pub(super) async fn put_part(
+pub(super) async fn put_upload_part(
     state: web::Data<AppState>,
     path: web::Path<(Uuid, u32)>,
     query: web::Query<TokenQuery>,
@@ -179,7 +179,7 @@ pub(super) async fn put_part(
     )
 )]
 #[post("/api/v1/storage/uploads/{id}/complete")]
-pub(super) async fn complete(
+pub(super) async fn complete_upload(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
@@ -204,7 +204,7 @@ pub(super) async fn complete(
     )
 )]
 #[delete("/api/v1/storage/uploads/{id}")]
-pub(super) async fn abort(
+pub(super) async fn abort_upload(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
@@ -245,7 +245,7 @@ pub struct SignedUrl {
     )
 )]
 #[post("/api/v1/storage/buckets/{bucket}/signed-urls")]
-pub(super) async fn sign(
+pub(super) async fn sign_url(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: CurrentUser,
