@@ -32,7 +32,7 @@ test("files: an image is uploaded and shown through a signed URL; a large file g
   // Small: one request through the API.
   const name = `pixel-${process.pid}.png`;
   await form.getByTestId("file").setInputFiles({ name, mimeType: "image/png", buffer: PIXEL });
-  await form.getByRole("button").click();
+  await form.locator("button[type=submit]").click();
   await page.waitForFunction((n) => document.querySelector("#status")?.textContent === `Uploaded ${n}.`, name);
   await page.locator(`[data-key="${name}"]`).click();
   const preview = page.getByTestId("file-preview");
@@ -57,7 +57,7 @@ test("files: an image is uploaded and shown through a signed URL; a large file g
   });
   const bigName = `big-${process.pid}.bin`;
   await form.getByTestId("file").setInputFiles({ name: bigName, mimeType: "application/octet-stream", buffer: big });
-  await form.getByRole("button").click();
+  await form.locator("button[type=submit]").click();
   await page.waitForFunction((n) => document.querySelector("#status")?.textContent === `Uploaded ${n}.`, bigName);
   assert.equal(parts.length, 3, parts.join("\n"));
   assert.equal(await page.getByTestId("upload-progress").getAttribute("data-sent"), String(big.length));
