@@ -61,6 +61,10 @@ usage: cargo xtask <command>
                       verifications per second per core beside SHA-256 digests
   bench sdk           min+gzip size of what an app imports for sign-in + realtime, beside
                       @supabase/supabase-js and pocketbase bundled the same way
+  bench storage       a large object through the API beside the raw backend (file copy;
+                      direct PUT/GET to moto), server memory while 8 clients upload, and
+                      listing 1,000 keys of a 1,000,000-object bucket (BENCH_OBJECT_MIB,
+                      BENCH_LIST_OBJECTS to change the sizes)
   fuzz                schemathesis (pinned) over every operation of the OpenAPI document as a
                       superadmin, against a release build: what the document says vs what
                       the server does (docs/development.md lists the rules it cannot state)
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         ["bench", "memory"] => bench::memory(),
         ["bench", "sdk"] => bench::sdk(),
         ["bench", "identity"] => bench::identity(),
+        ["bench", "storage"] => bench::storage(),
         ["fuzz"] => fuzz::run(),
         ["web"] => web::run(),
         ["create-superuser", rest @ ..] => dev::create_superuser(rest),

@@ -14,8 +14,10 @@ use crate::run::{self, cargo, cmd, is_root, root};
 mod identity;
 mod memory;
 mod sdk;
+mod storage;
 
 pub use identity::identity;
+pub use storage::storage;
 pub use memory::memory;
 pub use sdk::sdk;
 
@@ -111,7 +113,7 @@ pub fn http() -> Result<(), String> {
 
 /// Release builds of the server and of `sovereign-api`'s `example`, and the development
 /// database migrated, with its runtime role.
-fn release_with_example(example: &str) -> Result<dev::Urls, String> {
+pub(crate) fn release_with_example(example: &str) -> Result<dev::Urls, String> {
     release_builds("sovereign-api", example)?;
     let urls = dev::database_urls()?;
     migrate(&urls)?;
@@ -210,6 +212,13 @@ impl Server {
             "the server did not answer on port {port}; see {}",
             log.display()
         ))
+    }
+}
+
+impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
     }
 }
 
