@@ -17,9 +17,9 @@ mod sdk;
 mod storage;
 
 pub use identity::identity;
-pub use storage::storage;
 pub use memory::memory;
 pub use sdk::sdk;
+pub use storage::storage;
 
 const CONNECTIONS: u32 = 64;
 const DURATION: &str = "10s";

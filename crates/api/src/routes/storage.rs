@@ -12,7 +12,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::web::Query;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sovereign_auth::Role;
@@ -297,7 +297,6 @@ pub(super) async fn get_object(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: MaybeUser,
-    tenant: Option<CurrentTenant>,
     query: Query<ReadQuery>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -307,11 +306,11 @@ pub(super) async fn get_object(
         Some(token) => Some(store.verify_read(token, &bucket, &key)?),
         None => None,
     };
-    let tenant_id = match (signed, &user.0, tenant) {
-        (Some(id), _, _) => id,
-        (None, Some(u), _) => u.tenant.id,
-        (None, None, Some(t)) => t.0.id,
-        (None, None, None) => return Err(sovereign_auth::AuthError::NotAuthenticated.into()),
+    // A signed URL names its tenant; otherwise the caller's, or the one the request names.
+    let tenant_id = match (signed, &user.0) {
+        (Some(id), _) => id,
+        (None, Some(u)) => u.tenant.id,
+        (None, None) => CurrentTenant::extract(&req).await?.0.id,
     };
     let found = store.bucket(tenant_id, &bucket).await?;
     let info = store.head(tenant_id, &bucket, &key).await?;
