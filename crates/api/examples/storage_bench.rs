@@ -1,11 +1,12 @@
 //! The client of `cargo xtask bench storage` (which starts the servers and passes the settings
 //! below). For each backend: a large object uploaded and downloaded through the API beside the
-//! raw backend in the same run (a plain file copy and read on the local disk; a direct `PUT` and
-//! `GET` to the S3 store); the server's memory while 8 clients upload at once; and, on the
-//! first backend, listings of 1,000 keys under one prefix in a bucket of 1,000,000 objects.
+//! raw backend in the same run (the bytes written to and read from a file on the local disk; a
+//! direct `PUT` and `GET` to the S3 store); the server's memory while 8 clients upload at once;
+//! and, on the first backend, listings of 1,000 keys under one prefix in a bucket of 1,000,000
+//! objects.
 //!
-//! Settings: BENCH_TOKEN, BENCH_FS_URL + BENCH_FS_PID + BENCH_FS_DIR, BENCH_S3_URL + BENCH_S3_PID
-//! + BENCH_S3_ENDPOINT (+ BENCH_S3_BUCKET), BENCH_OWNER_URL (rows for the listing), optional
+//! Settings: BENCH_TOKEN; BENCH_FS_URL, BENCH_FS_PID, BENCH_FS_DIR; BENCH_S3_URL, BENCH_S3_PID,
+//! BENCH_S3_ENDPOINT, BENCH_S3_BUCKET; BENCH_OWNER_URL (rows for the listing); optional
 //! BENCH_OBJECT_MIB (256) and BENCH_LIST_OBJECTS (1000000).
 
 #![expect(
@@ -131,24 +132,34 @@ impl Api {
 /// (upload MB/s, download MB/s) of the raw backend.
 async fn raw(backend: &str, size: u64) -> (f64, f64) {
     if backend == "fs" {
-        let dir = std::path::PathBuf::from(env("BENCH_FS_DIR"));
-        let source = dir.join("bench-source.bin");
-        let target = dir.join("bench-copy.bin");
-        std::fs::write(&source, vec![0x5a; size as usize]).unwrap();
+        // The bytes from the client's memory into a file and back, on the server's disk.
+        let target = std::path::PathBuf::from(env("BENCH_FS_DIR")).join("bench-raw.bin");
+        let bytes = vec![0x5a; size as usize];
         let started = Instant::now();
-        std::fs::copy(&source, &target).unwrap();
+        tokio::fs::write(&target, &bytes).await.unwrap();
         let up = rate(size, started.elapsed());
+        drop(bytes);
         let started = Instant::now();
         let read = tokio::fs::read(&target).await.unwrap().len() as u64;
         let down = rate(read, started.elapsed());
-        std::fs::remove_file(source).ok();
         std::fs::remove_file(target).ok();
         (up, down)
     } else {
         let endpoint = env("BENCH_S3_ENDPOINT");
         let bucket = std::env::var("BENCH_S3_BUCKET").unwrap_or_else(|_| "sovereign".into());
         let url = format!("{endpoint}/{bucket}/bench-raw.bin");
-        let client = reqwest::Client::new();
+        // moto checks no signature but refuses anonymous reads: any AWS credential will do.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+                .parse()
+                .unwrap(),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
         let started = Instant::now();
         let put = client.put(&url).body(body(size)).send().await.unwrap();
         assert!(put.status().is_success(), "{}", put.status());

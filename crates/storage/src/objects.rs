@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
-use object_store::{GetOptions, GetRange, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use sovereign_db::schema::{storage_blobs, storage_objects, storage_usage};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
@@ -403,7 +403,10 @@ impl Storage {
             .store
             .get_opts(&Self::blob_path(tenant, blob), options)
             .await?;
-        let stream = result.into_stream().map_err(StorageError::from).boxed();
+        let stream = match result.payload {
+            GetResultPayload::File(file, _) => file_stream(file, result.range),
+            GetResultPayload::Stream(stream) => stream.map_err(StorageError::from).boxed(),
+        };
         Ok((info, stream))
     }
 
@@ -613,6 +616,21 @@ pub(crate) async fn lock_usage(
         .first::<i64>(conn)
         .await?;
     Ok(())
+}
+
+/// A range of a local file in chunks of 256 KiB (the store's own stream reads 8 KiB at a time,
+/// which made downloads several times slower than the disk).
+fn file_stream(mut file: std::fs::File, range: Range<u64>) -> ObjectStream {
+    use std::io::{Seek, SeekFrom};
+    use tokio::io::AsyncReadExt;
+    if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+        let failed = StorageError::Backend(format!("seek: {e}"));
+        return futures_util::stream::once(async move { Err(failed) }).boxed();
+    }
+    let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
+    tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10)
+        .map_err(|e| StorageError::Backend(e.to_string()))
+        .boxed()
 }
 
 /// Records `blob` as garbage: bytes no object points at any more, removed after the commit (or
