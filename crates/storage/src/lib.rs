@@ -9,6 +9,7 @@ mod objects;
 mod settings;
 mod sweep;
 mod uploads;
+mod writer;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct Storage {
     /// The same store when it is S3, to presign its URLs.
     s3: Option<Arc<AmazonS3>>,
     url_key: grants::UrlKey,
+    /// Memory for parts in flight, shared by every write of the process.
+    budget: Arc<tokio::sync::Semaphore>,
     settings: Arc<StorageSettings>,
 }
 
@@ -85,6 +88,7 @@ impl Storage {
             store,
             s3: presigner,
             url_key: grants::UrlKey::derive(secret),
+            budget: writer::budget(),
             settings: Arc::new(settings),
         })
     }

@@ -9,12 +9,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
-use sha2::{Digest, Sha256};
 use sovereign_db::schema::{storage_blobs, storage_objects, storage_usage};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::keys::{object_key, prefix as checked_prefix, type_allowed};
@@ -302,51 +299,6 @@ impl Storage {
                 Err(e)
             }
         }
-    }
-
-    /// Streams `body` into a new blob: (size, SHA-256), or the blob aborted.
-    pub(crate) async fn write_blob<S, E>(
-        &self,
-        path: &object_store::path::Path,
-        mut body: S,
-        limit: u64,
-    ) -> Result<(u64, [u8; 32]), StorageError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        // What one write may hold in memory: parts of 5 MiB on S3 (its smallest), 1 MiB on the
-        // local disk, two in flight — so that many uploads at once stay within a few MiB each.
-        let part = if self.s3.is_some() { 5 << 20 } else { 1 << 20 };
-        let mut writer = BufWriter::with_capacity(self.store.clone(), path.clone(), part)
-            .with_max_concurrency(2);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let failure = loop {
-            match body.next().await {
-                None => break None,
-                Some(Err(e)) => break Some(StorageError::Interrupted(e.to_string())),
-                Some(Ok(chunk)) => {
-                    size += chunk.len() as u64;
-                    if size > limit {
-                        break Some(StorageError::TooLarge { limit });
-                    }
-                    hasher.update(&chunk);
-                    if let Err(e) = writer.write_all(&chunk).await {
-                        break Some(StorageError::Backend(e.to_string()));
-                    }
-                }
-            }
-        };
-        if let Some(e) = failure {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
-        writer
-            .shutdown()
-            .await
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        Ok((size, hasher.finalize().into()))
     }
 
     /// An object's metadata.
