@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::{Storage, StorageError};
 
@@ -27,6 +27,16 @@ const IN_FLIGHT: usize = 2;
 /// The shared budget.
 pub(crate) fn budget() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(BUDGET_BYTES / UNIT))
+}
+
+/// A part's outcome, a panicked or cancelled task counted as a failure.
+fn joined(done: Result<object_store::Result<()>, JoinError>) -> object_store::Result<()> {
+    done.unwrap_or_else(|e| {
+        Err(object_store::Error::Generic {
+            store: "upload",
+            source: Box::new(e),
+        })
+    })
 }
 
 impl Storage {
@@ -53,7 +63,8 @@ impl Storage {
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0;
         let mut upload: Option<Box<dyn MultipartUpload>> = None;
-        let mut in_flight = FuturesUnordered::new();
+        // Spawned: a part lands while this write reads the next one (and gives its budget back).
+        let mut in_flight = JoinSet::new();
         let failure = loop {
             let chunk = match body.next().await {
                 None => break None,
@@ -73,8 +84,8 @@ impl Storage {
             // A full part: make room for it (this write's share, then the process's budget).
             let mut landed: object_store::Result<()> = Ok(());
             while in_flight.len() >= IN_FLIGHT && landed.is_ok() {
-                if let Some(Err(e)) = in_flight.next().await {
-                    landed = Err(e);
+                if let Some(done) = in_flight.join_next().await {
+                    landed = joined(done);
                 }
             }
             if let Err(e) = landed {
@@ -95,15 +106,17 @@ impl Storage {
             };
             let payload: PutPayload = std::mem::take(&mut pending).into_iter().collect();
             pending_len = 0;
-            in_flight.push(writer.put_part(payload).map(move |done| {
+            let sending = writer.put_part(payload);
+            in_flight.spawn(async move {
+                let done = sending.await;
                 drop(permit);
                 done
-            }));
+            });
         };
         // The parts already sent must land (or fail) before completing or aborting.
         let mut sent = Ok(());
-        while let Some(done) = in_flight.next().await {
-            if let Err(e) = done {
+        while let Some(done) = in_flight.join_next().await {
+            if let Err(e) = joined(done) {
                 sent = Err(e);
             }
         }

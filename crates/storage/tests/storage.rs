@@ -341,3 +341,55 @@ async fn concurrent_writes_to_one_key_leave_one_whole_version_on(kind: Kind) {
     let usage = s.usage(h.a).await.unwrap();
     assert_eq!((usage.objects, usage.bytes), (1, 50_000));
 }
+
+#[tokio::test]
+async fn many_large_writes_at_once_share_the_memory_budget_and_all_land() {
+    for kind in KINDS {
+        many_large_writes_at_once_share_the_memory_budget_and_all_land_on(kind).await;
+    }
+}
+
+/// Six writes of 15 MiB at once: more parts than the process lets fly (16 MiB), on S3 three
+/// parts each. Each must land whole; none may wait forever on the budget.
+async fn many_large_writes_at_once_share_the_memory_budget_and_all_land_on(kind: Kind) {
+    use sha2::{Digest, Sha256};
+    let h = harness(kind, 1 << 30).await;
+    let s = &h.storage;
+    s.create_bucket(h.a, &bucket("large", &[], None))
+        .await
+        .unwrap();
+    let size = 15 << 20;
+    let writes = (0u8..6).map(|i| {
+        let chunk = Bytes::from(vec![i; 1 << 16]);
+        let chunks = stream::iter(
+            (0..size / (1 << 16)).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+        );
+        let s = s.clone();
+        let a = h.a;
+        async move {
+            let written = tokio::time::timeout(
+                Duration::from_secs(120),
+                s.put(
+                    a,
+                    "large",
+                    &format!("{i}.bin"),
+                    typed("application/octet-stream"),
+                    chunks,
+                ),
+            )
+            .await
+            .expect("every write lands: none waits forever for the budget")
+            .unwrap();
+            (i, written)
+        }
+    });
+    for (i, info) in futures_util::future::join_all(writes).await {
+        let expected: String = Sha256::digest(vec![i; size])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(info.sha256, expected);
+        assert_eq!(info.size, i64::try_from(size).unwrap());
+    }
+    assert_eq!(blobs(&h).await, 6);
+}

@@ -158,7 +158,7 @@ pub async fn harness(kind: Kind, quota_bytes: i64) -> Harness {
         StorageSettings {
             enabled: true,
             backend,
-            max_object_bytes: 8 << 20,
+            max_object_bytes: 16 << 20,
             quota_bytes,
             quota_objects: 100,
             ..StorageSettings::default()
