@@ -378,7 +378,7 @@ async fn many_large_writes_at_once_share_the_memory_budget_and_all_land_on(kind:
                 ),
             )
             .await
-            .expect("every write lands: none waits forever for the budget")
+            .unwrap_or_else(|_| panic!("write {i} never landed: waiting forever for the budget"))
             .unwrap();
             (i, written)
         }
