@@ -88,7 +88,7 @@ impl Storage {
             store,
             s3: presigner,
             url_key: grants::UrlKey::derive(secret),
-            budget: writer::budget(),
+            budget: writer::budget(settings.upload_memory),
             settings: Arc::new(settings),
         })
     }

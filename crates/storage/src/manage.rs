@@ -94,6 +94,7 @@ impl Storage {
             metadata,
             create_only: to.create_only,
             only_owner: to.only_owner,
+            length: None,
         };
         self.commit(tenant, target.id, target_key, stored, put)
             .await

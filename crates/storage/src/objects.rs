@@ -28,6 +28,9 @@ pub struct Put {
     /// Refuse to replace an object that is not this account's (`NotOwner`), checked in the
     /// same transaction as the write.
     pub only_owner: Option<Uuid>,
+    /// The body's length when known (`Content-Length`): a small body reserves only that much
+    /// of the upload memory budget.
+    pub length: Option<u64>,
 }
 
 /// An object's metadata.
@@ -146,7 +149,7 @@ impl Storage {
         let key = object_key(key)?;
         let bucket = self.bucket(tenant, bucket).await?;
         let limit = self.admits(&bucket, &put.content_type)?;
-        let stored = self.store_blob(tenant, body, limit).await?;
+        let stored = self.store_blob(tenant, body, limit, put.length).await?;
         self.commit(tenant, bucket.id, key, stored, put).await
     }
 
@@ -168,6 +171,7 @@ impl Storage {
         tenant: Uuid,
         body: S,
         limit: u64,
+        length: Option<u64>,
     ) -> Result<Stored, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -176,7 +180,7 @@ impl Storage {
         let blob = Uuid::now_v7();
         self.mark_blob(tenant, blob, "pending").await?;
         let path = Self::blob_path(tenant, blob);
-        match self.write_blob(&path, body, limit).await {
+        match self.write_blob(&path, body, limit, length).await {
             Ok((size, digest)) => Ok(Stored {
                 blob,
                 size: i64::try_from(size).map_err(|_| StorageError::TooLarge { limit })?,

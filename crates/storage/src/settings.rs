@@ -97,6 +97,13 @@ setting!(
     "How old an unfinished upload must be before the sweeper removes it, in seconds (longer than the slowest upload through the API)."
 );
 
+setting!(
+    STORAGE_UPLOAD_MEMORY_MIB,
+    "STORAGE_UPLOAD_MEMORY_MIB",
+    Value("32"),
+    "Memory all uploads together may hold (the parts being filled and in flight), in MiB (8 to 4096); past it, uploads wait for their parts to land."
+);
+
 /// Where the bytes go.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -128,6 +135,8 @@ pub struct StorageSettings {
     /// `None`: no periodic sweep.
     pub sweep_interval: Option<Duration>,
     pub sweep_grace: Duration,
+    /// Bytes all writes together may hold.
+    pub upload_memory: u64,
 }
 
 impl Default for StorageSettings {
@@ -143,6 +152,7 @@ impl Default for StorageSettings {
             url_lifetime: Duration::from_secs(3600),
             sweep_interval: Some(Duration::from_secs(300)),
             sweep_grace: Duration::from_secs(3600),
+            upload_memory: 32 << 20,
         }
     }
 }
@@ -209,6 +219,7 @@ impl ReadSettings for StorageSettings {
                 0,
                 30 * 86_400,
             )),
+            upload_memory: r.bounded::<u64>(&STORAGE_UPLOAD_MEMORY_MIB, 8, 4096) << 20,
         })
     }
 }

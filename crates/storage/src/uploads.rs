@@ -381,7 +381,7 @@ impl Storage {
         }
         let expected = part_bytes(size, part_size, u64::from(part));
         let path = Self::part_path(tenant, upload, part);
-        match self.write_blob(&path, body, expected).await {
+        match self.write_blob(&path, body, expected, Some(expected)).await {
             Ok((written, _)) if written == expected => Ok(()),
             Ok((written, _)) => {
                 let _ = self.store.delete(&path).await;
@@ -437,7 +437,7 @@ impl Storage {
             })
             .try_flatten()
             .boxed();
-        let stored = self.store_blob(tenant, parts, limit).await?;
+        let stored = self.store_blob(tenant, parts, limit, Some(total)).await?;
         if stored.size != size {
             self.forget_blob(tenant, stored.blob).await;
             return Err(StorageError::UploadIncomplete(
@@ -454,6 +454,7 @@ impl Storage {
             metadata,
             create_only,
             only_owner,
+            length: Some(total),
         };
         let info = self.commit(tenant, bucket.id, key, stored, put).await?;
         self.remove_upload(tenant, id).await;

@@ -1,32 +1,39 @@
 //! Writing a blob from a stream: the SHA-256 and the size computed on the way, the limit
 //! enforced as soon as it is passed, the bytes sent to the backend in parts — 1 MiB on the local
-//! disk, 5 MiB (S3's smallest) on S3 — at most two in flight per write. Parts in flight, across
-//! every write of the process, share one memory budget: when it is spent, writes wait for parts
-//! to land, and their clients for TCP to drain, instead of the server growing. A body that fits
-//! in one part is one `PUT`.
+//! disk, 5 MiB (S3's smallest) on S3 — at most two in flight per write.
+//!
+//! Every byte a write holds — the part it is filling and the parts in flight — comes out of one
+//! memory budget for the whole process (`STORAGE_UPLOAD_MEMORY_MIB`). A write reserves a part's
+//! worth (or what is left of a body of known length) before it starts filling one, so it never
+//! waits for budget while holding some; when the budget is spent, writes wait, and their clients
+//! for TCP to drain, instead of the server growing. A write that holds a reservation and gets no
+//! byte for 30 s is cut off, so stalled clients cannot keep the budget. A body that fits in one
+//! part is one `PUT`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 
 use crate::{Storage, StorageError};
 
-/// Bytes of parts in flight the process allows, all writes together.
-pub(crate) const BUDGET_BYTES: usize = 16 << 20;
 /// Budget permits are kibibytes.
-const UNIT: usize = 1 << 10;
+const UNIT: u64 = 1 << 10;
 /// Parts in flight per write.
 const IN_FLIGHT: usize = 2;
+/// How long a write holding budget waits for its client's next bytes.
+const IDLE: Duration = Duration::from_secs(30);
 
-/// The shared budget.
-pub(crate) fn budget() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(BUDGET_BYTES / UNIT))
+/// The shared budget of `bytes`.
+pub(crate) fn budget(bytes: u64) -> Arc<Semaphore> {
+    let units = usize::try_from(bytes / UNIT).unwrap_or(Semaphore::MAX_PERMITS);
+    Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS)))
 }
 
 /// A part's outcome, a panicked or cancelled task counted as a failure.
@@ -41,17 +48,28 @@ fn joined(done: Result<object_store::Result<()>, JoinError>) -> object_store::Re
 
 impl Storage {
     /// A part's size on this backend.
-    fn part_bytes(&self) -> usize {
+    fn part_bytes(&self) -> u64 {
         if self.s3.is_some() { 5 << 20 } else { 1 << 20 }
     }
 
-    /// Streams `body` into the blob at `path`: (size, SHA-256); nothing left behind on failure
-    /// (a multipart upload is aborted; a staging file on the local disk goes with the sweeper).
+    /// Reserves `bytes` of the budget (at least one unit).
+    async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, StorageError> {
+        let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.budget)
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| StorageError::Backend("the upload memory budget is closed".to_owned()))
+    }
+
+    /// Streams `body` (of `length` bytes, when known) into the blob at `path`: (size, SHA-256);
+    /// nothing left behind on failure (a multipart upload is aborted; a staging file on the
+    /// local disk goes with the sweeper).
     pub(crate) async fn write_blob<S, E>(
         &self,
         path: &Path,
         mut body: S,
         limit: u64,
+        length: Option<u64>,
     ) -> Result<(u64, [u8; 32]), StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -61,27 +79,42 @@ impl Storage {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_len = 0;
+        let mut pending_len: u64 = 0;
+        let mut held: Option<OwnedSemaphorePermit> = None;
         let mut upload: Option<Box<dyn MultipartUpload>> = None;
         // Spawned: a part lands while this write reads the next one (and gives its budget back).
         let mut in_flight = JoinSet::new();
         let failure = loop {
-            let chunk = match body.next().await {
-                None => break None,
-                Some(Err(e)) => break Some(StorageError::Interrupted(e.to_string())),
-                Some(Ok(chunk)) => chunk,
+            if held.is_none() {
+                // About to fill a part: its memory first (a part, or what is left of the body).
+                let left = length.map_or(part, |l| l.saturating_sub(size).min(part));
+                match self.reserve(left).await {
+                    Ok(permit) => held = Some(permit),
+                    Err(e) => break Some(e),
+                }
+            }
+            let chunk = match tokio::time::timeout(IDLE, body.next()).await {
+                Err(_) => {
+                    break Some(StorageError::Interrupted(format!(
+                        "no bytes for {} s",
+                        IDLE.as_secs()
+                    )));
+                }
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some(StorageError::Interrupted(e.to_string())),
+                Ok(Some(Ok(chunk))) => chunk,
             };
             size += chunk.len() as u64;
             if size > limit {
                 break Some(StorageError::TooLarge { limit });
             }
             hasher.update(&chunk);
-            pending_len += chunk.len();
+            pending_len += chunk.len() as u64;
             pending.push(chunk);
             if pending_len < part {
                 continue;
             }
-            // A full part: make room for it (this write's share, then the process's budget).
+            // A full part: this write's share of parts in flight first.
             let mut landed: object_store::Result<()> = Ok(());
             while in_flight.len() >= IN_FLIGHT && landed.is_ok() {
                 if let Some(done) = in_flight.join_next().await {
@@ -98,15 +131,10 @@ impl Storage {
                     Err(e) => break Some(e.into()),
                 },
             };
-            let units = u32::try_from(pending_len.div_ceil(UNIT)).unwrap_or(u32::MAX);
-            let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(units).await else {
-                break Some(StorageError::Backend(
-                    "the upload budget is closed".to_owned(),
-                ));
-            };
             let payload: PutPayload = std::mem::take(&mut pending).into_iter().collect();
             pending_len = 0;
             let sending = writer.put_part(payload);
+            let permit = held.take();
             in_flight.spawn(async move {
                 let done = sending.await;
                 drop(permit);
@@ -150,6 +178,7 @@ impl Storage {
                 }
             }
         };
+        drop(held);
         stored.map_err(StorageError::from)?;
         Ok((size, hasher.finalize().into()))
     }

@@ -349,8 +349,8 @@ async fn many_large_writes_at_once_share_the_memory_budget_and_all_land() {
     }
 }
 
-/// Six writes of 15 MiB at once: more parts than the process lets fly (16 MiB), on S3 three
-/// parts each. Each must land whole; none may wait forever on the budget.
+/// Six writes of 15 MiB at once under an 8 MiB budget (on S3, one 5 MiB part's reservation at a
+/// time). Each must land whole; none may wait forever on the budget.
 async fn many_large_writes_at_once_share_the_memory_budget_and_all_land_on(kind: Kind) {
     use sha2::{Digest, Sha256};
     let h = harness(kind, 1 << 30).await;

@@ -262,6 +262,10 @@ pub(super) async fn put_object(
         metadata: serde_json::Map::new(),
         create_only,
         only_owner: (!admin).then_some(user.principal.user.id),
+        length: req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok()),
     };
     let info = storage(&state)?
         .put(user.tenant.id, &bucket, &key, put, body.boxed_local())

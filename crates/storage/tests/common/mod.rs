@@ -161,6 +161,8 @@ pub async fn harness(kind: Kind, quota_bytes: i64) -> Harness {
             max_object_bytes: 16 << 20,
             quota_bytes,
             quota_objects: 100,
+            // The smallest budget: on S3 one part's reservation at a time.
+            upload_memory: 8 << 20,
             ..StorageSettings::default()
         },
         &[9; 32],
