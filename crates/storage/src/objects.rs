@@ -3,6 +3,7 @@
 //! and marks the replaced blob as garbage), streamed out whole or by range, listed by prefix.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -574,19 +575,39 @@ pub(crate) async fn lock_usage(
     Ok(())
 }
 
-/// A range of a local file in chunks of 256 KiB (the store's own stream reads 8 KiB at a time,
-/// which made downloads several times slower than the disk).
+/// A range of a local file in chunks of 1 MiB, each read straight into its buffer by a task of
+/// the blocking pool, one after the other. (The store's own stream reads 8 KiB at a time, and
+/// `tokio::fs::File` copies through a buffer of its own: downloads were several times slower
+/// than the disk.)
 fn file_stream(mut file: std::fs::File, range: Range<u64>) -> ObjectStream {
-    use std::io::{Seek, SeekFrom};
-    use tokio::io::AsyncReadExt;
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 1 << 20;
     if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
         let failed = StorageError::Backend(format!("seek: {e}"));
         return futures_util::stream::once(async move { Err(failed) }).boxed();
     }
-    let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
-    tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10)
-        .map_err(|e| StorageError::Backend(e.to_string()))
-        .boxed()
+    let start = (Arc::new(file), range.end - range.start);
+    futures_util::stream::try_unfold(start, |(file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let wanted = left.min(CHUNK);
+        let reader = Arc::clone(&file);
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut buffer = Vec::with_capacity(usize::try_from(wanted).unwrap_or(0));
+            (&*reader).take(wanted).read_to_end(&mut buffer)?;
+            Ok(buffer)
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+        .map_err(|e| StorageError::Backend(format!("read: {e}")))?;
+        if read.is_empty() {
+            return Err(StorageError::Backend("the file ended early".to_owned()));
+        }
+        let left = left - read.len() as u64;
+        Ok(Some((Bytes::from(read), (file, left))))
+    })
+    .boxed()
 }
 
 /// Records `blob` as garbage: bytes no object points at any more, removed after the commit (or
