@@ -41,17 +41,24 @@ impl Storage {
             .await?;
         let mut swept = Swept::default();
         for tenant in tenant_ids {
-            let blobs: Vec<Uuid> = self
+            // Blobs recorded before the cutoff, and uploads expired before it.
+            let (blobs, uploads): (Vec<Uuid>, Vec<Uuid>) = self
                 .db
                 .tenant_transaction(tenant, |conn| {
                     async move {
-                        storage_blobs::table
+                        let blobs = storage_blobs::table
                             .filter(storage_blobs::created_at.lt(cutoff))
                             .select(storage_blobs::blob)
                             .limit(10_000)
                             .load(conn)
-                            .await
-                            .map_err(StorageError::from)
+                            .await?;
+                        let uploads = storage_uploads::table
+                            .filter(storage_uploads::expires_at.lt(cutoff))
+                            .select(storage_uploads::id)
+                            .limit(10_000)
+                            .load(conn)
+                            .await?;
+                        Ok::<_, StorageError>((blobs, uploads))
                     }
                     .scope_boxed()
                 })
@@ -60,21 +67,6 @@ impl Storage {
                 self.remove_blob(tenant, blob).await;
                 swept.blobs += 1;
             }
-            let uploads: Vec<Uuid> = self
-                .db
-                .tenant_transaction(tenant, |conn| {
-                    async move {
-                        storage_uploads::table
-                            .filter(storage_uploads::expires_at.lt(cutoff))
-                            .select(storage_uploads::id)
-                            .limit(10_000)
-                            .load(conn)
-                            .await
-                            .map_err(StorageError::from)
-                    }
-                    .scope_boxed()
-                })
-                .await?;
             for upload in uploads {
                 self.remove_upload(tenant, upload).await;
                 swept.uploads += 1;
