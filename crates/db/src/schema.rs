@@ -260,6 +260,7 @@ diesel::table! {
         create_only -> Bool,
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
+        completing_until -> Nullable<Timestamptz>,
     }
 }
 

@@ -35,6 +35,9 @@ pub enum StorageError {
     Interrupted(String),
     #[error("no such upload")]
     UploadNotFound,
+    /// Another `complete` of the same upload is running.
+    #[error("the upload is being completed")]
+    UploadBusy,
     /// `complete` before every part arrived whole.
     #[error("the upload is incomplete: {0}")]
     UploadIncomplete(String),
@@ -78,7 +81,7 @@ impl Diagnostic for StorageError {
             Self::BucketNotFound | Self::ObjectNotFound | Self::UploadNotFound => {
                 ErrorKind::NotFound
             }
-            Self::UploadIncomplete(_) => ErrorKind::Conflict,
+            Self::UploadIncomplete(_) | Self::UploadBusy => ErrorKind::Conflict,
             Self::SignatureInvalid | Self::SignatureExpired => ErrorKind::Forbidden,
             Self::BucketExists | Self::BucketNotEmpty | Self::ObjectExists => ErrorKind::Conflict,
             Self::Invalid(_) | Self::TypeNotAllowed(_) => ErrorKind::Validation,
@@ -105,6 +108,7 @@ impl Diagnostic for StorageError {
             Self::Interrupted(_) => "upload_interrupted",
             Self::UploadNotFound => "upload_not_found",
             Self::UploadIncomplete(_) => "upload_incomplete",
+            Self::UploadBusy => "upload_completing",
             Self::SignatureInvalid => "invalid_signature",
             Self::SignatureExpired => "signed_url_expired",
             Self::Backend(_) => "storage_unavailable",

@@ -404,7 +404,77 @@ impl Storage {
         id: Uuid,
         only_owner: Option<Uuid>,
     ) -> Result<(String, ObjectInfo), StorageError> {
-        let row = self.upload_row(tenant, id).await?;
+        let row = self.claim(tenant, id).await?;
+        let completed = self.assemble(tenant, id, row, only_owner).await;
+        if completed.is_err() {
+            self.release(tenant, id).await;
+        }
+        completed
+    }
+
+    /// Claims the upload for one completion: refused while another one runs (its claim lapses
+    /// after 15 minutes, should it die).
+    async fn claim(&self, tenant: Uuid, id: Uuid) -> Result<UploadRow, StorageError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::minutes(15);
+        let claimed: Option<UploadRow> = self
+            .db
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::update(storage_uploads::table.find(id))
+                        .filter(storage_uploads::expires_at.gt(now))
+                        .filter(
+                            storage_uploads::completing_until
+                                .is_null()
+                                .or(storage_uploads::completing_until.lt(now)),
+                        )
+                        .set(storage_uploads::completing_until.eq(until))
+                        .returning(COLUMNS)
+                        .get_result(conn)
+                        .await
+                        .optional()
+                        .map_err(StorageError::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        match claimed {
+            Some(row) => Ok(row),
+            None => {
+                // Missing or expired, or claimed by a completion that is running.
+                self.upload_row(tenant, id).await?;
+                Err(StorageError::UploadBusy)
+            }
+        }
+    }
+
+    /// Gives up a claim (the completion failed; the upload stays for another try).
+    async fn release(&self, tenant: Uuid, id: Uuid) {
+        let released = self
+            .db
+            .tenant_transaction(tenant, |conn| {
+                async move {
+                    diesel::update(storage_uploads::table.find(id))
+                        .set(storage_uploads::completing_until.eq(None::<DateTime<Utc>>))
+                        .execute(conn)
+                        .await
+                        .map_err(StorageError::from)
+                }
+                .scope_boxed()
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, upload = %id, "completion claim not released; it lapses");
+        }
+    }
+
+    async fn assemble(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        row: UploadRow,
+        only_owner: Option<Uuid>,
+    ) -> Result<(String, ObjectInfo), StorageError> {
         let (_, bucket_id, key, size, part_size, content_type, metadata, owner, create_only, _) =
             row;
         let (total, part_size) = (

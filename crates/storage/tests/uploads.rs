@@ -526,3 +526,50 @@ async fn objects_are_copied_moved_updated_and_deleted_by_prefix_on(kind: Kind) {
     let usage = s.usage(h.a).await.unwrap();
     assert_eq!((usage.objects, usage.bytes), (3, 7));
 }
+
+#[tokio::test]
+async fn an_upload_is_completed_once_however_many_ask_at_the_same_time() {
+    for kind in KINDS {
+        an_upload_is_completed_once_however_many_ask_at_the_same_time_on(kind).await;
+    }
+}
+
+async fn an_upload_is_completed_once_however_many_ask_at_the_same_time_on(kind: Kind) {
+    let h = harness(kind, 1 << 30).await;
+    let s = &h.storage;
+    s.create_bucket(h.a, &bucket("files", &[], None))
+        .await
+        .unwrap();
+    let bytes = data(3 * MIB);
+    let upload = s
+        .create_upload(
+            h.a,
+            "files",
+            new_upload("once.bin", bytes.len(), "application/octet-stream"),
+            None,
+        )
+        .await
+        .unwrap();
+    for part in &upload.parts {
+        send(&h, part, &slice(&bytes, &upload, part.number))
+            .await
+            .unwrap();
+    }
+    let attempts = (0..4).map(|_| s.complete_upload(h.a, upload.id, None));
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let done = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(done, 1, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(
+            matches!(
+                refused,
+                StorageError::UploadBusy | StorageError::UploadNotFound
+            ),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(read(s, h.a, "files", "once.bin").await, bytes);
+    assert_eq!(blobs(&h).await, 1, "one object, no part, no second blob");
+    let usage = s.usage(h.a).await.unwrap();
+    assert_eq!(usage.objects, 1);
+}

@@ -175,7 +175,7 @@ pub(super) async fn put_upload_part(
     responses(
         (status = 201, description = "The object", body = ObjectInfo),
         (status = 404, description = "`upload_not_found`"),
-        (status = 409, description = "`upload_incomplete` (which parts) or `object_exists`"),
+        (status = 409, description = "`upload_incomplete` (which parts), `upload_completing` (another completion runs) or `object_exists`"),
     )
 )]
 #[post("/api/v1/storage/uploads/{id}/complete")]

@@ -1,0 +1,1 @@
+ALTER TABLE storage_uploads DROP COLUMN completing_until;
