@@ -46,6 +46,9 @@ pub enum StorageError {
     SignatureInvalid,
     #[error("this signed URL has expired")]
     SignatureExpired,
+    /// Uploads hold all the memory they may: try again shortly.
+    #[error("the server is receiving too many uploads")]
+    Busy,
     /// The backend (disk or S3) failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -88,7 +91,7 @@ impl Diagnostic for StorageError {
             Self::TooLarge { .. } => ErrorKind::TooLarge,
             Self::QuotaExceeded | Self::NotOwner => ErrorKind::Forbidden,
             Self::Interrupted(_) => ErrorKind::BadRequest,
-            Self::Backend(_) => ErrorKind::Unavailable,
+            Self::Backend(_) | Self::Busy => ErrorKind::Unavailable,
             Self::Db(e) => e.kind(),
         }
     }
@@ -112,6 +115,7 @@ impl Diagnostic for StorageError {
             Self::SignatureInvalid => "invalid_signature",
             Self::SignatureExpired => "signed_url_expired",
             Self::Backend(_) => "storage_unavailable",
+            Self::Busy => "storage_busy",
             Self::Db(e) => e.code(),
         }
     }
@@ -148,6 +152,7 @@ impl Diagnostic for StorageError {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
+            Self::Busy => Some(std::time::Duration::from_secs(5)),
             Self::Db(e) => e.retry_after(),
             _ => None,
         }

@@ -25,6 +25,10 @@ pub enum Grant {
         bucket: String,
         #[serde(rename = "k")]
         key: String,
+        /// The content it was signed for: a key deleted and written again by someone else is
+        /// not the object the URL was given for.
+        #[serde(rename = "h")]
+        sha256: String,
     },
     /// Write part `part` of `upload`.
     Part {
@@ -126,12 +130,20 @@ impl Storage {
             tenant,
             bucket: bucket.to_owned(),
             key: info.key,
+            sha256: info.sha256,
         };
         Ok(self.url_key.sign(grant, expires_at))
     }
 
-    /// The tenant whose `key` of `bucket` a read token grants; refused for any other object.
-    pub fn verify_read(&self, token: &str, bucket: &str, key: &str) -> Result<Uuid, StorageError> {
+    /// The tenant whose `key` of `bucket` a read token grants, and the SHA-256 of the content it
+    /// was signed for (the caller serves the object only while it still has it); refused for
+    /// any other key.
+    pub fn verify_read(
+        &self,
+        token: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Uuid, String), StorageError> {
         let grant = self.url_key.verify(token, Utc::now())?;
         let key = crate::keys::object_key(key).map_err(|_| StorageError::SignatureInvalid)?;
         match grant {
@@ -139,7 +151,8 @@ impl Storage {
                 tenant,
                 bucket: b,
                 key: k,
-            } if b == bucket && k == key => Ok(tenant),
+                sha256,
+            } if b == bucket && k == key => Ok((tenant, sha256)),
             _ => Err(StorageError::SignatureInvalid),
         }
     }
@@ -156,6 +169,7 @@ mod tests {
             tenant: Uuid::from_u128(1),
             bucket: "files".into(),
             key: "a/b.txt".into(),
+            sha256: "ab".into(),
         };
         let now = Utc::now();
         let token = signer.sign(grant.clone(), now + chrono::Duration::seconds(60));
@@ -182,6 +196,7 @@ mod tests {
                 tenant: Uuid::from_u128(1),
                 bucket: "files".into(),
                 key: "secret.txt".into(),
+                sha256: "ab".into(),
             },
             now + chrono::Duration::seconds(60),
         );

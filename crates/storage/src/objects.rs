@@ -156,7 +156,18 @@ impl Storage {
 
     /// The largest object `bucket` takes, if it takes `content_type` at all.
     pub(crate) fn admits(&self, bucket: &Bucket, content_type: &str) -> Result<u64, StorageError> {
-        if content_type.is_empty() || !type_allowed(&bucket.allowed_types, content_type) {
+        // It becomes a response header: visible ASCII and spaces, `type/subtype`, bounded.
+        let well_formed = content_type.len() <= 255
+            && content_type.contains('/')
+            && content_type.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !well_formed {
+            return Err(StorageError::invalid(
+                "content_type",
+                "invalid",
+                "must be a media type like `image/png`: up to 255 visible ASCII characters",
+            ));
+        }
+        if !type_allowed(&bucket.allowed_types, content_type) {
             return Err(StorageError::TypeNotAllowed(content_type.to_owned()));
         }
         Ok(bucket

@@ -52,8 +52,14 @@ impl Storage {
                             .limit(10_000)
                             .load(conn)
                             .await?;
+                        // Not one a completion is assembling.
                         let uploads = storage_uploads::table
                             .filter(storage_uploads::expires_at.lt(cutoff))
+                            .filter(
+                                storage_uploads::completing_until
+                                    .is_null()
+                                    .or(storage_uploads::completing_until.lt(diesel::dsl::now)),
+                            )
                             .select(storage_uploads::id)
                             .limit(10_000)
                             .load(conn)

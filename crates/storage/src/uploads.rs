@@ -32,6 +32,12 @@ pub const DEFAULT_PART_BYTES: u64 = 16 << 20;
 pub const MIN_PART_BYTES: u64 = 1 << 20;
 /// The most parts an upload may have.
 pub const MAX_PARTS: u64 = 10_000;
+/// The largest part (S3's largest).
+pub const MAX_PART_BYTES: u64 = 5 << 30;
+/// Uploads in progress one account may have.
+pub const MAX_OPEN_UPLOADS: i64 = 100;
+/// However often it is renewed, an upload ends this long after it was declared.
+const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 /// An upload to declare.
 #[derive(Debug, Clone, Deserialize)]
@@ -167,11 +173,11 @@ impl Storage {
             return Err(StorageError::TooLarge { limit });
         }
         let part_size = match new.part_size {
-            Some(p) if p < MIN_PART_BYTES => {
+            Some(p) if !(MIN_PART_BYTES..=MAX_PART_BYTES).contains(&p) => {
                 return Err(StorageError::invalid(
                     "part_size",
-                    "too_small",
-                    format!("must be at least {MIN_PART_BYTES} bytes"),
+                    "out_of_range",
+                    format!("must be {MIN_PART_BYTES} to {MAX_PART_BYTES} bytes"),
                 ));
             }
             Some(p) => p,
@@ -199,6 +205,17 @@ impl Storage {
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    if let Some(owner) = owner {
+                        let open: i64 = storage_uploads::table
+                            .filter(storage_uploads::owner_id.eq(owner))
+                            .filter(storage_uploads::expires_at.gt(diesel::dsl::now))
+                            .count()
+                            .get_result(conn)
+                            .await?;
+                        if open >= MAX_OPEN_UPLOADS {
+                            return Err(StorageError::QuotaExceeded);
+                        }
+                    }
                     diesel::insert_into(storage_uploads::table)
                         .values((
                             storage_uploads::id.eq(id),
@@ -225,16 +242,27 @@ impl Storage {
             .await
     }
 
-    /// An upload: which parts arrived, fresh URLs for the others; its expiry renewed.
+    /// An upload: which parts arrived, fresh URLs for the others; its expiry renewed (never
+    /// past a week after it was declared).
     pub async fn upload(&self, tenant: Uuid, id: Uuid) -> Result<Upload, StorageError> {
-        let expires_at = Utc::now() + self.settings.url_lifetime;
+        let now = Utc::now();
+        let renewed = now + self.settings.url_lifetime;
         let row: Option<UploadRow> = self
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
+                    let created: Option<DateTime<Utc>> = storage_uploads::table
+                        .find(id)
+                        .filter(storage_uploads::expires_at.gt(now))
+                        .select(storage_uploads::created_at)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some(created) = created else {
+                        return Ok(None);
+                    };
                     diesel::update(storage_uploads::table.find(id))
-                        .filter(storage_uploads::expires_at.gt(diesel::dsl::now))
-                        .set(storage_uploads::expires_at.eq(expires_at))
+                        .set(storage_uploads::expires_at.eq(renewed.min(created + MAX_LIFETIME)))
                         .returning(COLUMNS)
                         .get_result(conn)
                         .await
@@ -382,7 +410,14 @@ impl Storage {
         let expected = part_bytes(size, part_size, u64::from(part));
         let path = Self::part_path(tenant, upload, part);
         match self.write_blob(&path, body, expected, Some(expected)).await {
-            Ok((written, _)) if written == expected => Ok(()),
+            Ok((written, _)) if written == expected => {
+                // Aborted, completed or swept while the part arrived: it is nobody's now.
+                if let Err(e) = self.upload_row(tenant, upload).await {
+                    let _ = self.store.delete(&path).await;
+                    return Err(e);
+                }
+                Ok(())
+            }
             Ok((written, _)) => {
                 let _ = self.store.delete(&path).await;
                 Err(StorageError::invalid(
@@ -404,17 +439,21 @@ impl Storage {
         id: Uuid,
         only_owner: Option<Uuid>,
     ) -> Result<(String, ObjectInfo), StorageError> {
-        let row = self.claim(tenant, id).await?;
+        let (row, until) = self.claim(tenant, id).await?;
         let completed = self.assemble(tenant, id, row, only_owner).await;
         if completed.is_err() {
-            self.release(tenant, id).await;
+            self.release(tenant, id, until).await;
         }
         completed
     }
 
     /// Claims the upload for one completion: refused while another one runs (its claim lapses
     /// after 15 minutes, should it die).
-    async fn claim(&self, tenant: Uuid, id: Uuid) -> Result<UploadRow, StorageError> {
+    async fn claim(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<(UploadRow, DateTime<Utc>), StorageError> {
         let now = Utc::now();
         let until = now + chrono::Duration::minutes(15);
         let claimed: Option<UploadRow> = self
@@ -439,7 +478,7 @@ impl Storage {
             })
             .await?;
         match claimed {
-            Some(row) => Ok(row),
+            Some(row) => Ok((row, until)),
             None => {
                 // Missing or expired, or claimed by a completion that is running.
                 self.upload_row(tenant, id).await?;
@@ -448,13 +487,15 @@ impl Storage {
         }
     }
 
-    /// Gives up a claim (the completion failed; the upload stays for another try).
-    async fn release(&self, tenant: Uuid, id: Uuid) {
+    /// Gives up this completion's claim, `until` (the completion failed; the upload stays for
+    /// another try) — not a later one's.
+    async fn release(&self, tenant: Uuid, id: Uuid, until: DateTime<Utc>) {
         let released = self
             .db
             .tenant_transaction(tenant, |conn| {
                 async move {
                     diesel::update(storage_uploads::table.find(id))
+                        .filter(storage_uploads::completing_until.eq(until))
                         .set(storage_uploads::completing_until.eq(None::<DateTime<Utc>>))
                         .execute(conn)
                         .await

@@ -27,7 +27,7 @@ use crate::{Storage, StorageError};
 const UNIT: u64 = 1 << 10;
 /// Parts in flight per write.
 const IN_FLIGHT: usize = 2;
-/// How long a write holding budget waits for its client's next bytes.
+/// How long a write holding budget waits for its client's next bytes, and a write for budget.
 const IDLE: Duration = Duration::from_secs(30);
 
 /// The shared budget of `bytes`.
@@ -55,9 +55,10 @@ impl Storage {
     /// Reserves `bytes` of the budget (at least one unit).
     async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, StorageError> {
         let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
-        Arc::clone(&self.budget)
-            .acquire_many_owned(units)
+        // Never a hang: past the wait, `storage_busy` (503, Retry-After).
+        tokio::time::timeout(IDLE, Arc::clone(&self.budget).acquire_many_owned(units))
             .await
+            .map_err(|_| StorageError::Busy)?
             .map_err(|_| StorageError::Backend("the upload memory budget is closed".to_owned()))
     }
 

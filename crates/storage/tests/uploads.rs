@@ -346,7 +346,13 @@ async fn signed_reads_name_one_object_and_expire() {
         )
         .await
         .unwrap();
-    assert_eq!(s.verify_read(&token, "files", "a/b.txt").unwrap(), h.a);
+    let (tenant, sha256) = s.verify_read(&token, "files", "a/b.txt").unwrap();
+    assert_eq!(tenant, h.a);
+    assert_eq!(
+        sha256,
+        s.head(h.a, "files", "a/b.txt").await.unwrap().sha256,
+        "bound to the content it was signed for"
+    );
     assert_eq!(s.verify_read(&token, "files", "a//b.txt").ok(), None);
     for (bucket, key) in [("files", "a/c.txt"), ("other", "a/b.txt")] {
         assert!(matches!(

@@ -311,13 +311,20 @@ pub(super) async fn get_object(
         None => None,
     };
     // A signed URL names its tenant; otherwise the caller's, or the one the request names.
-    let tenant_id = match (signed, &user.0) {
-        (Some(id), _) => id,
+    let tenant_id = match (&signed, &user.0) {
+        (Some((id, _)), _) => *id,
         (None, Some(u)) => u.tenant.id,
         (None, None) => CurrentTenant::extract(&req).await?.0.id,
     };
     let found = store.bucket(tenant_id, &bucket).await?;
     let info = store.head(tenant_id, &bucket, &key).await?;
+    if signed
+        .as_ref()
+        .is_some_and(|(_, sha256)| *sha256 != info.sha256)
+    {
+        // Written again since the URL was signed: not the object it was given for.
+        return Err(StorageError::ObjectNotFound.into());
+    }
     let allowed = signed.is_some()
         || found.public
         || user.0.as_ref().is_some_and(|u| {

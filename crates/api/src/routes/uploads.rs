@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sovereign_auth::Role;
+use sovereign_auth::{Role, Scope};
 use sovereign_storage::{NewUpload, ObjectInfo, StorageError, Upload};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -35,10 +35,16 @@ fn base_of(req: &HttpRequest) -> String {
 
 /// `base` + `/api/v1/…/segments…` with each segment percent-encoded, and `token` as the query.
 fn signed_url(base: &str, segments: &[&str], token: &str) -> Result<String, ApiError> {
-    let mut url = url::Url::parse(base)
-        .map_err(|_| ApiError::internal("the request's host does not make a URL"))?;
+    let bad_host = || {
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_host",
+            "The request's Host does not make a URL to sign.",
+        )
+    };
+    let mut url = url::Url::parse(base).map_err(|_| bad_host())?;
     url.path_segments_mut()
-        .map_err(|()| ApiError::internal("the request's host does not make a URL"))?
+        .map_err(|()| bad_host())?
         .extend(segments);
     url.query_pairs_mut().append_pair("token", token);
     Ok(url.into())
@@ -121,6 +127,8 @@ pub(super) async fn get_upload(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Upload>, ApiError> {
+    // It hands out URLs that write: an API key needs the write scope, as to create one.
+    user.principal.require_scope(Scope::Write)?;
     owned_upload(&state, &user, *id).await?;
     let upload = storage(&state)?.upload(user.tenant.id, *id).await?;
     Ok(web::Json(with_urls(upload, &base_of(&req))?))

@@ -86,6 +86,19 @@ async fn a_direct_upload_is_sent_in_parts_resumed_and_completed_by_its_owner_onl
         "content_type_not_allowed",
     )
     .await;
+    // A type that could not be a header, a part larger than any store takes: 422.
+    for body in [
+        json!({"key": "a.mp4", "size": 3, "content_type": "video/mp4\r\nX-Evil: 1"}),
+        json!({"key": "a.mp4", "size": 3, "content_type": "video/mp4", "part_size": 6_u64 << 30}),
+    ] {
+        expect_problem(
+            app.post_json("/api/v1/storage/buckets/media/uploads", Some(&user), body)
+                .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+    }
     let bytes = data(MIB + MIB / 2);
     let upload = json_of(
         app.post_json(
@@ -358,6 +371,32 @@ async fn signed_urls_read_one_object_without_credentials_until_they_expire() {
         "signed_url_expired",
     )
     .await;
+
+    // The key deleted and written again by someone else: the URL does not open their file.
+    let deleted = app
+        .call(
+            Method::DELETE,
+            "/api/v1/storage/buckets/private/objects/photos/cat.png",
+            Some(&user),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    store(
+        &app,
+        &other,
+        "private",
+        "photos/cat.png",
+        b"other's private file",
+    )
+    .await;
+    expect_problem(
+        app.client.get(url).send().await.unwrap(),
+        404,
+        "object_not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -553,6 +592,24 @@ async fn a_read_only_api_key_reads_files_and_writes_none() {
         )
         .await;
     }
+    // Asking for an upload hands out URLs that write: not with the read scope.
+    let upload = json_of(
+        app.post_json(
+            "/api/v1/storage/buckets/files/uploads",
+            Some(&admin),
+            json!({"key": "big.bin", "size": 3, "content_type": "application/octet-stream"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let path = format!("/api/v1/storage/uploads/{}", upload["id"].as_str().unwrap());
+    expect_problem(
+        app.call(Method::GET, &path, None, &headers, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
 }
 
 /// Every storage route, from an administrator of another tenant that has a bucket of the same
