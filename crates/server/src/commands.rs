@@ -107,8 +107,8 @@ async fn storage(settings: &Settings, action: StorageAction) -> Result<(), Strin
     let grace = older_than.map_or(settings.storage.sweep_grace, Duration::from_secs);
     let swept = storage.sweep(grace).await.map_err(|e| e.to_string())?;
     write_out(&format!(
-        "removed {} abandoned blobs and {} expired uploads\n",
-        swept.blobs, swept.uploads
+        "removed {} abandoned blobs, {} expired uploads and {} orphan parts\n",
+        swept.blobs, swept.uploads, swept.orphan_parts
     ))
 }
 

@@ -153,7 +153,7 @@ impl Storage {
         ))
     }
 
-    fn parts_prefix(tenant: Uuid, upload: Uuid) -> Path {
+    pub(crate) fn parts_prefix(tenant: Uuid, upload: Uuid) -> Path {
         Path::from(format!("{}/uploads/{}", tenant.simple(), upload.simple()))
     }
 

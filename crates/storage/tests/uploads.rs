@@ -579,3 +579,55 @@ async fn an_upload_is_completed_once_however_many_ask_at_the_same_time_on(kind: 
     let usage = s.usage(h.a).await.unwrap();
     assert_eq!(usage.objects, 1);
 }
+
+#[tokio::test]
+async fn a_part_sent_after_its_upload_ended_is_swept() {
+    for kind in KINDS {
+        a_part_sent_after_its_upload_ended_is_swept_on(kind).await;
+    }
+}
+
+async fn a_part_sent_after_its_upload_ended_is_swept_on(kind: Kind) {
+    let h = harness(kind, 1 << 30).await;
+    let s = &h.storage;
+    s.create_bucket(h.a, &bucket("files", &[], None))
+        .await
+        .unwrap();
+    let upload = s
+        .create_upload(
+            h.a,
+            "files",
+            new_upload("late.bin", 10, "application/octet-stream"),
+            None,
+        )
+        .await
+        .unwrap();
+    send(&h, &upload.parts[0], &[1; 10]).await.unwrap();
+    s.complete_upload(h.a, upload.id, None).await.unwrap();
+    assert_eq!(blobs(&h).await, 1);
+    // The same URL again, after completion: S3 takes it (a presigned URL lives until it
+    // expires); this server refuses it and keeps nothing.
+    let late = send(&h, &upload.parts[0], &[2; 10]).await;
+    match kind {
+        Kind::S3 => {
+            late.unwrap();
+            assert_eq!(blobs(&h).await, 2, "the late part is in the store");
+        }
+        Kind::Fs => assert!(
+            matches!(late, Err(StorageError::UploadNotFound)),
+            "{late:?}"
+        ),
+    }
+    // Younger than the sweep's age: left alone; then removed.
+    assert_eq!(
+        s.sweep(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .orphan_parts,
+        0
+    );
+    let swept = s.sweep(Duration::ZERO).await.unwrap();
+    assert_eq!(swept.orphan_parts, usize::from(kind == Kind::S3));
+    assert_eq!(blobs(&h).await, 1, "only the object's blob is left");
+    assert_eq!(read(s, h.a, "files", "late.bin").await, vec![1; 10]);
+}
