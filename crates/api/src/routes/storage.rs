@@ -41,6 +41,12 @@ pub(super) fn storage(state: &AppState) -> Result<&Storage, ApiError> {
     })
 }
 
+/// The account whose objects `user` is limited to: their own, unless an administrator (`None`:
+/// every object of the tenant).
+pub(super) fn only_own(user: &CurrentUser) -> Option<Uuid> {
+    (user.principal.role < Role::Admin).then_some(user.principal.user.id)
+}
+
 /// A bucket and an object in it, if `user` may read it: the bucket is public, the caller an
 /// administrator or the object's owner. Otherwise `object_not_found`, as if it were not there.
 pub(super) async fn may_read(
@@ -51,10 +57,7 @@ pub(super) async fn may_read(
 ) -> Result<(Bucket, ObjectInfo), ApiError> {
     let found = store.bucket(user.tenant.id, bucket).await?;
     let info = store.head(user.tenant.id, bucket, key).await?;
-    if found.public
-        || user.principal.role >= Role::Admin
-        || info.owner_id == Some(user.principal.user.id)
-    {
+    if found.public || only_own(user).is_none_or(|me| info.owner_id == Some(me)) {
         Ok((found, info))
     } else {
         Err(StorageError::ObjectNotFound.into())
@@ -207,7 +210,7 @@ pub(super) async fn list_objects(
     bucket: web::Path<String>,
     query: Query<ListQuery>,
 ) -> Result<web::Json<ObjectPage>, ApiError> {
-    let owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    let owner = only_own(&user);
     let page = storage(&state)?
         .list(
             user.tenant.id,
@@ -255,13 +258,12 @@ pub(super) async fn put_object(
         .headers()
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == b"*");
-    let admin = user.principal.role >= Role::Admin;
     let put = Put {
         content_type,
         owner: Some(user.principal.user.id),
         metadata: serde_json::Map::new(),
         create_only,
-        only_owner: (!admin).then_some(user.principal.user.id),
+        only_owner: only_own(&user),
         length: req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -424,7 +426,7 @@ pub(super) async fn delete_object(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, key) = path.into_inner();
-    let owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    let owner = only_own(&user);
     storage(&state)?
         .delete(user.tenant.id, &bucket, &key, owner)
         .await?;
@@ -461,8 +463,8 @@ pub(super) async fn delete_prefix(
     bucket: web::Path<String>,
     query: Query<PrefixQuery>,
 ) -> Result<web::Json<Deleted>, ApiError> {
-    let admin = user.principal.role >= Role::Admin;
-    if query.prefix.is_empty() && !admin {
+    let owner = only_own(&user);
+    if query.prefix.is_empty() && owner.is_some() {
         return Err(StorageError::invalid(
             "prefix",
             "required",
@@ -470,7 +472,6 @@ pub(super) async fn delete_prefix(
         )
         .into());
     }
-    let owner = (!admin).then_some(user.principal.user.id);
     let deleted = storage(&state)?
         .delete_prefix(user.tenant.id, &bucket, &query.prefix, owner)
         .await?;
@@ -503,7 +504,7 @@ pub(super) async fn update_object(
     body: Json<Unchecked<ObjectChanges>>,
 ) -> Result<web::Json<ObjectInfo>, ApiError> {
     let (bucket, key) = path.into_inner();
-    let owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    let owner = only_own(&user);
     let info = storage(&state)?
         .update(user.tenant.id, &bucket, &key, body.into_inner().0, owner)
         .await?;
@@ -530,12 +531,11 @@ pub struct Transfer {
 }
 
 fn destination(user: &CurrentUser, transfer: &Transfer) -> Destination {
-    let admin = user.principal.role >= Role::Admin;
     Destination {
         bucket: transfer.to_bucket.clone(),
         key: transfer.to.clone(),
         create_only: transfer.create_only,
-        only_owner: (!admin).then_some(user.principal.user.id),
+        only_owner: only_own(user),
         owner: Some(user.principal.user.id),
     }
 }

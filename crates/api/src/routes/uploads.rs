@@ -13,12 +13,12 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sovereign_auth::{Role, Scope};
+use sovereign_auth::Scope;
 use sovereign_storage::{NewUpload, ObjectInfo, StorageError, Upload};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::storage::{announce_created, may_read, storage};
+use super::storage::{announce_created, may_read, only_own, storage};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::{Json, Unchecked};
@@ -69,7 +69,7 @@ fn with_urls(mut upload: Upload, base: &str) -> Result<Upload, ApiError> {
 /// The upload, if the caller may see it: its creator, or an administrator.
 async fn owned_upload(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<(), ApiError> {
     let owner = storage(state)?.upload_owner(user.tenant.id, id).await?;
-    if user.principal.role >= Role::Admin || owner == Some(user.principal.user.id) {
+    if only_own(user).is_none_or(|me| owner == Some(me)) {
         Ok(())
     } else {
         Err(StorageError::UploadNotFound.into())
@@ -193,7 +193,7 @@ pub(super) async fn complete_upload(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     owned_upload(&state, &user, *id).await?;
-    let only_owner = (user.principal.role < Role::Admin).then_some(user.principal.user.id);
+    let only_owner = only_own(&user);
     let (bucket, info) = storage(&state)?
         .complete_upload(user.tenant.id, *id, only_owner)
         .await?;
