@@ -631,3 +631,72 @@ async fn a_part_sent_after_its_upload_ended_is_swept_on(kind: Kind) {
     assert_eq!(blobs(&h).await, 1, "only the object's blob is left");
     assert_eq!(read(s, h.a, "files", "late.bin").await, vec![1; 10]);
 }
+
+#[tokio::test]
+async fn an_account_has_at_most_100_uploads_in_progress_each_ending_a_week_after_it_began() {
+    let h = harness(Kind::Fs, 1 << 30).await;
+    let s = &h.storage;
+    s.create_bucket(h.a, &bucket("files", &[], None))
+        .await
+        .unwrap();
+    let me = Some(Uuid::now_v7());
+    let mut first = None;
+    for i in 0..100 {
+        let upload = s
+            .create_upload(
+                h.a,
+                "files",
+                new_upload(&format!("{i}.bin"), 10, "text/plain"),
+                me,
+            )
+            .await
+            .unwrap();
+        first.get_or_insert(upload.id);
+    }
+    assert!(matches!(
+        s.create_upload(h.a, "files", new_upload("101.bin", 10, "text/plain"), me)
+            .await,
+        Err(StorageError::QuotaExceeded)
+    ));
+    // Another account is not held back by this one's uploads.
+    s.create_upload(
+        h.a,
+        "files",
+        new_upload("x.bin", 10, "text/plain"),
+        Some(Uuid::now_v7()),
+    )
+    .await
+    .unwrap();
+
+    // Declared eight days ago: renewing cannot take it past the seventh day.
+    let id = first.unwrap();
+    let declared = Utc::now() - chrono::Duration::days(8);
+    {
+        use diesel::prelude::*;
+        use sovereign_db::schema::storage_uploads;
+        use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+        h.db.tenant_transaction(h.a, |conn| {
+            async move {
+                diesel::update(storage_uploads::table.find(id))
+                    .set(storage_uploads::created_at.eq(declared))
+                    .execute(conn)
+                    .await
+                    .map_err(sovereign_db::DbError::from)
+            }
+            .scope_boxed()
+        })
+        .await
+        .unwrap();
+    }
+    let renewed = s.upload(h.a, id).await.unwrap();
+    let cap = declared + chrono::Duration::days(7);
+    assert!(
+        (renewed.expires_at - cap).num_milliseconds().abs() < 5,
+        "{} is not {cap}",
+        renewed.expires_at
+    );
+    assert!(matches!(
+        s.upload(h.a, id).await,
+        Err(StorageError::UploadNotFound)
+    ));
+}
