@@ -15,6 +15,9 @@ pub(crate) struct ConnectOptions {
     /// runaway statement. `None` leaves the server default (migrations may legitimately run
     /// long, e.g. when building an index).
     pub statement_timeout: Option<Duration>,
+    /// Probe an idle connection this often and give it up when the probes go unanswered:
+    /// for long-lived connections (a listener, a lock holder) that must notice a dead peer.
+    pub keepalive: Option<Duration>,
 }
 
 /// How much later than the client-side limit PostgreSQL cancels a statement.
@@ -38,6 +41,14 @@ pub(crate) async fn connect(
             (limit + SERVER_SIDE_MARGIN).as_millis()
         ));
     }
+    if let Some(every) = options.keepalive {
+        config
+            .keepalives(true)
+            .keepalives_idle(every)
+            .keepalives_interval(every)
+            .keepalives_retries(3)
+            .tcp_user_timeout(every * 4);
+    }
     let (client, connection) = tokio::time::timeout(
         options.connect_timeout,
         config.connect(tokio_postgres::NoTls),
@@ -51,4 +62,24 @@ pub(crate) async fn connect(
     })?
     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// Opens a connection of its own, outside the pool, for work that holds a session: `LISTEN`,
+/// session-level advisory locks. TCP keepalives (every `keepalive`, given up after three missed
+/// probes) make a dead peer show as an error within seconds instead of a silent hang. It has the
+/// pool's statement timeout, and no transaction is ever left open on it by the pool's rules:
+/// its owner closes it by dropping it.
+pub async fn connect_dedicated(
+    url: &sovereign_core::settings::SecretUrl,
+    pool: &crate::PoolSettings,
+    keepalive: Duration,
+) -> Result<AsyncPgConnection, crate::DbError> {
+    let options = ConnectOptions {
+        connect_timeout: pool.connect_timeout,
+        statement_timeout: Some(pool.statement_timeout),
+        keepalive: Some(keepalive),
+    };
+    connect(url.expose(), options)
+        .await
+        .map_err(|e| crate::DbError::Unavailable(e.to_string()))
 }

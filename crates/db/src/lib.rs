@@ -7,6 +7,7 @@ mod pool;
 pub mod schema;
 mod settings;
 
+pub use connect::connect_dedicated;
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 pub use error::DbError;
 pub use pool::{Conn, Db, PoolStatus, RoleReport};

@@ -67,6 +67,7 @@ where
         ConnectOptions {
             connect_timeout: CONNECT_TIMEOUT,
             statement_timeout: None,
+            keepalive: None,
         },
     )
     .await?;

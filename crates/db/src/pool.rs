@@ -80,6 +80,7 @@ impl Db {
         let options = ConnectOptions {
             connect_timeout: config.connect_timeout,
             statement_timeout: Some(config.statement_timeout),
+            keepalive: None,
         };
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = Box::new(move |url| connect(url, options).boxed());

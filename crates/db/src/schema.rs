@@ -36,6 +36,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (tenant_id, created_at, id) {
+        tenant_id -> Uuid,
+        id -> Uuid,
+        created_at -> Timestamptz,
+        actor_kind -> Text,
+        actor_id -> Nullable<Uuid>,
+        actor_key_id -> Nullable<Uuid>,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        data -> Jsonb,
+    }
+}
+
+diesel::table! {
     auth_policies (tenant_id) {
         tenant_id -> Uuid,
         require_aal2 -> Text,
@@ -68,6 +86,28 @@ diesel::table! {
         tenant_id -> Uuid,
         url -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> Int8,
+        event_id -> Uuid,
+        #[sql_name = "type"]
+        type_ -> Text,
+        subject -> Nullable<Text>,
+        actor_kind -> Text,
+        actor_id -> Nullable<Uuid>,
+        actor_key_id -> Nullable<Uuid>,
+        outcome -> Text,
+        data -> Jsonb,
+        request_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        audit -> Bool,
+        created_at -> Timestamptz,
+        dispatched_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -346,9 +386,11 @@ diesel::table! {
 
 diesel::joinable!(action_tokens -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(audit_log -> tenants (tenant_id));
 diesel::joinable!(auth_policies -> tenants (tenant_id));
 diesel::joinable!(auth_providers -> tenants (tenant_id));
 diesel::joinable!(auth_redirect_urls -> tenants (tenant_id));
+diesel::joinable!(events -> tenants (tenant_id));
 diesel::joinable!(mfa_challenges -> tenants (tenant_id));
 diesel::joinable!(mfa_factors -> tenants (tenant_id));
 diesel::joinable!(passkey_ceremonies -> tenants (tenant_id));
@@ -371,9 +413,11 @@ diesel::joinable!(vector_collections -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(
     action_tokens,
     api_keys,
+    audit_log,
     auth_policies,
     auth_providers,
     auth_redirect_urls,
+    events,
     mfa_challenges,
     mfa_factors,
     passkey_ceremonies,
