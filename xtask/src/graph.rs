@@ -79,6 +79,20 @@ pub const RULES: &[Rule] = &[
               table itself and knows nothing of vector search",
     },
     Rule::Never {
+        krate: "sovereign-events",
+        targets: &[
+            "sovereign-auth",
+            "sovereign-tenancy",
+            "sovereign-cache",
+            "sovereign-vector",
+            "sovereign-storage",
+            "sovereign-realtime",
+        ],
+        why: "every domain crate writes its events in its own transactions through the outbox, so \
+              the outbox builds on none of them; sinks that reach other services are handed to \
+              the dispatcher by whoever composes them",
+    },
+    Rule::Never {
         krate: "sovereign-core",
         targets: &["sovereign-*"],
         why: "every other crate of the workspace builds on core (the settings mechanism, \

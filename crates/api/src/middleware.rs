@@ -52,6 +52,11 @@ pub(crate) async fn request_context(
             https: false,
         },
     };
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(client);
     // Routing needs the only reference to the request, so nothing here may clone it before the
@@ -80,9 +85,18 @@ pub(crate) async fn request_context(
                 .map(ServiceResponse::map_into_boxed_body),
         }
     };
-    let outcome = request_id::scope(id.clone(), AssertUnwindSafe(inner).catch_unwind())
-        .instrument(span.clone())
-        .await;
+    // Events written while handling the request record where it came from.
+    let origin = sovereign_events::origin::Origin {
+        request_id: Some(id.clone()),
+        ip: Some(client.ip),
+        user_agent: user_agent.clone(),
+    };
+    let outcome = request_id::scope(
+        id.clone(),
+        sovereign_events::origin::scope(origin, AssertUnwindSafe(inner).catch_unwind()),
+    )
+    .instrument(span.clone())
+    .await;
 
     let mut route = None;
     let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = match outcome {

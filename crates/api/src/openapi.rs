@@ -55,6 +55,7 @@ the `request_id` that also appears in the `X-Request-ID` header and the server's
         (name = "realtime", description = "Websocket channels (`GET /api/v1/ws`): tickets for browsers and server-side publishing. The frames are the `ClientFrame` and `ServerFrame` schemas; docs/realtime.md describes the protocol"),
         (name = "vector", description = "Vector search: collections, points with JSON payloads, filtered nearest-neighbour search, recommendations and embeddings"),
         (name = "storage", description = "File storage: buckets, and objects streamed in and out (ranges, ETags); users own what they write"),
+        (name = "audit", description = "The audit log: append-only, tenant-scoped, for administrators"),
     ),
     paths(routes::users::me),
     modifiers(&SecuritySchemes),

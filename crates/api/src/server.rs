@@ -72,6 +72,7 @@ pub struct Application {
     port: u16,
     hub: Option<Hub>,
     storage: Option<sovereign_storage::Storage>,
+    dispatcher: Option<sovereign_events::Dispatcher>,
     metrics: Option<(Server, u16)>,
 }
 
@@ -103,6 +104,7 @@ impl Application {
         let services = Services::start(&settings, options.mailer).await?;
         let hub = services.hub.clone();
         let storage = services.storage.clone();
+        let dispatcher = services.dispatcher.clone();
         let edge = web::Data::new(EdgeConfig {
             trusted_proxies: settings.network.trusted_proxies.clone(),
             production: settings.environment.is_production(),
@@ -186,6 +188,7 @@ impl Application {
             port,
             hub,
             storage,
+            dispatcher,
             metrics,
         })
     }
@@ -205,7 +208,8 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight requests
     /// finish within `SHUTDOWN_TIMEOUT_SECONDS`.
     ///
-    /// The storage sweeper runs every `STORAGE_SWEEP_INTERVAL_SECONDS` meanwhile.
+    /// The storage sweeper runs every `STORAGE_SWEEP_INTERVAL_SECONDS` meanwhile, and the event
+    /// dispatcher competes for its term (`EVENTS_DISPATCH`).
     ///
     /// Websockets are closed with 1001 as soon as the signal arrives, so clients reconnect to
     /// another instance (and recover what they miss) instead of waiting out the timeout.
@@ -231,6 +235,9 @@ impl Application {
                 }
             }))
         });
+        let dispatcher = self
+            .dispatcher
+            .map(|dispatcher| tokio::spawn(dispatcher.run(std::future::pending())));
         let metrics = self.metrics.map(|(server, _)| {
             let handle = server.handle();
             tokio::spawn(server);
@@ -239,6 +246,9 @@ impl Application {
         let result = self.server.await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.abort();
         }
         if let Some(metrics) = metrics {
             metrics.stop(true).await;

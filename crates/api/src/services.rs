@@ -7,6 +7,7 @@ use sovereign_auth::{Accounts, LogMailer, Mailer};
 use sovereign_cache::{Cache, RateLimiter};
 use sovereign_core::Environment;
 use sovereign_db::Db;
+use sovereign_events::Dispatcher;
 use sovereign_realtime::Hub;
 use sovereign_storage::Storage;
 use sovereign_tenancy::TenantAdmin;
@@ -32,6 +33,9 @@ pub struct Services {
     pub hub: Option<Hub>,
     /// File storage; `None` when `ENABLE_FILE_UPLOADS` is off.
     pub storage: Option<Storage>,
+    /// The event dispatcher this instance runs (competing for the one term of the deployment);
+    /// `None` when `EVENTS_DISPATCH` is off, and for one-off commands.
+    pub dispatcher: Option<Dispatcher>,
 }
 
 impl Services {
@@ -81,6 +85,18 @@ impl Services {
             None
         };
         let storage = storage_of(&db, settings)?;
+        if let Err(e) = sovereign_events::audit::ensure_partitions(&db).await {
+            tracing::warn!(error = %e, "could not make the audit log's partitions ahead; the dispatcher retries hourly");
+        }
+        let dispatcher = settings.events.dispatch.then(|| {
+            Dispatcher::new(
+                db.clone(),
+                settings.database.url.clone(),
+                settings.database.pool,
+                settings.events,
+                Vec::new(),
+            )
+        });
         Ok(Self {
             tenant_admin: TenantAdmin::from_settings(&settings.database)?,
             db,
@@ -90,6 +106,7 @@ impl Services {
             vectors,
             hub,
             storage,
+            dispatcher,
         })
     }
 
@@ -118,6 +135,7 @@ impl Services {
             vectors: None,
             hub: None,
             storage,
+            dispatcher: None,
         })
     }
 }

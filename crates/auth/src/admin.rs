@@ -2,12 +2,15 @@
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use serde_json::json;
 use sovereign_core::pagination::{Page, PageRequest};
 use sovereign_db::schema::users;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::EventType;
 use uuid::Uuid;
 
 use crate::accounts::{normalize_email, normalize_name};
+use crate::audit;
 use crate::keys::revoke_keys_of;
 use crate::model::{Principal, Role, User, UserRow};
 use crate::revocation::Revocation;
@@ -262,6 +265,7 @@ impl Accounts {
         id: Uuid,
     ) -> Result<(), AuthError> {
         self.managed(actor, tenant, id, Some("delete")).await?;
+        let by = audit::actor(actor);
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -274,7 +278,16 @@ impl Accounts {
                         .execute(conn)
                         .await?;
                     revoke_sessions(conn, RevokeWhere::User(id), "account_deleted").await?;
-                    revoke_keys_of(conn, id).await
+                    revoke_keys_of(conn, id).await?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::AccountDeleted,
+                        by,
+                        audit::user(id),
+                        json!({}),
+                    )
+                    .await
                 }
                 .scope_boxed()
             })
@@ -293,6 +306,7 @@ impl Accounts {
         active: bool,
     ) -> Result<User, AuthError> {
         self.managed(actor, tenant, id, Some("deactivate")).await?;
+        let by = audit::actor(actor);
         let row = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -308,6 +322,12 @@ impl Accounts {
                     if !active {
                         revoke_sessions(conn, RevokeWhere::User(id), "account_deactivated").await?;
                     }
+                    let kind = if active {
+                        EventType::AccountActivated
+                    } else {
+                        EventType::AccountDeactivated
+                    };
+                    audit::record(conn, tenant, kind, by, audit::user(id), json!({})).await?;
                     Ok::<_, AuthError>(row)
                 }
                 .scope_boxed()
@@ -333,6 +353,8 @@ impl Accounts {
         if target.role == role {
             return Ok(target);
         }
+        let by = audit::actor(actor);
+        let from = target.role;
         let row = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -346,6 +368,15 @@ impl Accounts {
                         .get_result(conn)
                         .await?;
                     revoke_sessions(conn, RevokeWhere::User(id), "role_changed").await?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::RoleChanged,
+                        by,
+                        audit::user(id),
+                        json!({ "from": from, "to": role }),
+                    )
+                    .await?;
                     Ok::<_, AuthError>(row)
                 }
                 .scope_boxed()

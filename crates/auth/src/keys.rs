@@ -3,10 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use serde_json::json;
 use sovereign_db::schema::{api_keys, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::EventType;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::model::{ApiKeyInfo, ApiKeyRow, Credential, Principal, Role, Scope, User, UserRow};
 use crate::opaque::{self, Kind};
 use crate::revocation::{Entry, Revocation};
@@ -127,13 +130,16 @@ impl Accounts {
         let minted = opaque::mint(Kind::ApiKey, tenant);
         let prefix = opaque::display_prefix(&minted.token);
         let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+        let by = audit::actor(principal);
+        let key_id = Uuid::now_v7();
         let row = self
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    diesel::insert_into(api_keys::table)
+                    let data = json!({ "name": name, "role": role, "scopes": scope_names });
+                    let row = diesel::insert_into(api_keys::table)
                         .values((
-                            api_keys::id.eq(Uuid::now_v7()),
+                            api_keys::id.eq(key_id),
                             api_keys::tenant_id.eq(tenant),
                             api_keys::user_id.eq(user),
                             api_keys::name.eq(name),
@@ -145,8 +151,11 @@ impl Accounts {
                         ))
                         .returning(ApiKeyRow::as_returning())
                         .get_result(conn)
-                        .await
-                        .map_err(AuthError::from)
+                        .await?;
+                    let subject = format!("api_key:{key_id}");
+                    audit::record(conn, tenant, EventType::ApiKeyCreated, by, subject, data)
+                        .await?;
+                    Ok::<_, AuthError>(row)
                 }
                 .scope_boxed()
             })
@@ -190,9 +199,11 @@ impl Accounts {
             .filter(|r| *r <= role)
             .map(Role::as_str)
             .collect();
+        let by = audit::actor(principal);
+        let tenant = principal.user.tenant_id;
         let revoked = self
             .db()
-            .tenant_transaction(principal.user.tenant_id, |conn| {
+            .tenant_transaction(tenant, |conn| {
                 async move {
                     let target = diesel::update(api_keys::table)
                         .filter(api_keys::id.eq(id))
@@ -207,11 +218,23 @@ impl Accounts {
                     } else {
                         target.filter(api_keys::user_id.eq(user))
                     };
-                    target
+                    let revoked = target
                         .set(api_keys::revoked_at.eq(diesel::dsl::now))
                         .execute(conn)
-                        .await
-                        .map_err(AuthError::from)
+                        .await?;
+                    if revoked > 0 {
+                        let subject = format!("api_key:{id}");
+                        audit::record(
+                            conn,
+                            tenant,
+                            EventType::ApiKeyRevoked,
+                            by,
+                            subject,
+                            json!({}),
+                        )
+                        .await?;
+                    }
+                    Ok::<_, AuthError>(revoked)
                 }
                 .scope_boxed()
             })

@@ -3,6 +3,7 @@
 mod accounts;
 mod action_tokens;
 mod admin;
+mod audit;
 mod authentication;
 mod error;
 mod factors;

@@ -3,13 +3,16 @@
 
 use diesel::prelude::*;
 use secrecy::SecretString;
+use serde_json::json;
 use sovereign_db::schema::{action_tokens, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType};
 use sovereign_tenancy::TenantRef;
 use uuid::Uuid;
 
 use crate::accounts::normalize_email;
 use crate::action_tokens::{Purpose, Redeemable, consume_action_token, insert_action_token};
+use crate::audit;
 use crate::mailer::Email;
 use crate::model::Principal;
 use crate::password::context_words;
@@ -60,6 +63,7 @@ impl Accounts {
         let hash = self
             .hash_new(tenant, new, "new_password", Some(&principal.user.email))
             .await?;
+        let by = audit::actor(principal);
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
@@ -71,6 +75,15 @@ impl Accounts {
                             keep: session,
                         },
                         "password_changed",
+                    )
+                    .await?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::PasswordChanged,
+                        by,
+                        audit::user(user),
+                        json!({ "reset": false }),
                     )
                     .await
                 }
@@ -168,7 +181,16 @@ impl Accounts {
                         .set(action_tokens::used_at.eq(diesel::dsl::now))
                         .execute(conn)
                         .await?;
-                    revoke_sessions(conn, RevokeWhere::User(user), "password_reset").await
+                    revoke_sessions(conn, RevokeWhere::User(user), "password_reset").await?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::PasswordChanged,
+                        Actor::User { id: user },
+                        audit::user(user),
+                        json!({ "reset": true }),
+                    )
+                    .await
                 }
                 .scope_boxed()
             })

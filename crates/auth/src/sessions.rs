@@ -7,11 +7,14 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
+use serde_json::json;
 use sovereign_db::schema::{refresh_tokens, sessions, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType, NewEvent};
 use uuid::Uuid;
 
 use crate::accounts::{auth_event, later};
+use crate::audit;
 use crate::factors::tenant_policy;
 use crate::model::{Aal, Assurance, Credential, Principal, User, UserRow};
 use crate::opaque::{self, Kind};
@@ -102,6 +105,7 @@ impl Accounts {
         let ip = client.ip.map(|ip| ip.to_string());
         let aal = assurance.aal.as_str();
         let amr: Vec<Option<String>> = assurance.amr.iter().cloned().map(Some).collect();
+        let methods = assurance.amr.clone();
         let auth_time = DateTime::from_timestamp(assurance.auth_time, 0).unwrap_or_else(Utc::now);
         self.db()
             .tenant_transaction(tenant, |conn| {
@@ -120,7 +124,16 @@ impl Accounts {
                         ))
                         .execute(conn)
                         .await?;
-                    insert_refresh_token(conn, tenant, session, digest).await
+                    insert_refresh_token(conn, tenant, session, digest).await?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::AccountSignedIn,
+                        Actor::User { id: user_id },
+                        audit::user(user_id),
+                        json!({ "session_id": session, "aal": aal, "amr": methods }),
+                    )
+                    .await
                 }
                 .scope_boxed()
             })
@@ -233,7 +246,21 @@ impl Accounts {
                         )
                         .await?;
                         return Ok::<_, AuthError>(match <[_]>::first(&revoked) {
-                            Some(&(session, user)) => Rotation::Reused { session, user },
+                            Some(&(session, user)) => {
+                                sovereign_events::emit(
+                                    conn,
+                                    tenant,
+                                    NewEvent::new(
+                                        EventType::AccountRefreshReused,
+                                        Actor::User { id: user },
+                                    )
+                                    .subject(audit::user(user))
+                                    .data(json!({ "session_id": session }))
+                                    .failed(),
+                                )
+                                .await?;
+                                Rotation::Reused { session, user }
+                            }
                             None => Rotation::Invalid,
                         });
                     };
@@ -347,7 +374,14 @@ impl Accounts {
         } else {
             RevokeWhere::Session(session)
         };
-        self.revoke(principal.user.tenant_id, target, "logout")
+        let by = audit::actor(principal);
+        let event = (
+            EventType::AccountSignedOut,
+            by,
+            audit::user(user),
+            json!({ "session_id": session, "all": all }),
+        );
+        self.revoke(principal.user.tenant_id, target, "logout", Some(event))
             .await?;
         tracing::info!(security_event = "logout", user_id = %user, all, "signed out");
         self.announce(if all {
@@ -408,11 +442,18 @@ impl Accounts {
         session: Uuid,
     ) -> Result<(), AuthError> {
         let user = principal.user.id;
+        let event = (
+            EventType::SessionRevoked,
+            audit::actor(principal),
+            audit::user(user),
+            json!({ "session_id": session }),
+        );
         let revoked = self
             .revoke(
                 principal.user.tenant_id,
                 RevokeWhere::OwnSession { session, user },
                 "revoked_by_user",
+                Some(event),
             )
             .await?;
         if revoked.is_empty() {
@@ -422,17 +463,27 @@ impl Accounts {
         Ok(())
     }
 
-    /// Revokes sessions in a transaction of their own; returns `(session, user)` of each one
-    /// revoked.
+    /// Revokes sessions in a transaction of their own, with `event` when any was revoked;
+    /// returns `(session, user)` of each one revoked.
     async fn revoke(
         &self,
         tenant: Uuid,
         target: RevokeWhere,
         reason: &'static str,
+        event: Option<(EventType, Actor, String, serde_json::Value)>,
     ) -> Result<Vec<(Uuid, Uuid)>, AuthError> {
         self.db()
             .tenant_transaction(tenant, |conn| {
-                async move { revoke_sessions(conn, target, reason).await }.scope_boxed()
+                async move {
+                    let revoked = revoke_sessions(conn, target, reason).await?;
+                    if let Some((kind, actor, subject, data)) = event
+                        && !revoked.is_empty()
+                    {
+                        audit::record(conn, tenant, kind, actor, subject, data).await?;
+                    }
+                    Ok(revoked)
+                }
+                .scope_boxed()
             })
             .await
     }

@@ -3,13 +3,16 @@
 
 use diesel::prelude::*;
 use secrecy::SecretString;
+use serde_json::json;
 use sovereign_db::schema::users;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType};
 use uuid::Uuid;
 use validator::ValidateEmail;
 
 use crate::accounts::{auth_event, normalize_email, normalize_name};
 use crate::action_tokens::{Purpose, insert_action_token};
+use crate::audit;
 use crate::factors::SignIn;
 use crate::mailer::Email;
 use crate::model::{Role, User, UserRow};
@@ -73,6 +76,15 @@ impl Accounts {
                     let Some(id) = id else {
                         return Ok::<_, AuthError>(None);
                     };
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::AccountRegistered,
+                        Actor::User { id },
+                        audit::user(id),
+                        json!({ "method": "password" }),
+                    )
+                    .await?;
                     let token = insert_action_token(
                         conn,
                         tenant,
@@ -150,17 +162,39 @@ impl Accounts {
             None
         };
         let (row, hash) = found.unzip();
+        let found_id = row.as_ref().map(|r: &UserRow| r.id);
         let hash = hash.flatten();
         let verified = self.inner.hasher.verify(password, hash.as_deref()).await?;
         let Some(row) = row.filter(|_| verified) else {
             tracing::warn!(security_event = "login_failed", %tenant, "failed sign-in");
             auth_event("login_failed");
+            // The account, when the address has one; never what was typed as a password.
+            let (actor, subject) = match found_id {
+                Some(id) => (Actor::User { id }, Some(audit::user(id))),
+                None => (Actor::System, None),
+            };
+            audit::record_failure(
+                self.db(),
+                tenant,
+                actor,
+                subject,
+                json!({ "method": "password", "reason": "invalid_credentials" }),
+            )
+            .await?;
             return Err(AuthError::InvalidCredentials);
         };
         let user = User::try_from(row)?;
         if !user.is_active {
             tracing::warn!(security_event = "login_disabled", user_id = %user.id, "sign-in to a disabled account");
             auth_event("login_failed");
+            audit::record_failure(
+                self.db(),
+                tenant,
+                Actor::User { id: user.id },
+                Some(audit::user(user.id)),
+                json!({ "method": "password", "reason": "account_disabled" }),
+            )
+            .await?;
             return Err(AuthError::AccountDisabled);
         }
         let signed_in = self.after_first_factor(&user, client, "pwd").await?;

@@ -128,3 +128,47 @@ mod tests {
         assert_eq!(EventType::parse("account.nope"), None);
     }
 }
+
+/// The catalogue as the Markdown table `docs/events.md` carries between its markers.
+#[must_use]
+pub fn catalogue_markdown() -> String {
+    let mut out = String::from("| Type | Audited | When |\n|---|---|---|\n");
+    for &t in EventType::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            t.name(),
+            if t.audited() { "yes" } else { "no" },
+            t.description()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod docs {
+    const START: &str =
+        "<!-- event catalogue: generated from crates/events/src/catalogue.rs; do not edit -->\n";
+    const END: &str = "<!-- end of the event catalogue -->";
+
+    /// `docs/events.md` lists exactly the catalogue; `UPDATE_DOCS=1` rewrites it.
+    #[test]
+    fn docs_list_every_event_type() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.md");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+            panic!("docs/events.md lacks the catalogue markers");
+        };
+        let table = super::catalogue_markdown();
+        let current = &text[start + START.len()..end];
+        if current != table {
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                let updated = format!("{}{START}{table}{}", &text[..start], &text[end..]);
+                std::fs::write(path, updated).unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                panic!(
+                    "docs/events.md is out of date; run `UPDATE_DOCS=1 cargo test -p sovereign-events docs`"
+                );
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ pub mod origin;
 mod outbox;
 mod settings;
 
-pub use catalogue::EventType;
+pub use catalogue::{EventType, catalogue_markdown};
 pub use dispatcher::{BATCH, Dispatcher, DispatcherState, Sink};
 pub use error::EventsError;
 pub use outbox::{Actor, Event, NewEvent, Outcome, emit};

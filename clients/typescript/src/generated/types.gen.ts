@@ -33,6 +33,20 @@ export type AccessToken = {
 };
 
 /**
+ * Who caused an event.
+ */
+export type Actor = {
+    id: string;
+    kind: 'user';
+} | {
+    id: string;
+    key_id: string;
+    kind: 'api_key';
+} | {
+    kind: 'system';
+};
+
+/**
  * How many points a change touched.
  */
 export type Affected = {
@@ -73,6 +87,45 @@ export type Assurance = {
      * When the user last proved who they are (seconds since the epoch).
      */
     auth_time: number;
+};
+
+/**
+ * One entry of the audit log.
+ */
+export type AuditEntry = {
+    /**
+     * The event type, e.g. `account.role_changed`.
+     */
+    action: string;
+    actor: Actor;
+    created_at: string;
+    data: {
+        [key: string]: unknown;
+    };
+    /**
+     * The id of the event it records.
+     */
+    id: string;
+    ip?: string | null;
+    outcome: Outcome;
+    request_id?: string | null;
+    /**
+     * What was acted on: `user:<id>`, `api_key:<id>`, `<bucket>/<key>`, a collection's name.
+     */
+    target?: string | null;
+    tenant_id: string;
+    user_agent?: string | null;
+};
+
+/**
+ * One page of entries, newest first (or oldest first for an export).
+ */
+export type AuditPage = {
+    items: Array<AuditEntry>;
+    /**
+     * Pass as `cursor` for the next page; absent on the last.
+     */
+    next_cursor?: string | null;
 };
 
 /**
@@ -771,6 +824,11 @@ export type ObjectPage = {
     next?: string | null;
     objects: Array<ObjectInfo>;
 };
+
+/**
+ * Whether what an event records succeeded.
+ */
+export type Outcome = 'success' | 'failure';
 
 /**
  * One part of an upload.
@@ -1860,6 +1918,68 @@ export type ApiKeysRevokeResponses = {
 };
 
 export type ApiKeysRevokeResponse = ApiKeysRevokeResponses[keyof ApiKeysRevokeResponses];
+
+export type AuditListData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * The account that acted (also through its API keys).
+         */
+        actor?: string;
+        /**
+         * An event type (`account.role_changed`), or an area ending in a dot (`account.`).
+         */
+        action?: string;
+        /**
+         * What was acted on, exactly: `user:<id>`, `api_key:<id>`, `<bucket>/<key>`.
+         */
+        target?: string;
+        /**
+         * From this time on (RFC 3339, inclusive).
+         */
+        since?: string;
+        /**
+         * Before this time (RFC 3339, exclusive).
+         */
+        until?: string;
+        /**
+         * The `next_cursor` of the previous page.
+         */
+        cursor?: string;
+        /**
+         * From 1 to 1000 (default 50).
+         */
+        limit?: number;
+    };
+    url: '/api/v1/audit';
+};
+
+export type AuditListErrors = {
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    403: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    422: Problem;
+    /**
+     * An error, as an RFC 9457 problem body.
+     */
+    default: Problem;
+};
+
+export type AuditListError = AuditListErrors[keyof AuditListErrors];
+
+export type AuditListResponses = {
+    /**
+     * A page of entries
+     */
+    200: AuditPage;
+};
+
+export type AuditListResponse = AuditListResponses[keyof AuditListResponses];
 
 export type AuthListFactorsData = {
     body?: never;

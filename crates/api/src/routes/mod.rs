@@ -2,6 +2,11 @@
 //! document cannot miss a route.
 
 mod api_keys;
+#[expect(
+    unused_qualifications,
+    reason = "the code utoipa generates for the query parameters of `audit_log::list`"
+)]
+mod audit_log;
 mod auth;
 pub(crate) mod dto;
 mod factors;
@@ -104,6 +109,7 @@ pub(crate) fn register(cfg: &mut ServiceConfig<'_>) {
         .service(api_keys::create)
         .service(api_keys::list)
         .service(api_keys::revoke)
+        .service(audit_log::list)
         // `current` before `{id}`.
         .service(tenants::current)
         .service(tenants::list)

@@ -16,6 +16,7 @@ use sovereign_core::settings::{
 use sovereign_core::telemetry::LogSettings;
 use sovereign_core::{Quota, setting};
 use sovereign_db::DatabaseSettings;
+use sovereign_events::EventsSettings;
 use sovereign_realtime::RealtimeSettings;
 use sovereign_storage::StorageSettings;
 use sovereign_tenancy::TenancySettings;
@@ -137,6 +138,7 @@ pub struct Settings {
     pub vector: VectorSettings,
     pub realtime: RealtimeSettings,
     pub storage: StorageSettings,
+    pub events: EventsSettings,
 }
 
 impl ReadSettings for Settings {
@@ -156,6 +158,7 @@ impl ReadSettings for Settings {
         let vector = VectorSettings::read(r);
         let realtime = RealtimeSettings::read(r);
         let storage = StorageSettings::read(r);
+        let events = EventsSettings::read(r);
         Some(Self {
             environment: r.environment(),
             log: log?,
@@ -172,6 +175,7 @@ impl ReadSettings for Settings {
             vector: vector?,
             realtime: realtime?,
             storage: storage?,
+            events: events?,
         })
     }
 }

@@ -8,6 +8,7 @@
 )]
 
 mod accounts;
+mod audit;
 mod authz;
 mod cache;
 mod closed;

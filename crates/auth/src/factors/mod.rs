@@ -28,10 +28,13 @@ pub use step_up::{AccessToken, Reauthentication, STEP_UP_WINDOW_SECONDS};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use rand::RngCore;
+use serde_json::json;
 use sovereign_db::schema::{mfa_factors, recovery_codes};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::model::Principal;
 use crate::revocation::Revocation;
 use crate::sealed::Sealer;
@@ -204,6 +207,15 @@ impl Accounts {
                     if confirmed == 0 {
                         return Err(AuthError::NotFound("factor"));
                     }
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::FactorAdded,
+                        Actor::User { id: user },
+                        audit::user(user),
+                        json!({ "kind": "totp", "factor_id": id }),
+                    )
+                    .await?;
                     let others: i64 = mfa_factors::table
                         .filter(mfa_factors::user_id.eq(user))
                         .filter(mfa_factors::confirmed_at.is_not_null())
@@ -274,6 +286,7 @@ impl Accounts {
         let session = principal.session_id()?;
         principal.require_recent()?;
         let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        let by = audit::actor(principal);
         let last = self
             .db()
             .tenant_transaction(tenant, |conn| {
@@ -285,6 +298,15 @@ impl Accounts {
                     if removed == 0 {
                         return Err(AuthError::NotFound("factor"));
                     }
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::FactorRemoved,
+                        by,
+                        audit::user(user),
+                        json!({ "kind": "totp", "factor_id": id }),
+                    )
+                    .await?;
                     let left: i64 = mfa_factors::table
                         .filter(mfa_factors::user_id.eq(user))
                         .filter(mfa_factors::confirmed_at.is_not_null())

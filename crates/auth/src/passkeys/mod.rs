@@ -23,12 +23,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use serde_json::json;
 use sovereign_db::schema::passkeys;
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType};
 use uuid::Uuid;
 use webauthn_rs::prelude::{Passkey, RegisterPublicKeyCredential, Webauthn, WebauthnBuilder};
 
 use crate::accounts::later;
+use crate::audit;
 use crate::model::Principal;
 use crate::opaque::{self, Kind};
 use crate::providers::SignInMethod;
@@ -320,7 +323,7 @@ impl Accounts {
             .db()
             .tenant_transaction(tenant, |conn| {
                 async move {
-                    diesel::insert_into(passkeys::table)
+                    let created_at = diesel::insert_into(passkeys::table)
                         .values((
                             passkeys::id.eq(id),
                             passkeys::tenant_id.eq(tenant),
@@ -334,7 +337,17 @@ impl Accounts {
                         .get_result(conn)
                         .await
                         .optional()?
-                        .ok_or_else(|| invalid("this authenticator is registered already"))
+                        .ok_or_else(|| invalid("this authenticator is registered already"))?;
+                    audit::record(
+                        conn,
+                        tenant,
+                        EventType::FactorAdded,
+                        Actor::User { id: user },
+                        audit::user(user),
+                        json!({ "kind": "passkey", "passkey_id": id }),
+                    )
+                    .await?;
+                    Ok::<_, AuthError>(created_at)
                 }
                 .scope_boxed()
             })

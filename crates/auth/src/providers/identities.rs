@@ -14,14 +14,17 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use serde_json::json;
 use sovereign_db::schema::{provider_links, user_identities, users};
 use sovereign_db::{RunQueryDsl, ScopedFutureExt};
+use sovereign_events::{Actor, EventType};
 use uuid::Uuid;
 
 use super::ProviderConfig;
 use super::flow::LinkConfirmation;
 use super::protocol::External;
 use crate::accounts::{MAX_NAME_CHARS, auth_event, later};
+use crate::audit;
 use crate::model::{Principal, User, UserRow};
 use crate::opaque::{self, Kind};
 use crate::{Accounts, AuthError};
@@ -128,6 +131,15 @@ impl Accounts {
                                 .returning(UserRow::as_returning())
                                 .get_result(conn)
                                 .await?;
+                            audit::record(
+                                conn,
+                                tenant,
+                                EventType::AccountRegistered,
+                                Actor::User { id: row.id },
+                                audit::user(row.id),
+                                json!({ "method": "provider", "provider": provider }),
+                            )
+                            .await?;
                             (row, true)
                         }
                     };
@@ -331,10 +343,21 @@ impl Accounts {
         principal.session_id()?;
         principal.require_recent()?;
         let (tenant, user) = (principal.user.tenant_id, principal.user.id);
+        let by = audit::actor(principal);
         self.db()
             .tenant_transaction(tenant, |conn| {
                 async move {
                     let methods = lock_sign_in_methods(conn, user).await?;
+                    let provider: Option<String> = match method {
+                        SignInMethod::Identity(id) => user_identities::table
+                            .find(id)
+                            .filter(user_identities::user_id.eq(user))
+                            .select(user_identities::provider)
+                            .first(conn)
+                            .await
+                            .optional()?,
+                        SignInMethod::Passkey(_) => None,
+                    };
                     let removed = match method {
                         SignInMethod::Identity(id) => {
                             diesel::delete(user_identities::table.find(id))
@@ -355,7 +378,17 @@ impl Accounts {
                     if methods <= 1 {
                         return Err(AuthError::LastSignInMethod);
                     }
-                    Ok(())
+                    let (kind, data) = match method {
+                        SignInMethod::Identity(id) => (
+                            EventType::IdentityUnlinked,
+                            json!({ "provider": provider, "identity_id": id }),
+                        ),
+                        SignInMethod::Passkey(id) => (
+                            EventType::FactorRemoved,
+                            json!({ "kind": "passkey", "passkey_id": id }),
+                        ),
+                    };
+                    audit::record(conn, tenant, kind, by, audit::user(user), data).await
                 }
                 .scope_boxed()
             })
@@ -429,5 +462,13 @@ async fn insert_identity(
         ))
         .execute(conn)
         .await?;
-    Ok(())
+    audit::record(
+        conn,
+        tenant,
+        EventType::IdentityLinked,
+        Actor::User { id: user },
+        audit::user(user),
+        json!({ "provider": provider }),
+    )
+    .await
 }
